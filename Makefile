@@ -1,0 +1,39 @@
+# mdm_user: Apple MDM server logic inside PostgreSQL (PGXS build)
+
+EXTENSION = mdm_user
+EXTVERSION = $(shell sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([^']*\)'.*/\1/p" $(EXTENSION).control)
+PGFILEDESC = "mdm_user - Apple MDM server logic inside PostgreSQL"
+
+MODULE_big = mdm_user
+OBJS = \
+	src/mdm_user.o \
+	src/plist_read.o \
+	src/plist_bscan.o \
+	src/plist_xml.o \
+	src/plist_jsonb.o \
+	src/plist_write.o
+
+# The install script is built from one file per concern, in name order.
+SCHEMA_PARTS = $(sort $(wildcard schema/*.sql))
+DATA_built = $(EXTENSION)--$(EXTVERSION).sql
+
+# pg_regress: sql/*.sql against expected/*.out, in name order.
+REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --dbname=mdm_regress
+
+PKG_CONFIG ?= pkg-config
+PG_CPPFLAGS = $(shell $(PKG_CONFIG) --cflags libplist-2.0 openssl)
+SHLIB_LINK = $(shell $(PKG_CONFIG) --libs libplist-2.0 openssl)
+# Warnings go to gcc only (CFLAGS); clang builds the LLVM bitcode from CPPFLAGS.
+PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+$(EXTENSION)--$(EXTVERSION).sql: $(SCHEMA_PARTS) $(EXTENSION).control
+	cat $(SCHEMA_PARTS) > $@
+
+ifeq ($(shell test $(VERSION_NUM) -ge 150000 && echo yes),)
+$(error mdm_user requires PostgreSQL 15 or later)
+endif

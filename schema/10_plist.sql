@@ -1,0 +1,32 @@
+-- The plist layer: XML and binary plists to jsonb and back (src/plist_*.c).
+
+CREATE FUNCTION mdm.plist_to_jsonb(plist bytea) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'mdm_plist_to_jsonb'
+    LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION mdm.plist_to_jsonb(bytea) IS
+    'Convert an XML or binary plist to jsonb; data and dates become {"$data": base64} and {"$date": "...Z"}';
+
+CREATE FUNCTION mdm.jsonb_to_plist(value jsonb) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'mdm_jsonb_to_plist'
+    LANGUAGE C STABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION mdm.jsonb_to_plist(jsonb) IS
+    'Convert jsonb (in the mapping of mdm.plist_to_jsonb) to an XML plist';
+
+CREATE FUNCTION mdm.plist_data(value jsonb) RETURNS bytea
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN pg_catalog.decode(value OPERATOR(pg_catalog.->>) '$data', 'base64');
+COMMENT ON FUNCTION mdm.plist_data(jsonb) IS
+    'The bytes of a plist data value in jsonb form ({"$data": base64}); NULL for anything else';
+
+CREATE FUNCTION mdm.plist_date(value jsonb) RETURNS timestamptz
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN (value OPERATOR(pg_catalog.->>) '$date')::pg_catalog.timestamptz;
+COMMENT ON FUNCTION mdm.plist_date(jsonb) IS
+    'The time of a plist date value in jsonb form ({"$date": "...Z"}); NULL for anything else';
+
+CREATE FUNCTION mdm.backend_memory(OUT malloc_bytes bigint, OUT context_bytes bigint)
+    AS 'MODULE_PATHNAME', 'mdm_backend_memory'
+    LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION mdm.backend_memory() IS
+    'Memory this backend holds: malloc''ed bytes (libplist, OpenSSL) and PostgreSQL memory-context bytes';
+REVOKE ALL ON FUNCTION mdm.backend_memory() FROM PUBLIC;

@@ -1,0 +1,74 @@
+/*
+ * mdm_user.c
+ *		Module entry point of mdm_user: the library magic, the settings
+ *		(GUCs) that bound untrusted input, and backend diagnostics.
+ *
+ * Every setting that protects the server from hostile input is PGC_SUSET:
+ * the HTTP front end's role must not be able to raise its own limits.
+ */
+#include "mdm_user.h"
+
+#include <malloc.h>
+
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+
+PG_MODULE_MAGIC;
+
+int			mdm_max_message_bytes = 1024 * 1024;
+int			mdm_max_nesting_depth = 64;
+int			mdm_max_plist_nodes = 100000;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	DefineCustomIntVariable("mdm.max_message_bytes",
+							"Largest plist message or profile accepted, in bytes.",
+							"Larger input is refused before it is parsed.",
+							&mdm_max_message_bytes,
+							1024 * 1024, 64, 256 * 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("mdm.max_nesting_depth",
+							"Deepest nesting of dictionaries and arrays accepted in a plist.",
+							NULL,
+							&mdm_max_nesting_depth,
+							64, 1, 1000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("mdm.max_plist_nodes",
+							"Most nodes accepted in one plist, counted after expanding shared references.",
+							NULL,
+							&mdm_max_plist_nodes,
+							100000, 1, INT_MAX,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	MarkGUCPrefixReserved("mdm");
+}
+
+/*
+ * mdm.backend_memory() RETURNS TABLE(malloc_bytes bigint, context_bytes bigint)
+ *
+ * Memory held by this backend: bytes allocated with malloc (libplist and
+ * OpenSSL allocate there) and bytes held by PostgreSQL memory contexts.
+ * The regression suite uses it to show that parsing does not leak.
+ */
+PG_FUNCTION_INFO_V1(mdm_backend_memory);
+Datum
+mdm_backend_memory(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	struct mallinfo2 mi = mallinfo2();
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	values[0] = Int64GetDatum((int64) mi.uordblks + (int64) mi.hblkhd);
+	values[1] = Int64GetDatum((int64) MemoryContextMemAllocated(TopMemoryContext, true));
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
+}

@@ -1,0 +1,111 @@
+/*
+ * plist_read.h
+ *		Reading untrusted property lists into libplist trees, without PostgreSQL.
+ *
+ * This layer has no dependency on the server so that the fuzz target
+ * (test/fuzz) can link it on its own.  It never raises: every function
+ * reports failure through a PlistError whose message and detail already
+ * follow PostgreSQL's message style; the server glue (plist_jsonb.c) maps
+ * the error kind to a SQLSTATE.
+ *
+ * Binary plists are checked by an iterative pre-scan (plist_bscan.c) that
+ * bounds nesting depth and the expanded node count before libplist 2.2 sees
+ * the bytes: its binary reader recurses without limit and copies shared
+ * references.  XML plists are read by our own strict, iterative reader
+ * (plist_xml.c), which builds the libplist tree itself: libplist 2.2's XML
+ * reader accepts malformed numbers, dates and trailing content silently.
+ */
+#ifndef MDM_PLIST_READ_H
+#define MDM_PLIST_READ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <plist/plist.h>
+
+/* Bounds applied while reading; both come from settings in the server. */
+typedef struct PlistLimits
+{
+	int			max_depth;		/* containers nested inside each other */
+	int64_t		max_nodes;		/* nodes after expanding shared references */
+} PlistLimits;
+
+typedef enum PlistErrorKind
+{
+	PLIST_OK = 0,
+	PLIST_ERR_NOT_PLIST,		/* neither an XML nor a binary plist */
+	PLIST_ERR_BINARY,			/* malformed binary plist */
+	PLIST_ERR_XML,				/* malformed XML plist */
+	PLIST_ERR_SYNTAX,			/* a scalar's text cannot be read */
+	PLIST_ERR_ENCODING,			/* invalid UTF-8 / UTF-16, NUL characters */
+	PLIST_ERR_DEPTH,			/* deeper than max_depth */
+	PLIST_ERR_NODES,			/* more than max_nodes */
+	PLIST_ERR_INT_RANGE,		/* integer outside int64 */
+	PLIST_ERR_REAL_RANGE,		/* real that is not finite */
+	PLIST_ERR_DATE_RANGE,		/* date outside what libplist can hold */
+	PLIST_ERR_DUPLICATE_KEY,	/* a dictionary key given twice */
+	PLIST_ERR_UNSUPPORTED,		/* UID values, sets, other encodings */
+	PLIST_ERR_NOMEM				/* malloc failed */
+} PlistErrorKind;
+
+typedef struct PlistError
+{
+	PlistErrorKind kind;
+	char		message[192];
+	char		detail[320];
+} PlistError;
+
+/* Which encoding a buffer holds, judged from its first bytes. */
+typedef enum PlistFormat
+{
+	PLIST_FORMAT_UNKNOWN = 0,
+	PLIST_FORMAT_BINARY,
+	PLIST_FORMAT_XML
+} PlistFormat;
+
+extern PlistFormat plist_detect_format(const unsigned char *buf, size_t len);
+
+/*
+ * Read a plist of either format.  On success returns 1 and stores a tree in
+ * *out that the caller frees with plist_free(); on failure returns 0, sets
+ * *out to NULL and fills *err.
+ */
+extern int	plist_read(const unsigned char *buf, size_t len,
+					   const PlistLimits *limits, plist_t *out, PlistError *err);
+
+/* The binary pre-scan alone: 1 when libplist may be given the bytes. */
+extern int	plist_bscan(const unsigned char *buf, size_t len,
+						const PlistLimits *limits, PlistError *err);
+
+/* The XML reader alone. */
+extern int	plist_read_xml(const unsigned char *buf, size_t len,
+						   const PlistLimits *limits, plist_t *out,
+						   PlistError *err);
+
+/*
+ * Fill *err with a fixed primary message and a formatted detail; returns 0
+ * so that callers can write "return plist_fail(...)".
+ */
+extern int	plist_fail(PlistError *err, PlistErrorKind kind, const char *message,
+					   const char *detail_fmt,...)
+			__attribute__((format(printf, 4, 5)));
+
+/* UTF-8 validation: 1 if buf[0..len) is valid UTF-8 without NUL bytes. */
+extern int	plist_utf8_valid(const unsigned char *buf, size_t len,
+							 size_t *bad_offset);
+
+/*
+ * Dates.  libplist 2.2 keeps a date as seconds since 2001-01-01 00:00:00 UTC
+ * and hands it out as int32 seconds plus microseconds, so that is the range
+ * (1933-12-13 to 2069-01-19) this layer accepts.
+ */
+#define PLIST_DATE_TEXT_MAX 40
+extern int	plist_date_parse(const char *s, size_t len, int32_t *sec,
+							 int32_t *usec, PlistError *err);
+extern void plist_date_format(int32_t sec, int32_t usec,
+							  char buf[PLIST_DATE_TEXT_MAX]);
+
+/* Strict base64 (whitespace ignored); *out is malloc'ed. */
+extern int	plist_base64_decode(const char *s, size_t len, unsigned char **out,
+								size_t *outlen, PlistError *err);
+
+#endif							/* MDM_PLIST_READ_H */
