@@ -905,6 +905,8 @@ read_value_tree(XmlReader *r)
 			return plist_fail(r->err, PLIST_ERR_XML, "invalid XML plist",
 							  r->sp > 0 ? "The input ends inside a container."
 							  : "The input contains no value.");
+		if (r->sp == 0 && at(r, "</"))
+			return fail_xml(r, "invalid XML plist", "Expected a value but found an end tag");
 		if (!read_start_tag(r, &tag))
 			return 0;
 		if (!count_node(r))

@@ -1,0 +1,30 @@
+--
+-- Set-up shared by the regression suite: the extension, the test vectors
+-- (read by the client from test/vectors/, not by the server), and a helper
+-- that runs a statement and reports its SQLSTATE, message and detail.
+--
+CREATE EXTENSION mdm_user;
+
+CREATE TABLE vectors (name text PRIMARY KEY, body bytea NOT NULL);
+CREATE TEMP TABLE vectors_b64 (name text, b64 text);
+\copy vectors_b64 from program 'cd test/vectors && for f in */*; do case "$f" in *.md) continue;; esac; printf "%s\t%s\n" "$f" "$(base64 -w0 "$f")"; done'
+INSERT INTO vectors SELECT name, decode(b64, 'base64') FROM vectors_b64;
+SELECT split_part(name, '/', 1) AS dir, count(*) FROM vectors GROUP BY 1 ORDER BY 1;
+
+-- v('checkin/01-authenticate.plist') is the bytes of that vector
+CREATE FUNCTION v(vector text) RETURNS bytea
+    LANGUAGE sql STABLE STRICT
+    RETURN (SELECT body FROM vectors WHERE name = vector);
+
+-- run a statement; return 'ok' or 'SQLSTATE: message (detail)'
+CREATE FUNCTION try(statement text) RETURNS text
+    LANGUAGE plpgsql AS $$
+DECLARE
+    st text; msg text; det text;
+BEGIN
+    EXECUTE statement;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
+    RETURN st || ': ' || msg || CASE WHEN det <> '' THEN ' (' || det || ')' ELSE '' END;
+END $$;

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs inside pg_virtualenv (test/run): PGHOST, PGPORT, PGUSER, PGPASSWORD are set.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+if ! make -s installcheck; then
+    for f in regression.diffs test/isolation/output_iso/regression.diffs; do
+        [ -f "$f" ] && { echo "---- $f"; cat "$f"; }
+    done
+    exit 1
+fi

@@ -1,0 +1,50 @@
+# Shared set-up for test/run, demo/run and .ci/run (sourced, not executed).
+# Everything here is idempotent: running it twice changes nothing the second time.
+
+MDM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# Debian 12 packages the build, the tests and the demo need.
+MDM_PACKAGES="postgresql-15 postgresql-server-dev-15 postgresql-common postgresql-15-cron
+    libplist-dev libssl-dev pkg-config make gcc clang-14 libclang-rt-14-dev
+    python3 python3-yaml openssl util-linux"
+
+mdm_require_root() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "run this as root (it installs Debian packages and PostgreSQL extension files)" >&2
+        exit 1
+    fi
+}
+
+# Install whatever is missing from MDM_PACKAGES, and nothing else.
+mdm_ensure_packages() {
+    local missing="" p
+    for p in $MDM_PACKAGES; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+    done
+    if [ -n "$missing" ]; then
+        echo "== installing Debian packages:$missing"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+    fi
+}
+
+# Build and install the extension; a lock lets the demo and the tests run at once.
+mdm_build_install() {
+    echo "== building and installing mdm_user"
+    flock /tmp/mdm_user-build.lock make -s -C "$MDM_ROOT" install >/dev/null
+}
+
+# A TCP port nobody listens on, for a throwaway cluster.
+mdm_free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Run a command inside a throwaway cluster (pg_virtualenv -t: its own
+# temporary directory, removed afterwards) with pg_cron preloaded.
+mdm_with_cluster() {
+    PGPORT=$(mdm_free_port) pg_virtualenv -t \
+        -o shared_preload_libraries=pg_cron \
+        -o cron.database_name=postgres \
+        -o max_prepared_transactions=10 \
+        "$@"
+}

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Write the project's own test vectors to test/vectors/own/.
+
+They complement the shared vectors with edge cases of the plist layer:
+integer limits, dates, UTF-16 strings, and hand-made hostile binary plists
+(reference cycles, duplicate keys, non-finite reals, 128-bit integers).
+The files are committed; run this only to change them.
+"""
+import datetime
+import os
+import plistlib
+import struct
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "test", "vectors", "own")
+
+
+def write(name, data):
+    with open(os.path.join(OUT, name), "wb") as f:
+        f.write(data)
+
+
+def bplist(objects, root=0):
+    """Assemble a binary plist from already-encoded object bytes (1-byte refs)."""
+    body = b"bplist00"
+    offsets = []
+    for obj in objects:
+        offsets.append(len(body))
+        body += obj
+    table_at = len(body)
+    size = 1 if table_at < 256 else 2
+    for off in offsets:
+        body += off.to_bytes(size, "big")
+    body += bytes(6) + bytes([size, 1]) + struct.pack(">QQQ", len(objects), root, table_at)
+    return body
+
+
+def ascii_obj(s):
+    b = s.encode("ascii")
+    assert len(b) < 15
+    return bytes([0x50 | len(b)]) + b
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    edge = {
+        "negative": -42,
+        "int64_max": 9223372036854775807,
+        "int64_min": -9223372036854775808,
+        "real": 312.5,
+        "whole_real": 2.0,
+        "date": datetime.datetime(2026, 11, 28, 9, 46, 28),
+        "old_date": datetime.datetime(1999, 12, 31, 23, 59, 58),
+        "data": b"\x00\x01\x02\xff",
+        "unicode": "Zoë’s Mac — 日本",
+        "empty": "",
+        "nested": {"list": [True, False, {"deep": []}], "dict": {}},
+    }
+    write("edge-values.plist", plistlib.dumps(edge, fmt=plistlib.FMT_XML))
+    write("edge-values.bplist", plistlib.dumps(edge, fmt=plistlib.FMT_BINARY))
+    # 2^63 is written as a 16-byte integer: outside int64, so refused
+    write("uint64-too-large.bplist", plistlib.dumps({"big": 2**63}, fmt=plistlib.FMT_BINARY))
+    # dict 0 -> array 1 -> dict 0 ...: a reference cycle
+    write("cycle.bplist", bplist([
+        bytes([0xD1, 2, 1]),          # {key 2: obj 1}
+        bytes([0xA1, 0]),             # [obj 0]
+        ascii_obj("k"),
+    ]))
+    # one dictionary with the key "a" twice
+    write("duplicate-key.bplist", bplist([
+        bytes([0xD2, 1, 1, 2, 2]),
+        ascii_obj("a"),
+        bytes([0x10, 7]),
+    ]))
+    # {"r": NaN}
+    write("nan-real.bplist", bplist([
+        bytes([0xD1, 1, 2]),
+        ascii_obj("r"),
+        b"\x23" + struct.pack(">d", float("nan")),
+    ]))
+    # {"s": <UTF-16 string with a lone high surrogate>}
+    write("lone-surrogate.bplist", bplist([
+        bytes([0xD1, 1, 2]),
+        ascii_obj("s"),
+        bytes([0x62]) + "a".encode("utf-16-be") + b"\xd8\x00",
+    ]))
+    # {"s": "a\0b"} as an ASCII string with a NUL byte
+    write("nul-in-string.bplist", bplist([
+        bytes([0xD1, 1, 2]),
+        ascii_obj("s"),
+        bytes([0x53]) + b"a\x00b",
+    ]))
+    # a set object (marker 0xC), which plists do not use
+    write("set-object.bplist", bplist([
+        bytes([0xC1, 1]),
+        bytes([0x10, 1]),
+    ]))
+
+
+if __name__ == "__main__":
+    main()
