@@ -11,7 +11,9 @@ OBJS = \
 	src/plist_bscan.o \
 	src/plist_xml.o \
 	src/plist_jsonb.o \
-	src/plist_write.o
+	src/plist_write.o \
+	src/mdm_message.o \
+	src/endpoint.o
 
 # The install script is built from one file per concern, in name order.
 SCHEMA_PARTS = $(sort $(wildcard schema/*.sql))

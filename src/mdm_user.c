@@ -12,6 +12,7 @@
 
 #include "fmgr.h"
 #include "funcapi.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
@@ -20,6 +21,16 @@ PG_MODULE_MAGIC;
 int			mdm_max_message_bytes = 1024 * 1024;
 int			mdm_max_nesting_depth = 64;
 int			mdm_max_plist_nodes = 100000;
+int			mdm_user_authenticate = 0;
+char	   *mdm_declarative_management_handler = NULL;
+char	   *mdm_get_token_handler = NULL;
+int			mdm_message_retention = 7 * 86400;
+
+static const struct config_enum_entry user_authenticate_options[] = {
+	{"accept", 0, false},
+	{"decline", 1, false},
+	{NULL, 0, false}
+};
 
 void		_PG_init(void);
 
@@ -47,7 +58,52 @@ _PG_init(void)
 							100000, 1, INT_MAX,
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
+	DefineCustomEnumVariable("mdm.user_authenticate",
+							 "How UserAuthenticate (a directory user logging in) is answered.",
+							 "accept: a zero-length DigestChallenge, then 200, so the user becomes managed; decline: 410.",
+							 &mdm_user_authenticate,
+							 0, user_authenticate_options,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomStringVariable("mdm.declarative_management_handler",
+							   "Function that answers DeclarativeManagement check-ins.",
+							   "It takes (enrollment_id text, endpoint text, data bytea, message jsonb) and returns mdm.reply.",
+							   &mdm_declarative_management_handler,
+							   "mdm.declarative_management_default",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+	DefineCustomStringVariable("mdm.get_token_handler",
+							   "Function that answers GetToken check-ins.",
+							   "It takes (enrollment_id text, token_service_type text, parameters jsonb, message jsonb) and returns mdm.reply.",
+							   &mdm_get_token_handler,
+							   "mdm.get_token_default",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("mdm.message_retention",
+							"How long check-in messages and finished command history are kept.",
+							"mdm.run_maintenance() deletes what is older.",
+							&mdm_message_retention,
+							7 * 86400, 60, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("mdm");
+}
+
+/*
+ * mdm._setting(name text) RETURNS text
+ *
+ * The value of a setting.  SQL code reads mdm.* settings through this
+ * function rather than current_setting(): calling a function of this module
+ * loads it, and loading it defines the settings, even in a backend (say,
+ * pg_cron's) that has not used the extension yet.
+ */
+PG_FUNCTION_INFO_V1(mdm_setting);
+Datum
+mdm_setting(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+
+	PG_RETURN_TEXT_P(cstring_to_text(GetConfigOptionByName(name, NULL, false)));
 }
 
 /*

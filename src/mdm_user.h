@@ -12,14 +12,38 @@
 
 #include "utils/jsonb.h"
 
+#include "plist_read.h"
+
 /* settings, see mdm_user.c and docs/operations.md */
 extern int	mdm_max_message_bytes;
 extern int	mdm_max_nesting_depth;
 extern int	mdm_max_plist_nodes;
+extern int	mdm_user_authenticate;
+extern char *mdm_declarative_management_handler;
+extern char *mdm_get_token_handler;
+extern int	mdm_message_retention;
 
-/* plist_jsonb.c: plist bytes (XML or binary) to jsonb; raises on bad input */
+/*
+ * plist_jsonb.c: plist bytes (XML or binary) to a libplist tree and to
+ * jsonb; everything raises on bad input.  A PlistHolder owns the tree and
+ * any libplist iterator or key copy in use; it lives in its own memory
+ * context, whose reset callback frees them on every path.
+ */
+typedef struct PlistHolder
+{
+	MemoryContext cxt;
+	plist_t		tree;
+	void	   *iter;			/* plist_dict_iter / plist_array_iter */
+	char	   *key;			/* key copy from plist_dict_next_item */
+} PlistHolder;
+
+extern PlistHolder *plist_parse(const char *data, size_t len);
+extern Jsonb *plist_tree_to_jsonb(PlistHolder *h);
+extern void plist_release(PlistHolder *h);
 extern Jsonb *plist_bytes_to_jsonb(const char *data, size_t len);
 extern void check_message_size(size_t len);
+extern char *plist_text_to_server(const char *s, size_t len);
+extern void report_plist_error(const PlistError *err) pg_attribute_noreturn();
 
 /* plist_write.c: jsonb to an XML plist */
 extern bytea *jsonb_to_plist_bytes(Jsonb *jb);

@@ -28,16 +28,6 @@
 #include "utils/memutils.h"
 #include "utils/numeric.h"
 
-#include "plist_read.h"
-
-/* libplist allocations alive during one conversion */
-typedef struct PlistHolder
-{
-	plist_t		tree;
-	void	   *iter;			/* plist_dict_iter / plist_array_iter */
-	char	   *key;			/* key copy from plist_dict_next_item */
-} PlistHolder;
-
 static JsonbValue *push_node(JsonbParseState **state, PlistHolder *h,
 							 plist_t node, JsonbIteratorToken token);
 
@@ -67,7 +57,7 @@ check_message_size(size_t len)
 }
 
 /* Raise the PostgreSQL error that corresponds to a reader error. */
-static void
+void
 report_plist_error(const PlistError *err)
 {
 	int			code;
@@ -107,6 +97,9 @@ report_plist_error(const PlistError *err)
 		case PLIST_ERR_NOMEM:
 			code = ERRCODE_OUT_OF_MEMORY;
 			break;
+		case PLIST_ERR_MESSAGE:
+			code = ERRCODE_INVALID_PARAMETER_VALUE;
+			break;
 		default:
 			code = ERRCODE_INTERNAL_ERROR;
 			break;
@@ -121,8 +114,8 @@ report_plist_error(const PlistError *err)
  * Copy a UTF-8 string from libplist into server memory, validated and
  * converted to the database encoding.
  */
-static char *
-server_text(const char *s, size_t len)
+char *
+plist_text_to_server(const char *s, size_t len)
 {
 	if (!pg_verify_mbstr(PG_UTF8, s, (int) len, true))
 		ereport(ERROR,
@@ -220,7 +213,7 @@ push_dict(JsonbParseState **state, PlistHolder *h, plist_t node)
 		plist_dict_next_item(node, h->iter, &h->key, &vals[i]);
 		if (h->key == NULL || vals[i] == NULL)
 			elog(ERROR, "libplist dictionary has fewer entries than it reports");
-		keys[i] = server_text(h->key, strlen(h->key));
+		keys[i] = plist_text_to_server(h->key, strlen(h->key));
 		free(h->key);
 		h->key = NULL;
 	}
@@ -308,7 +301,7 @@ push_node(JsonbParseState **state, PlistHolder *h, plist_t node,
 				uint64_t	len = 0;
 				const char *s = plist_get_string_ptr(node, &len);
 
-				return push_string(state, token, server_text(s, (size_t) len));
+				return push_string(state, token, plist_text_to_server(s, (size_t) len));
 			}
 		case PLIST_BOOLEAN:
 			{
@@ -366,8 +359,8 @@ push_node(JsonbParseState **state, PlistHolder *h, plist_t node,
 }
 
 /* The whole tree; a scalar root becomes a raw scalar jsonb. */
-static Jsonb *
-tree_to_jsonb(PlistHolder *h)
+Jsonb *
+plist_tree_to_jsonb(PlistHolder *h)
 {
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
@@ -389,21 +382,26 @@ tree_to_jsonb(PlistHolder *h)
 	return JsonbValueToJsonb(res);
 }
 
-Jsonb *
-plist_bytes_to_jsonb(const char *data, size_t len)
+/*
+ * Read plist bytes into a libplist tree owned by a new memory context (a
+ * child of the current one); raises on bad input.  The tree is freed when
+ * that context goes, by plist_release() or by error cleanup.
+ */
+PlistHolder *
+plist_parse(const char *data, size_t len)
 {
 	MemoryContext cxt;
 	PlistHolder *h;
 	MemoryContextCallback *cb;
 	PlistLimits limits;
 	PlistError	err;
-	Jsonb	   *result;
 
 	check_message_size(len);
 
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "mdm plist tree",
 								ALLOCSET_SMALL_SIZES);
 	h = MemoryContextAllocZero(cxt, sizeof(PlistHolder));
+	h->cxt = cxt;
 	cb = MemoryContextAlloc(cxt, sizeof(MemoryContextCallback));
 	cb->func = plist_holder_release;
 	cb->arg = h;
@@ -413,9 +411,22 @@ plist_bytes_to_jsonb(const char *data, size_t len)
 	limits.max_nodes = mdm_max_plist_nodes;
 	if (!plist_read((const unsigned char *) data, len, &limits, &h->tree, &err))
 		report_plist_error(&err);
+	return h;
+}
 
-	result = tree_to_jsonb(h);
-	MemoryContextDelete(cxt);
+void
+plist_release(PlistHolder *h)
+{
+	MemoryContextDelete(h->cxt);
+}
+
+Jsonb *
+plist_bytes_to_jsonb(const char *data, size_t len)
+{
+	PlistHolder *h = plist_parse(data, len);
+	Jsonb	   *result = plist_tree_to_jsonb(h);
+
+	plist_release(h);
 	return result;
 }
 

@@ -44,7 +44,8 @@ typedef enum PlistErrorKind
 	PLIST_ERR_DATE_RANGE,		/* date outside what libplist can hold */
 	PLIST_ERR_DUPLICATE_KEY,	/* a dictionary key given twice */
 	PLIST_ERR_UNSUPPORTED,		/* UID values, sets, other encodings */
-	PLIST_ERR_NOMEM				/* malloc failed */
+	PLIST_ERR_NOMEM,			/* malloc failed */
+	PLIST_ERR_MESSAGE			/* a plist, but not a valid MDM message */
 } PlistErrorKind;
 
 typedef struct PlistError

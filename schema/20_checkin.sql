@@ -1,0 +1,452 @@
+-- Check-in protocol: enrollment tables and the handlers behind mdm.checkin().
+--
+-- Every per-device table has device_id in its primary key (for nano_devices
+-- the key is id, the device channel ID itself) so that the schema can be
+-- distributed by device (docs/data-model.md).  An enrollment ID never
+-- contains ':' except as the separator of a user channel's
+-- 'device_id:user part', so a device_id is always split_part(id, ':', 1).
+
+CREATE TYPE mdm.reply AS (
+    status int,
+    content_type text,
+    body bytea
+);
+COMMENT ON TYPE mdm.reply IS
+    'What the front end writes back: HTTP status, Content-Type (NULL when the body is empty) and body';
+
+-- Devices: one row per device channel ID (UDID, or EnrollmentID for User Enrollment).
+CREATE TABLE mdm.nano_devices (
+    id text PRIMARY KEY CHECK (id <> '' AND strpos(id, ':') = 0),
+    serial_number text,
+    device_name text,
+    model text,
+    model_name text,
+    product_name text,
+    os_version text,
+    build_version text,
+    imei text,
+    meid text,
+    identity_cert bytea,
+    authenticate bytea NOT NULL,
+    authenticate_at timestamptz NOT NULL,
+    enrolled_at timestamptz NOT NULL DEFAULT now(),
+    checked_out_at timestamptz,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX nano_devices_serial_number ON mdm.nano_devices (serial_number);
+COMMENT ON TABLE mdm.nano_devices IS 'Enrolled devices, one per device channel ID (UDID, or EnrollmentID for User Enrollment)';
+COMMENT ON COLUMN mdm.nano_devices.id IS 'Device channel enrollment ID: UDID, or EnrollmentID for User Enrollment';
+COMMENT ON COLUMN mdm.nano_devices.identity_cert IS 'Identity certificate (DER or PEM) the front end passed with the last Authenticate';
+COMMENT ON COLUMN mdm.nano_devices.authenticate IS 'The last Authenticate message as received';
+COMMENT ON COLUMN mdm.nano_devices.enrolled_at IS 'First Authenticate';
+COMMENT ON COLUMN mdm.nano_devices.checked_out_at IS 'Last CheckOut; NULL after a new Authenticate';
+
+-- Secrets of a device, apart so that reporting roles can read nano_devices.
+CREATE TABLE mdm.device_secrets (
+    device_id text PRIMARY KEY REFERENCES mdm.nano_devices ON DELETE CASCADE,
+    unlock_token bytea,
+    unlock_token_at timestamptz,
+    bootstrap_token bytea,
+    bootstrap_token_at timestamptz
+);
+COMMENT ON TABLE mdm.device_secrets IS 'UnlockToken (TokenUpdate) and BootstrapToken (SetBootstrapToken) of each device';
+
+-- Users: one row per user channel.
+CREATE TABLE mdm.nano_users (
+    device_id text NOT NULL REFERENCES mdm.nano_devices ON DELETE CASCADE,
+    id text NOT NULL,
+    user_short_name text,
+    user_long_name text,
+    user_authenticate bytea,
+    user_authenticate_at timestamptz,
+    user_authenticate_digest bytea,
+    user_authenticate_digest_at timestamptz,
+    accepted_at timestamptz,
+    declined_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (device_id, id),
+    CHECK (split_part(id, ':', 1) = device_id AND split_part(id, ':', 2) <> ''
+           AND split_part(id, ':', 3) = '')
+);
+COMMENT ON TABLE mdm.nano_users IS 'User channels: UDID:UserID, EnrollmentID:EnrollmentUserID (User Enrollment), UDID:UserShortName (Shared iPad)';
+COMMENT ON COLUMN mdm.nano_users.id IS 'User channel enrollment ID, device_id:user part';
+COMMENT ON COLUMN mdm.nano_users.user_authenticate IS 'The last first-step UserAuthenticate message (no DigestResponse)';
+COMMENT ON COLUMN mdm.nano_users.user_authenticate_digest IS 'The last UserAuthenticate message with DigestResponse';
+COMMENT ON COLUMN mdm.nano_users.accepted_at IS 'When UserAuthenticate was last accepted (a directory user became managed)';
+COMMENT ON COLUMN mdm.nano_users.declined_at IS 'When UserAuthenticate was last declined with 410';
+
+-- Enrollments: the channels that receive pushes and commands.
+CREATE TABLE mdm.nano_enrollments (
+    device_id text NOT NULL REFERENCES mdm.nano_devices ON DELETE CASCADE,
+    id text NOT NULL,
+    user_id text,
+    type text NOT NULL CHECK (type IN ('Device', 'User', 'User Enrollment (Device)',
+                                       'User Enrollment', 'Shared iPad')),
+    topic text NOT NULL,
+    push_magic text NOT NULL,
+    token_hex text NOT NULL CHECK (token_hex ~ '^([0-9a-f]{2})+$'),
+    enabled boolean NOT NULL DEFAULT true,
+    token_update_tally integer NOT NULL DEFAULT 1,
+    token_update bytea NOT NULL,
+    token_update_at timestamptz NOT NULL,
+    awaiting_configuration boolean,
+    not_on_console boolean,
+    last_seen_at timestamptz NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (device_id, id),
+    FOREIGN KEY (device_id, user_id) REFERENCES mdm.nano_users (device_id, id) ON DELETE CASCADE,
+    CHECK (CASE WHEN user_id IS NULL THEN id = device_id ELSE id = user_id END),
+    CHECK ((user_id IS NULL) = (type IN ('Device', 'User Enrollment (Device)')))
+);
+COMMENT ON TABLE mdm.nano_enrollments IS 'Device and user channels with their push token, PushMagic and topic, as sent in their own TokenUpdate';
+COMMENT ON COLUMN mdm.nano_enrollments.id IS 'Enrollment ID: device_id for the device channel, device_id:user part for a user channel';
+COMMENT ON COLUMN mdm.nano_enrollments.user_id IS 'nano_users.id of a user channel; NULL for the device channel';
+COMMENT ON COLUMN mdm.nano_enrollments.topic IS 'APNs topic exactly as sent (the user channel uses the device''s topic)';
+COMMENT ON COLUMN mdm.nano_enrollments.push_magic IS 'PushMagic of this channel, as sent';
+COMMENT ON COLUMN mdm.nano_enrollments.token_hex IS 'APNs device token of this channel, lowercase hex';
+COMMENT ON COLUMN mdm.nano_enrollments.enabled IS 'False from Authenticate or CheckOut until the next TokenUpdate';
+COMMENT ON COLUMN mdm.nano_enrollments.token_update_tally IS 'Number of TokenUpdate messages received for this channel';
+COMMENT ON COLUMN mdm.nano_enrollments.token_update IS 'The last TokenUpdate message as received';
+COMMENT ON COLUMN mdm.nano_enrollments.awaiting_configuration IS 'AwaitingConfiguration of the last TokenUpdate that carried it';
+COMMENT ON COLUMN mdm.nano_enrollments.not_on_console IS 'NotOnConsole of the last TokenUpdate (user channels)';
+COMMENT ON COLUMN mdm.nano_enrollments.last_seen_at IS 'Last check-in or command report on this channel';
+
+-- Every check-in message as received, kept for mdm.message_retention.
+CREATE SEQUENCE mdm.checkin_messages_id_seq;
+CREATE TABLE mdm.checkin_messages (
+    device_id text NOT NULL,
+    id bigint NOT NULL DEFAULT nextval('mdm.checkin_messages_id_seq'),
+    enrollment_id text NOT NULL,
+    message_type text NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    body bytea NOT NULL,
+    identity_cert_sha256 bytea,
+    mdm_signature text,
+    reply_status integer NOT NULL,
+    PRIMARY KEY (device_id, id)
+);
+ALTER SEQUENCE mdm.checkin_messages_id_seq OWNED BY mdm.checkin_messages.id;
+CREATE INDEX checkin_messages_received_at ON mdm.checkin_messages (received_at);
+COMMENT ON TABLE mdm.checkin_messages IS 'Check-in messages as received, with the HTTP status of the reply; pruned after mdm.message_retention';
+
+SELECT pg_catalog.pg_extension_config_dump('mdm.nano_devices', '');
+SELECT pg_catalog.pg_extension_config_dump('mdm.device_secrets', '');
+SELECT pg_catalog.pg_extension_config_dump('mdm.nano_users', '');
+SELECT pg_catalog.pg_extension_config_dump('mdm.nano_enrollments', '');
+SELECT pg_catalog.pg_extension_config_dump('mdm.checkin_messages', '');
+SELECT pg_catalog.pg_extension_config_dump('mdm.checkin_messages_id_seq', '');
+
+-- Settings are read through mdm._setting(), a C function of the module:
+-- calling it loads the module, which defines the mdm.* settings.
+CREATE FUNCTION mdm._setting(name text) RETURNS text
+    AS 'MODULE_PATHNAME', 'mdm_setting'
+    LANGUAGE C STABLE STRICT PARALLEL SAFE;
+REVOKE ALL ON FUNCTION mdm._setting(text) FROM PUBLIC;
+
+-- {"$data": base64} for bytes, in the form mdm.plist_to_jsonb produces.
+CREATE FUNCTION mdm.plist_data_value(bytes bytea) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN pg_catalog.jsonb_build_object('$data',
+               pg_catalog.translate(pg_catalog.encode(bytes, 'base64'), E'\n', ''));
+COMMENT ON FUNCTION mdm.plist_data_value(bytea) IS
+    'The jsonb form of plist data: {"$data": base64}';
+
+CREATE FUNCTION mdm._reply_empty(status int DEFAULT 200) RETURNS mdm.reply
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN ROW(status, NULL, '\x'::bytea)::mdm.reply;
+
+CREATE FUNCTION mdm._reply_plist(value jsonb) RETURNS mdm.reply
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN ROW(200, 'application/xml', mdm.jsonb_to_plist(value))::mdm.reply;
+
+CREATE FUNCTION mdm._reply_json(value jsonb) RETURNS mdm.reply
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN ROW(200, 'application/json', pg_catalog.convert_to(value::text, 'UTF8'))::mdm.reply;
+
+-- Authenticate: (re-)enrollment of a device.
+CREATE FUNCTION mdm._checkin_authenticate(p_device_id text, msg jsonb, raw bytea,
+                                          p_identity_cert bytea) RETURNS mdm.reply
+    LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO mdm.nano_devices AS d
+        (id, serial_number, device_name, model, model_name, product_name, os_version,
+         build_version, imei, meid, identity_cert, authenticate, authenticate_at)
+    VALUES (p_device_id, msg->>'SerialNumber', msg->>'DeviceName', msg->>'Model',
+            msg->>'ModelName', msg->>'ProductName', msg->>'OSVersion', msg->>'BuildVersion',
+            msg->>'IMEI', msg->>'MEID', p_identity_cert, raw, now())
+    ON CONFLICT (id) DO UPDATE SET
+        serial_number = excluded.serial_number, device_name = excluded.device_name,
+        model = excluded.model, model_name = excluded.model_name,
+        product_name = excluded.product_name, os_version = excluded.os_version,
+        build_version = excluded.build_version, imei = excluded.imei, meid = excluded.meid,
+        identity_cert = coalesce(excluded.identity_cert, d.identity_cert),
+        authenticate = excluded.authenticate, authenticate_at = excluded.authenticate_at,
+        checked_out_at = NULL, updated_at = now();
+
+    -- a re-enrollment: every channel waits for its next TokenUpdate
+    UPDATE mdm.nano_enrollments SET enabled = false, updated_at = now()
+    WHERE device_id = p_device_id AND enabled;
+    UPDATE mdm.device_secrets SET bootstrap_token = NULL, bootstrap_token_at = now()
+    WHERE device_id = p_device_id AND bootstrap_token IS NOT NULL;
+    RETURN mdm._reply_empty();
+END $$;
+
+-- TokenUpdate: push token, PushMagic and topic of one channel.
+CREATE FUNCTION mdm._checkin_token_update(p_device_id text, p_enrollment_id text,
+                                          p_user_id text, p_type text, msg jsonb,
+                                          raw bytea) RETURNS mdm.reply
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_user_id IS NOT NULL THEN
+        INSERT INTO mdm.nano_users AS u (device_id, id, user_short_name, user_long_name)
+        VALUES (p_device_id, p_user_id, msg->>'UserShortName', msg->>'UserLongName')
+        ON CONFLICT (device_id, id) DO UPDATE SET
+            user_short_name = coalesce(excluded.user_short_name, u.user_short_name),
+            user_long_name = coalesce(excluded.user_long_name, u.user_long_name),
+            updated_at = now();
+    ELSIF msg ? 'UnlockToken' THEN
+        INSERT INTO mdm.device_secrets AS s (device_id, unlock_token, unlock_token_at)
+        VALUES (p_device_id, mdm.plist_data(msg->'UnlockToken'), now())
+        ON CONFLICT (device_id) DO UPDATE SET
+            unlock_token = excluded.unlock_token, unlock_token_at = excluded.unlock_token_at;
+    END IF;
+
+    INSERT INTO mdm.nano_enrollments AS e
+        (device_id, id, user_id, type, topic, push_magic, token_hex, token_update,
+         token_update_at, awaiting_configuration, not_on_console, last_seen_at)
+    VALUES (p_device_id, p_enrollment_id, p_user_id, p_type, msg->>'Topic', msg->>'PushMagic',
+            encode(mdm.plist_data(msg->'Token'), 'hex'), raw, now(),
+            (msg->'AwaitingConfiguration')::boolean, (msg->'NotOnConsole')::boolean, now())
+    ON CONFLICT (device_id, id) DO UPDATE SET
+        type = excluded.type, topic = excluded.topic, push_magic = excluded.push_magic,
+        token_hex = excluded.token_hex, enabled = true,
+        token_update_tally = e.token_update_tally + 1,
+        token_update = excluded.token_update, token_update_at = excluded.token_update_at,
+        awaiting_configuration = coalesce(excluded.awaiting_configuration, e.awaiting_configuration),
+        not_on_console = coalesce(excluded.not_on_console, e.not_on_console),
+        last_seen_at = excluded.last_seen_at, updated_at = now();
+    RETURN mdm._reply_empty();
+END $$;
+
+-- UserAuthenticate: a directory user logging in (never the local user who enrolled).
+CREATE FUNCTION mdm._checkin_user_authenticate(p_device_id text, p_user_id text,
+                                               msg jsonb, raw bytea) RETURNS mdm.reply
+    LANGUAGE plpgsql AS $$
+DECLARE
+    digest boolean := msg ? 'DigestResponse';
+    accept boolean := mdm._setting('mdm.user_authenticate') = 'accept';
+BEGIN
+    INSERT INTO mdm.nano_users AS u
+        (device_id, id, user_short_name, user_long_name,
+         user_authenticate, user_authenticate_at, user_authenticate_digest,
+         user_authenticate_digest_at, accepted_at, declined_at)
+    VALUES (p_device_id, p_user_id, msg->>'UserShortName', msg->>'UserLongName',
+            CASE WHEN NOT digest THEN raw END, CASE WHEN NOT digest THEN now() END,
+            CASE WHEN digest THEN raw END, CASE WHEN digest THEN now() END,
+            CASE WHEN accept AND digest THEN now() END,
+            CASE WHEN NOT accept THEN now() END)
+    ON CONFLICT (device_id, id) DO UPDATE SET
+        user_short_name = coalesce(excluded.user_short_name, u.user_short_name),
+        user_long_name = coalesce(excluded.user_long_name, u.user_long_name),
+        user_authenticate = coalesce(excluded.user_authenticate, u.user_authenticate),
+        user_authenticate_at = coalesce(excluded.user_authenticate_at, u.user_authenticate_at),
+        user_authenticate_digest = coalesce(excluded.user_authenticate_digest, u.user_authenticate_digest),
+        user_authenticate_digest_at = coalesce(excluded.user_authenticate_digest_at, u.user_authenticate_digest_at),
+        accepted_at = coalesce(excluded.accepted_at, u.accepted_at),
+        declined_at = coalesce(excluded.declined_at, u.declined_at),
+        updated_at = now();
+
+    IF NOT accept THEN
+        RETURN mdm._reply_empty(410);
+    ELSIF NOT digest THEN
+        -- the zero-length challenge: no further authentication
+        RETURN mdm._reply_plist('{"DigestChallenge": ""}');
+    END IF;
+    RETURN mdm._reply_empty();
+END $$;
+
+-- CheckOut: the device leaves management; its data is kept.
+CREATE FUNCTION mdm._checkin_checkout(p_device_id text) RETURNS mdm.reply
+    LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE mdm.nano_enrollments SET enabled = false, updated_at = now()
+    WHERE device_id = p_device_id AND enabled;
+    UPDATE mdm.nano_devices SET checked_out_at = now(), updated_at = now()
+    WHERE id = p_device_id;
+    RETURN mdm._reply_empty();
+END $$;
+
+CREATE FUNCTION mdm._checkin_set_bootstrap_token(p_device_id text, msg jsonb) RETURNS mdm.reply
+    LANGUAGE plpgsql AS $$
+DECLARE
+    token bytea := nullif(mdm.plist_data(msg->'BootstrapToken'), '\x'::bytea);
+BEGIN
+    INSERT INTO mdm.device_secrets AS s (device_id, bootstrap_token, bootstrap_token_at)
+    VALUES (p_device_id, token, now())
+    ON CONFLICT (device_id) DO UPDATE SET
+        bootstrap_token = excluded.bootstrap_token,
+        bootstrap_token_at = excluded.bootstrap_token_at;
+    RETURN mdm._reply_empty();
+END $$;
+
+CREATE FUNCTION mdm._checkin_get_bootstrap_token(p_device_id text) RETURNS mdm.reply
+    LANGUAGE plpgsql AS $$
+DECLARE
+    token bytea;
+BEGIN
+    SELECT bootstrap_token INTO token FROM mdm.device_secrets WHERE device_id = p_device_id;
+    IF token IS NULL THEN
+        RETURN mdm._reply_empty();
+    END IF;
+    RETURN mdm._reply_plist(jsonb_build_object('BootstrapToken', mdm.plist_data_value(token)));
+END $$;
+
+-- The default DeclarativeManagement handler: mdm.declarative_management_handler
+-- names the function that answers; this one has no declarations to offer.
+CREATE FUNCTION mdm.declarative_management_default(enrollment_id text, endpoint text,
+                                                   data bytea, message jsonb)
+    RETURNS mdm.reply
+    LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    -- the token of the empty declaration set
+    token text := encode(sha256(''::bytea), 'hex');
+BEGIN
+    IF endpoint = 'status' THEN
+        RETURN mdm._reply_empty();
+    ELSIF endpoint = 'tokens' THEN
+        RETURN mdm._reply_json(jsonb_build_object('SyncTokens', jsonb_build_object(
+            'DeclarationsToken', token, 'Timestamp', '2001-01-01T00:00:00Z')));
+    ELSIF endpoint = 'declaration-items' THEN
+        RETURN mdm._reply_json(jsonb_build_object(
+            'Declarations', jsonb_build_object('Activations', '[]'::jsonb, 'Assets', '[]'::jsonb,
+                                               'Configurations', '[]'::jsonb, 'Management', '[]'::jsonb),
+            'DeclarationsToken', token));
+    END IF;
+    RETURN mdm._reply_empty(404);
+END $$;
+COMMENT ON FUNCTION mdm.declarative_management_default(text, text, bytea, jsonb) IS
+    'Default DeclarativeManagement answer: empty tokens and declaration-items, 200 for status, 404 for anything else';
+
+-- The default GetToken handler: no token service is configured.
+CREATE FUNCTION mdm.get_token_default(enrollment_id text, token_service_type text,
+                                      parameters jsonb, message jsonb)
+    RETURNS mdm.reply
+    LANGUAGE sql STABLE
+    RETURN ROW(404, 'text/plain; charset=utf-8',
+               pg_catalog.convert_to(pg_catalog.format('no token service is configured for "%s"',
+                                                       token_service_type), 'UTF8'))::mdm.reply;
+COMMENT ON FUNCTION mdm.get_token_default(text, text, jsonb, jsonb) IS
+    'Default GetToken answer: 404, no token service configured';
+
+-- The handler function a setting names, with the argument types it must take.
+CREATE FUNCTION mdm._handler(setting text, argtypes text) RETURNS regproc
+    LANGUAGE sql STABLE
+    RETURN (mdm._setting(setting) OPERATOR(pg_catalog.||) '(' OPERATOR(pg_catalog.||) argtypes
+            OPERATOR(pg_catalog.||) ')')::pg_catalog.regprocedure::pg_catalog.oid::pg_catalog.regproc;
+
+CREATE FUNCTION mdm._checkin_declarative_management(p_enrollment_id text, msg jsonb)
+    RETURNS mdm.reply
+    LANGUAGE plpgsql AS $$
+DECLARE
+    fn regproc := mdm._handler('mdm.declarative_management_handler', 'text,text,bytea,jsonb');
+    r mdm.reply;
+BEGIN
+    EXECUTE format('SELECT (%s($1, $2, $3, $4)).*', fn) INTO r
+        USING p_enrollment_id, msg->>'Endpoint', mdm.plist_data(msg->'Data'), msg;
+    RETURN mdm._checked_reply(r, fn);
+END $$;
+
+CREATE FUNCTION mdm._checkin_get_token(p_enrollment_id text, msg jsonb) RETURNS mdm.reply
+    LANGUAGE plpgsql AS $$
+DECLARE
+    fn regproc := mdm._handler('mdm.get_token_handler', 'text,text,jsonb,jsonb');
+    r mdm.reply;
+BEGIN
+    EXECUTE format('SELECT (%s($1, $2, $3, $4)).*', fn) INTO r
+        USING p_enrollment_id, msg->>'TokenServiceType', msg->'TokenParameters', msg;
+    RETURN mdm._checked_reply(r, fn);
+END $$;
+
+-- A handler's reply must at least carry an HTTP status.
+CREATE FUNCTION mdm._checked_reply(r mdm.reply, fn regproc) RETURNS mdm.reply
+    LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    IF r.status IS NULL OR r.status NOT BETWEEN 100 AND 599 THEN
+        RAISE EXCEPTION 'handler % returned no valid HTTP status', fn
+            USING ERRCODE = 'invalid_function_definition';
+    END IF;
+    RETURN ROW(r.status, r.content_type, coalesce(r.body, '\x'::bytea))::mdm.reply;
+END $$;
+
+-- The dispatcher behind mdm.checkin(): the C entry point has parsed the
+-- plist, checked the identity and key types, and worked out the IDs.
+CREATE FUNCTION mdm._handle_checkin(p_device_id text, p_enrollment_id text, p_user_id text,
+                                    p_type text, p_message_type text, msg jsonb, raw bytea,
+                                    p_identity_cert bytea, p_mdm_signature text)
+    RETURNS mdm.reply
+    LANGUAGE plpgsql AS $$
+DECLARE
+    r mdm.reply;
+BEGIN
+    IF p_message_type <> 'Authenticate'
+       AND NOT EXISTS (SELECT FROM mdm.nano_devices WHERE id = p_device_id) THEN
+        RAISE EXCEPTION 'device "%" is not enrolled', p_device_id
+            USING ERRCODE = 'undefined_object',
+                  DETAIL = format('A %s message arrived before the device''s Authenticate.', p_message_type);
+    END IF;
+
+    CASE p_message_type
+    WHEN 'Authenticate' THEN
+        r := mdm._checkin_authenticate(p_device_id, msg, raw, p_identity_cert);
+    WHEN 'TokenUpdate' THEN
+        r := mdm._checkin_token_update(p_device_id, p_enrollment_id, p_user_id, p_type, msg, raw);
+    WHEN 'UserAuthenticate' THEN
+        r := mdm._checkin_user_authenticate(p_device_id, p_user_id, msg, raw);
+    WHEN 'CheckOut' THEN
+        r := mdm._checkin_checkout(p_device_id);
+    WHEN 'SetBootstrapToken' THEN
+        r := mdm._checkin_set_bootstrap_token(p_device_id, msg);
+    WHEN 'GetBootstrapToken' THEN
+        r := mdm._checkin_get_bootstrap_token(p_device_id);
+    WHEN 'DeclarativeManagement' THEN
+        r := mdm._checkin_declarative_management(p_enrollment_id, msg);
+    WHEN 'GetToken' THEN
+        r := mdm._checkin_get_token(p_enrollment_id, msg);
+    END CASE;
+
+    IF p_message_type NOT IN ('Authenticate', 'TokenUpdate') THEN
+        UPDATE mdm.nano_enrollments SET last_seen_at = now()
+        WHERE device_id = p_device_id AND id = p_enrollment_id;
+    END IF;
+    INSERT INTO mdm.checkin_messages
+        (device_id, enrollment_id, message_type, body, identity_cert_sha256, mdm_signature,
+         reply_status)
+    VALUES (p_device_id, p_enrollment_id, p_message_type, raw, sha256(p_identity_cert),
+            p_mdm_signature, r.status);
+    RETURN r;
+END $$;
+
+-- The front end's call for every request to the CheckInURL.
+CREATE FUNCTION mdm.checkin(message bytea, identity_cert bytea DEFAULT NULL,
+                            mdm_signature text DEFAULT NULL)
+    RETURNS mdm.reply
+    AS 'MODULE_PATHNAME', 'mdm_checkin'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION mdm.checkin(bytea, bytea, text) IS
+    'Handle one check-in request body (XML or binary plist); returns the HTTP reply';
+
+REVOKE ALL ON FUNCTION mdm.checkin(bytea, bytea, text) FROM PUBLIC;
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    -- internal functions are for the extension's own use
+    FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+             WHERE p.pronamespace = 'mdm'::regnamespace AND p.proname LIKE '\_%'
+    LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END $$;
