@@ -21,7 +21,11 @@ DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 
 # pg_regress: sql/*.sql against expected/*.out, in name order.
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
-REGRESS_OPTS = --dbname=mdm_regress
+
+
+# isolationtester: test/isolation/specs/*.spec against test/isolation/expected/*.out
+ISOLATION = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test/isolation
 
 PKG_CONFIG ?= pkg-config
 PG_CPPFLAGS = $(shell $(PKG_CONFIG) --cflags libplist-2.0 openssl)
