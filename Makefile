@@ -40,6 +40,15 @@ include $(PGXS)
 $(EXTENSION)--$(EXTVERSION).sql: $(SCHEMA_PARTS) $(EXTENSION).control
 	cat $(SCHEMA_PARTS) > $@
 
+# Apple's MDM schema (a copy of github.com/apple/device-management) ->
+# schema/05_apple_schema.sql.  The output is committed: normal builds need
+# neither the copy nor Python.  See docs/apple-schema.md.
+APPLE_DM ?= ../shared/apple-device-management
+APPLE_SCHEMA_PYTHON ?= python3
+.PHONY: apple-schema
+apple-schema:
+	$(APPLE_SCHEMA_PYTHON) tools/gen_apple_schema.py $(APPLE_DM)
+
 ifeq ($(shell test $(VERSION_NUM) -ge 150000 && echo yes),)
 $(error mdm_user requires PostgreSQL 15 or later)
 endif
