@@ -93,6 +93,9 @@ CREATE TABLE mdm.nano_enrollments (
     awaiting_configuration boolean,
     not_on_console boolean,
     last_seen_at timestamptz NOT NULL,
+    exchange_started_at timestamptz,
+    token_invalid_at timestamptz,
+    token_invalid_reason text,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (device_id, id),
@@ -112,8 +115,13 @@ COMMENT ON COLUMN mdm.nano_enrollments.token_update IS 'The last TokenUpdate mes
 COMMENT ON COLUMN mdm.nano_enrollments.awaiting_configuration IS 'AwaitingConfiguration of the last TokenUpdate that carried it';
 COMMENT ON COLUMN mdm.nano_enrollments.not_on_console IS 'NotOnConsole of the last TokenUpdate (user channels)';
 COMMENT ON COLUMN mdm.nano_enrollments.last_seen_at IS 'Last check-in or command report on this channel';
+COMMENT ON COLUMN mdm.nano_enrollments.exchange_started_at IS
+    'Last Idle report: commands handed out since then are not offered again in this exchange';
+COMMENT ON COLUMN mdm.nano_enrollments.token_invalid_at IS
+    'APNs said the token is dead (410, BadDeviceToken): no pushes until the next TokenUpdate';
+COMMENT ON COLUMN mdm.nano_enrollments.token_invalid_reason IS 'The APNs status and reason that invalidated the token';
 
--- Every check-in message as received, kept for mdm.message_retention.
+-- Every check-in message as received, kept for mdm.history_retention.
 CREATE SEQUENCE mdm.checkin_messages_id_seq;
 CREATE TABLE mdm.checkin_messages (
     device_id text NOT NULL,
@@ -129,7 +137,7 @@ CREATE TABLE mdm.checkin_messages (
 );
 ALTER SEQUENCE mdm.checkin_messages_id_seq OWNED BY mdm.checkin_messages.id;
 CREATE INDEX checkin_messages_received_at ON mdm.checkin_messages (received_at);
-COMMENT ON TABLE mdm.checkin_messages IS 'Check-in messages as received, with the HTTP status of the reply; pruned after mdm.message_retention';
+COMMENT ON TABLE mdm.checkin_messages IS 'Check-in messages as received, with the HTTP status of the reply; pruned after mdm.history_retention';
 
 SELECT pg_catalog.pg_extension_config_dump('mdm.nano_devices', '');
 SELECT pg_catalog.pg_extension_config_dump('mdm.device_secrets', '');
@@ -190,6 +198,9 @@ BEGIN
     WHERE device_id = p_device_id AND enabled;
     UPDATE mdm.device_secrets SET bootstrap_token = NULL, bootstrap_token_at = now()
     WHERE device_id = p_device_id AND bootstrap_token IS NOT NULL;
+    -- and the commands still waiting for any of its channels are dropped
+    UPDATE mdm.nano_enrollment_queue SET active = false, cleared_at = now()
+    WHERE device_id = p_device_id AND active;
     RETURN mdm._reply_empty();
 END $$;
 
@@ -222,6 +233,7 @@ BEGIN
     ON CONFLICT (device_id, id) DO UPDATE SET
         type = excluded.type, topic = excluded.topic, push_magic = excluded.push_magic,
         token_hex = excluded.token_hex, enabled = true,
+        token_invalid_at = NULL, token_invalid_reason = NULL,
         token_update_tally = e.token_update_tally + 1,
         token_update = excluded.token_update, token_update_at = excluded.token_update_at,
         awaiting_configuration = coalesce(excluded.awaiting_configuration, e.awaiting_configuration),
@@ -380,6 +392,33 @@ BEGIN
     RETURN ROW(r.status, r.content_type, coalesce(r.body, '\x'::bytea))::mdm.reply;
 END $$;
 
+-- Which channels a check-in message may arrive on, from Apple's schema
+-- (mdm.apple_checkin_messages): the user channel of a Mac or a Shared
+-- iPad, or the device channel of any platform.
+CREATE FUNCTION mdm._check_checkin_channel(p_message_type text, p_user_channel boolean)
+    RETURNS void
+    LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    m mdm.apple_checkin_messages;
+BEGIN
+    SELECT * INTO m FROM mdm.apple_checkin_messages WHERE message_type = p_message_type;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unrecognized check-in message type "%"', p_message_type
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Apple''s schema has no check-in message of that type.';
+    ELSIF p_user_channel AND NOT (m.macos_user_channel OR m.shared_ipad_user_channel) THEN
+        RAISE EXCEPTION 'check-in message type "%" is not sent on the user channel', p_message_type
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The message carries UserID or EnrollmentUserID, but Apple''s schema allows it on the device channel only.';
+    ELSIF NOT p_user_channel AND NOT (m.macos_device_channel OR m.ios_device_channel
+                                      OR m.shared_ipad_device_channel OR m.tvos_supported
+                                      OR m.visionos_supported OR m.watchos_supported) THEN
+        RAISE EXCEPTION 'check-in message type "%" is not sent on the device channel', p_message_type
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Apple''s schema allows it on the user channel only; the message carries no UserID or EnrollmentUserID.';
+    END IF;
+END $$;
+
 -- The dispatcher behind mdm.checkin(): the C entry point has parsed the
 -- plist, checked the identity and key types, and worked out the IDs.
 CREATE FUNCTION mdm._handle_checkin(p_device_id text, p_enrollment_id text, p_user_id text,
@@ -390,6 +429,7 @@ CREATE FUNCTION mdm._handle_checkin(p_device_id text, p_enrollment_id text, p_us
 DECLARE
     r mdm.reply;
 BEGIN
+    PERFORM mdm._check_checkin_channel(p_message_type, p_user_id IS NOT NULL);
     IF p_message_type <> 'Authenticate'
        AND NOT EXISTS (SELECT FROM mdm.nano_devices WHERE id = p_device_id) THEN
         RAISE EXCEPTION 'device "%" is not enrolled', p_device_id
@@ -414,6 +454,9 @@ BEGIN
         r := mdm._checkin_declarative_management(p_enrollment_id, msg);
     WHEN 'GetToken' THEN
         r := mdm._checkin_get_token(p_enrollment_id, msg);
+    ELSE
+        RAISE EXCEPTION 'check-in message type "%" is not supported', p_message_type
+            USING ERRCODE = 'feature_not_supported';
     END CASE;
 
     IF p_message_type NOT IN ('Authenticate', 'TokenUpdate') THEN

@@ -158,3 +158,14 @@ mdm_checkin(PG_FUNCTION_ARGS)
 {
 	return handle_message(fcinfo, MDM_CHECKIN);
 }
+
+/*
+ * mdm.connect(message bytea, identity_cert bytea, mdm_signature text)
+ *		RETURNS mdm.reply
+ */
+PG_FUNCTION_INFO_V1(mdm_connect);
+Datum
+mdm_connect(PG_FUNCTION_ARGS)
+{
+	return handle_message(fcinfo, MDM_REPORT);
+}

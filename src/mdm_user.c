@@ -24,7 +24,13 @@ int			mdm_max_plist_nodes = 100000;
 int			mdm_user_authenticate = 0;
 char	   *mdm_declarative_management_handler = NULL;
 char	   *mdm_get_token_handler = NULL;
-int			mdm_message_retention = 7 * 86400;
+int			mdm_history_retention = 7 * 86400;
+int			mdm_push_expiration = 86400;
+int			mdm_push_claim_timeout = 300;
+int			mdm_push_retry_base = 10;
+int			mdm_push_retry_max = 3600;
+int			mdm_push_max_attempts = 10;
+int			mdm_repush_interval = 3600;
 
 static const struct config_enum_entry user_authenticate_options[] = {
 	{"accept", 0, false},
@@ -79,11 +85,53 @@ _PG_init(void)
 							   "mdm.get_token_default",
 							   PGC_SUSET, 0,
 							   NULL, NULL, NULL);
-	DefineCustomIntVariable("mdm.message_retention",
+	DefineCustomIntVariable("mdm.history_retention",
 							"How long check-in messages and finished command history are kept.",
 							"mdm.run_maintenance() deletes what is older.",
-							&mdm_message_retention,
+							&mdm_history_retention,
 							7 * 86400, 60, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("mdm.push_expiration",
+							"apns-expiration of pushes: how long APNs keeps a push for an offline device.",
+							NULL,
+							&mdm_push_expiration,
+							86400, 0, 30 * 86400,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("mdm.push_claim_timeout",
+							"How long a claimed push job may go unreported before it is claimable again.",
+							NULL,
+							&mdm_push_claim_timeout,
+							300, 1, 86400,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("mdm.push_retry_base",
+							"First retry delay after APNs answered 429 or 5xx; it doubles with each attempt.",
+							NULL,
+							&mdm_push_retry_base,
+							10, 1, 86400,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("mdm.push_retry_max",
+							"Longest retry delay for push jobs.",
+							NULL,
+							&mdm_push_retry_max,
+							3600, 1, 7 * 86400,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("mdm.push_max_attempts",
+							"Attempts after which a push job that keeps getting 429 or 5xx fails.",
+							NULL,
+							&mdm_push_max_attempts,
+							10, 1, 1000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("mdm.repush_interval",
+							"How long after an unanswered push mdm.run_maintenance() pushes again; it doubles per unanswered push, up to a day.",
+							NULL,
+							&mdm_repush_interval,
+							3600, 60, 86400,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("mdm");
@@ -92,10 +140,11 @@ _PG_init(void)
 /*
  * mdm._setting(name text) RETURNS text
  *
- * The value of a setting.  SQL code reads mdm.* settings through this
- * function rather than current_setting(): calling a function of this module
- * loads it, and loading it defines the settings, even in a backend (say,
- * pg_cron's) that has not used the extension yet.
+ * The value of a setting, in its base unit (seconds, bytes) without a unit
+ * suffix.  SQL code reads mdm.* settings through this function rather than
+ * current_setting(): calling a function of this module loads it, and
+ * loading it defines the settings, even in a backend (say, pg_cron's) that
+ * has not used the extension yet.
  */
 PG_FUNCTION_INFO_V1(mdm_setting);
 Datum
@@ -103,7 +152,7 @@ mdm_setting(PG_FUNCTION_ARGS)
 {
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 
-	PG_RETURN_TEXT_P(cstring_to_text(GetConfigOptionByName(name, NULL, false)));
+	PG_RETURN_TEXT_P(cstring_to_text(GetConfigOption(name, false, true)));
 }
 
 /*

@@ -21,7 +21,13 @@ extern int	mdm_max_plist_nodes;
 extern int	mdm_user_authenticate;
 extern char *mdm_declarative_management_handler;
 extern char *mdm_get_token_handler;
-extern int	mdm_message_retention;
+extern int	mdm_history_retention;
+extern int	mdm_push_expiration;
+extern int	mdm_push_claim_timeout;
+extern int	mdm_push_retry_base;
+extern int	mdm_push_retry_max;
+extern int	mdm_push_max_attempts;
+extern int	mdm_repush_interval;
 
 /*
  * plist_jsonb.c: plist bytes (XML or binary) to a libplist tree and to

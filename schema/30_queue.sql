@@ -1,0 +1,374 @@
+-- The command queue and the connect endpoint (command reports to the ServerURL).
+--
+-- One nano_commands row per command however many targets, one
+-- nano_enrollment_queue row per target, one nano_command_results row per
+-- target that answered.  An exchange runs from an Idle report to the empty
+-- reply that ends it: an item handed out in the current exchange (and so
+-- one answered NotNow) is not offered again until the next Idle.
+
+CREATE TABLE mdm.nano_commands (
+    command_uuid uuid PRIMARY KEY,
+    request_type text NOT NULL,
+    command jsonb NOT NULL,
+    plist bytea NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE mdm.nano_commands IS 'Commands, one row however many enrollments they are queued to';
+COMMENT ON COLUMN mdm.nano_commands.command IS 'The inner command dictionary ({"RequestType": ..., ...})';
+COMMENT ON COLUMN mdm.nano_commands.plist IS 'The XML plist the device receives: {CommandUUID, Command}';
+
+CREATE TABLE mdm.nano_enrollment_queue (
+    device_id text NOT NULL,
+    id text NOT NULL,
+    command_uuid uuid NOT NULL REFERENCES mdm.nano_commands,
+    priority integer NOT NULL DEFAULT 0,
+    active boolean NOT NULL DEFAULT true,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    sent_at timestamptz,
+    sent_count integer NOT NULL DEFAULT 0,
+    finished_at timestamptz,
+    cleared_at timestamptz,
+    PRIMARY KEY (device_id, id, command_uuid),
+    FOREIGN KEY (device_id, id) REFERENCES mdm.nano_enrollments ON DELETE CASCADE,
+    CHECK (active = (finished_at IS NULL AND cleared_at IS NULL))
+);
+-- pending work only: poll cost does not grow with history
+CREATE INDEX nano_enrollment_queue_pending
+    ON mdm.nano_enrollment_queue (device_id, id, priority DESC, created_at)
+    WHERE active;
+CREATE INDEX nano_enrollment_queue_finished
+    ON mdm.nano_enrollment_queue (finished_at) WHERE NOT active;
+CREATE INDEX nano_enrollment_queue_command ON mdm.nano_enrollment_queue (command_uuid);
+COMMENT ON TABLE mdm.nano_enrollment_queue IS 'One row per command and target enrollment';
+COMMENT ON COLUMN mdm.nano_enrollment_queue.active IS 'Not yet answered (or answered NotNow) and not cleared';
+COMMENT ON COLUMN mdm.nano_enrollment_queue.sent_at IS 'Last time the command was handed to the device';
+COMMENT ON COLUMN mdm.nano_enrollment_queue.finished_at IS 'When a final result (Acknowledged, Error, CommandFormatError) arrived';
+COMMENT ON COLUMN mdm.nano_enrollment_queue.cleared_at IS 'When a re-enrollment (Authenticate) cleared the item unanswered';
+
+CREATE TABLE mdm.nano_command_results (
+    device_id text NOT NULL,
+    id text NOT NULL,
+    command_uuid uuid NOT NULL,
+    status text NOT NULL CHECK (status IN ('Acknowledged', 'Error', 'CommandFormatError', 'NotNow')),
+    result jsonb NOT NULL,
+    not_now_at timestamptz,
+    not_now_tally integer NOT NULL DEFAULT 0,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (device_id, id, command_uuid),
+    FOREIGN KEY (device_id, id, command_uuid) REFERENCES mdm.nano_enrollment_queue ON DELETE CASCADE
+);
+COMMENT ON TABLE mdm.nano_command_results IS 'The latest report of each target about each command';
+COMMENT ON COLUMN mdm.nano_command_results.result IS 'The report as jsonb (mdm.plist_to_jsonb mapping), ErrorChain included';
+COMMENT ON COLUMN mdm.nano_command_results.not_now_at IS 'The first NotNow';
+COMMENT ON COLUMN mdm.nano_command_results.not_now_tally IS 'How many NotNow reports arrived';
+
+-- Reports about commands that were never queued to the reporting enrollment.
+CREATE SEQUENCE mdm.orphan_reports_id_seq;
+CREATE TABLE mdm.orphan_reports (
+    device_id text NOT NULL,
+    id bigint NOT NULL DEFAULT nextval('mdm.orphan_reports_id_seq'),
+    enrollment_id text NOT NULL,
+    command_uuid text NOT NULL,
+    status text NOT NULL,
+    result jsonb NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (device_id, id)
+);
+ALTER SEQUENCE mdm.orphan_reports_id_seq OWNED BY mdm.orphan_reports.id;
+CREATE INDEX orphan_reports_received_at ON mdm.orphan_reports (received_at);
+COMMENT ON TABLE mdm.orphan_reports IS 'Command reports whose CommandUUID was never queued to the reporting enrollment';
+
+SELECT pg_catalog.pg_extension_config_dump('mdm.nano_commands', '');
+SELECT pg_catalog.pg_extension_config_dump('mdm.nano_enrollment_queue', '');
+SELECT pg_catalog.pg_extension_config_dump('mdm.nano_command_results', '');
+SELECT pg_catalog.pg_extension_config_dump('mdm.orphan_reports', '');
+SELECT pg_catalog.pg_extension_config_dump('mdm.orphan_reports_id_seq', '');
+
+-- Each enrollment's queue, for DBAs.
+CREATE VIEW mdm.view_queue AS
+SELECT q.device_id, q.id AS enrollment_id, q.command_uuid, c.request_type, q.priority,
+       CASE WHEN q.cleared_at IS NOT NULL THEN 'cleared'
+            WHEN r.status IS NOT NULL THEN r.status
+            WHEN q.sent_at IS NOT NULL THEN 'sent'
+            ELSE 'pending' END AS state,
+       q.active, q.created_at AS queued_at, q.sent_at, q.sent_count, q.finished_at,
+       r.not_now_tally
+FROM mdm.nano_enrollment_queue q
+JOIN mdm.nano_commands c ON c.command_uuid = q.command_uuid
+LEFT JOIN mdm.nano_command_results r
+       ON r.device_id = q.device_id AND r.id = q.id AND r.command_uuid = q.command_uuid;
+COMMENT ON VIEW mdm.view_queue IS
+    'Queue items with their state: pending, sent, NotNow, Acknowledged, Error, CommandFormatError or cleared';
+
+-- Each command's results, with the ErrorChain as jsonb.
+CREATE VIEW mdm.view_command_results AS
+SELECT r.command_uuid, c.request_type, r.device_id, r.id AS enrollment_id, r.status,
+       r.result -> 'ErrorChain' AS error_chain, r.result, r.not_now_tally, r.not_now_at,
+       r.created_at, r.updated_at
+FROM mdm.nano_command_results r
+JOIN mdm.nano_commands c ON c.command_uuid = r.command_uuid;
+COMMENT ON VIEW mdm.view_command_results IS 'Results of commands; error_chain is the ErrorChain of Error reports';
+
+-- The platform of a device, from the model it reported in Authenticate.
+CREATE FUNCTION mdm.device_platform(model text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE
+        WHEN model ~ '^(Mac|iMac|VirtualMac)' THEN 'macOS'
+        WHEN model ~ '^(iPhone|iPad|iPod)' THEN 'iOS'
+        WHEN model ~ '^AppleTV' THEN 'tvOS'
+        WHEN model ~ '^RealityDevice' THEN 'visionOS'
+        WHEN model ~ '^Watch' THEN 'watchOS'
+    END;
+COMMENT ON FUNCTION mdm.device_platform(text) IS
+    'macOS, iOS (iPhone, iPad), tvOS, visionOS or watchOS from a model identifier such as MacBookPro18,3; NULL if unknown';
+
+-- May request type t go to a channel of enrollment type etype on a device
+-- of this platform?  From Apple's schema (mdm.apple_request_types).
+CREATE FUNCTION mdm._request_allowed(t mdm.apple_request_types, etype text, platform text)
+    RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE etype
+        WHEN 'User' THEN t.macos_user_channel
+        WHEN 'Shared iPad' THEN t.shared_ipad_user_channel
+        WHEN 'User Enrollment' THEN t.macos_user_channel
+                                    AND t.macos_user_enrollment IS DISTINCT FROM 'forbidden'
+        ELSE (CASE platform
+                WHEN 'macOS' THEN t.macos_device_channel
+                WHEN 'iOS' THEN t.ios_device_channel OR t.shared_ipad_device_channel
+                WHEN 'tvOS' THEN t.tvos_supported
+                WHEN 'visionOS' THEN t.visionos_supported
+                WHEN 'watchOS' THEN t.watchos_supported
+                ELSE t.macos_device_channel OR t.ios_device_channel OR t.shared_ipad_device_channel
+                     OR t.tvos_supported OR t.visionos_supported OR t.watchos_supported
+              END)
+             AND (etype <> 'User Enrollment (Device)' OR
+                  (CASE platform WHEN 'iOS' THEN t.ios_user_enrollment ELSE t.macos_user_enrollment END)
+                      IS DISTINCT FROM 'forbidden')
+    END;
+
+-- The command dictionary and CommandUUID of what a caller passed: the inner
+-- command ({"RequestType": ...}) or the full {CommandUUID, Command} form.
+CREATE FUNCTION mdm._command_parts(cmd jsonb, OUT command jsonb, OUT command_uuid uuid)
+    LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF jsonb_typeof(cmd) <> 'object' THEN
+        RAISE EXCEPTION 'command must be a JSON object, not %', jsonb_typeof(cmd)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF cmd ? 'Command' THEN
+        command := cmd->'Command';
+        IF jsonb_typeof(cmd->'CommandUUID') IS DISTINCT FROM 'string' THEN
+            RAISE EXCEPTION 'command has "Command" but no CommandUUID string'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Pass the inner command dictionary, or {"CommandUUID": "<uuid>", "Command": {...}}.';
+        END IF;
+        BEGIN
+            command_uuid := (cmd->>'CommandUUID')::uuid;
+        EXCEPTION WHEN invalid_text_representation THEN
+            RAISE EXCEPTION 'CommandUUID "%" is not a UUID', cmd->>'CommandUUID'
+                USING ERRCODE = 'invalid_parameter_value';
+        END;
+        IF (SELECT count(*) FROM jsonb_object_keys(cmd)) > 2 THEN
+            RAISE EXCEPTION 'command has keys besides CommandUUID and Command'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    ELSE
+        command := cmd;
+        command_uuid := gen_random_uuid();
+    END IF;
+    IF jsonb_typeof(command) IS DISTINCT FROM 'object'
+       OR jsonb_typeof(command->'RequestType') IS DISTINCT FROM 'string' THEN
+        RAISE EXCEPTION 'command has no RequestType'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A command is a dictionary such as {"RequestType": "DeviceInformation", "Queries": ["OSVersion"]}.';
+    END IF;
+END $$;
+
+-- A target of an enqueue or a push.
+CREATE TYPE mdm._target AS (device_id text, enrollment_id text, type text, platform text);
+
+-- The enrollments behind a list of IDs; unknown IDs are an error naming them.
+CREATE FUNCTION mdm._targets(enrollment_ids text[]) RETURNS SETOF mdm._target
+    LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    missing text[];
+BEGIN
+    IF enrollment_ids IS NULL OR cardinality(enrollment_ids) = 0 THEN
+        RAISE EXCEPTION 'no enrollment IDs given' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT array_agg(t.id ORDER BY t.id) INTO missing
+    FROM (SELECT DISTINCT x.id FROM unnest(enrollment_ids) AS x(id)) t
+    WHERE NOT EXISTS (SELECT FROM mdm.nano_enrollments e
+                      WHERE e.device_id = split_part(t.id, ':', 1) AND e.id = t.id);
+    IF missing IS NOT NULL THEN
+        RAISE EXCEPTION '% unknown enrollment ID(s): %', cardinality(missing),
+                        array_to_string(missing[1:10], ', ') ||
+                        CASE WHEN cardinality(missing) > 10 THEN ', ...' ELSE '' END
+            USING ERRCODE = 'undefined_object',
+                  DETAIL = 'Nothing was queued.';
+    END IF;
+    RETURN QUERY
+    SELECT e.device_id, e.id, e.type, mdm.device_platform(d.model)
+    FROM (SELECT DISTINCT x.id FROM unnest(enrollment_ids) AS x(id)) t
+    JOIN mdm.nano_enrollments e ON e.device_id = split_part(t.id, ':', 1) AND e.id = t.id
+    JOIN mdm.nano_devices d ON d.id = e.device_id;
+END $$;
+
+-- Queue a command to enrollments: set-based, one statement per table.
+CREATE FUNCTION mdm.enqueue(enrollment_ids text[], command jsonb, priority integer DEFAULT 0,
+                            allow_unknown_request_type boolean DEFAULT false)
+    RETURNS uuid
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    parts record := mdm._command_parts(command);
+    rtype text := parts.command->>'RequestType';
+    rt mdm.apple_request_types;
+    targets mdm._target[] := ARRAY(SELECT mdm._targets(enrollment_ids));
+    refused text[];
+BEGIN
+    SELECT * INTO rt FROM mdm.apple_request_types WHERE request_type = rtype;
+    IF NOT FOUND THEN
+        IF NOT allow_unknown_request_type THEN
+            RAISE EXCEPTION 'unrecognized RequestType "%"', rtype
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Apple''s schema (mdm.apple_request_types) has no such command.',
+                      HINT = 'Pass allow_unknown_request_type => true for commands newer than the schema.';
+        END IF;
+    ELSE
+        SELECT array_agg(t.enrollment_id ORDER BY t.enrollment_id) INTO refused
+        FROM unnest(targets) t WHERE NOT mdm._request_allowed(rt, t.type, t.platform);
+        IF refused IS NOT NULL THEN
+            RAISE EXCEPTION 'RequestType "%" is not supported on the channel of % enrollment(s): %',
+                            rtype, cardinality(refused),
+                            array_to_string(refused[1:10], ', ') ||
+                            CASE WHEN cardinality(refused) > 10 THEN ', ...' ELSE '' END
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Apple''s schema allows %s on macOS %s.', rtype,
+                          CASE WHEN rt.macos_device_channel AND rt.macos_user_channel THEN 'on both channels'
+                               WHEN rt.macos_device_channel THEN 'on the device channel only'
+                               WHEN rt.macos_user_channel THEN 'on the user channel only'
+                               ELSE 'on no channel' END),
+                      HINT = 'Nothing was queued.';
+        END IF;
+    END IF;
+
+    INSERT INTO mdm.nano_commands (command_uuid, request_type, command, plist)
+    VALUES (parts.command_uuid, rtype, parts.command,
+            mdm.jsonb_to_plist(jsonb_build_object('CommandUUID', upper(parts.command_uuid::text),
+                                                  'Command', parts.command)));
+    INSERT INTO mdm.nano_enrollment_queue (device_id, id, command_uuid, priority)
+    SELECT t.device_id, t.enrollment_id, parts.command_uuid, enqueue.priority
+    FROM unnest(targets) t;
+    PERFORM mdm._announce_pushes(targets);
+    RETURN parts.command_uuid;
+END $$;
+COMMENT ON FUNCTION mdm.enqueue(text[], jsonb, integer, boolean) IS
+    'Queue a command (inner dictionary, or {CommandUUID, Command}) to enrollments; returns its CommandUUID';
+
+CREATE FUNCTION mdm.enqueue(enrollment_ids text[], command bytea, priority integer DEFAULT 0,
+                            allow_unknown_request_type boolean DEFAULT false)
+    RETURNS uuid
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    RETURN mdm.enqueue(enrollment_ids, mdm.plist_to_jsonb(command), priority, allow_unknown_request_type);
+COMMENT ON FUNCTION mdm.enqueue(text[], bytea, integer, boolean) IS
+    'Queue a command given as a plist (inner dictionary, or {CommandUUID, Command})';
+
+-- Store a report about a queued command, or record it as an orphan.
+CREATE FUNCTION mdm._store_report(p_device_id text, p_enrollment_id text, p_status text,
+                                  p_command_uuid text, msg jsonb) RETURNS void
+    LANGUAGE plpgsql AS $$
+DECLARE
+    cmd uuid;
+BEGIN
+    BEGIN
+        cmd := p_command_uuid::uuid;     -- matches case-insensitively
+    EXCEPTION WHEN invalid_text_representation THEN
+        cmd := NULL;
+    END;
+    IF cmd IS NULL OR NOT EXISTS (SELECT FROM mdm.nano_enrollment_queue
+                                  WHERE device_id = p_device_id AND id = p_enrollment_id
+                                    AND command_uuid = cmd) THEN
+        INSERT INTO mdm.orphan_reports (device_id, enrollment_id, command_uuid, status, result)
+        VALUES (p_device_id, p_enrollment_id, p_command_uuid, p_status, msg);
+        RETURN;
+    END IF;
+
+    INSERT INTO mdm.nano_command_results AS r
+        (device_id, id, command_uuid, status, result, not_now_at, not_now_tally)
+    VALUES (p_device_id, p_enrollment_id, cmd, p_status, msg,
+            CASE WHEN p_status = 'NotNow' THEN now() END,
+            CASE WHEN p_status = 'NotNow' THEN 1 ELSE 0 END)
+    ON CONFLICT (device_id, id, command_uuid) DO UPDATE SET
+        status = excluded.status, result = excluded.result,
+        not_now_at = coalesce(r.not_now_at, excluded.not_now_at),
+        not_now_tally = r.not_now_tally + excluded.not_now_tally,
+        updated_at = now();
+    IF p_status <> 'NotNow' THEN
+        UPDATE mdm.nano_enrollment_queue SET active = false, finished_at = now()
+        WHERE device_id = p_device_id AND id = p_enrollment_id AND command_uuid = cmd AND active;
+    END IF;
+END $$;
+
+-- The next command for an enrollment in its current exchange, marked sent.
+CREATE FUNCTION mdm._next_command(p_device_id text, p_enrollment_id text,
+                                  p_exchange_started_at timestamptz) RETURNS mdm.reply
+    LANGUAGE plpgsql AS $$
+DECLARE
+    next_uuid uuid;
+    body bytea;
+BEGIN
+    SELECT q.command_uuid INTO next_uuid
+    FROM mdm.nano_enrollment_queue q
+    WHERE q.device_id = p_device_id AND q.id = p_enrollment_id AND q.active
+      AND (q.sent_at IS NULL OR q.sent_at < p_exchange_started_at)
+    ORDER BY q.priority DESC, q.created_at, q.command_uuid
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED;
+    IF next_uuid IS NULL THEN
+        RETURN mdm._reply_empty();
+    END IF;
+    UPDATE mdm.nano_enrollment_queue SET sent_at = clock_timestamp(), sent_count = sent_count + 1
+    WHERE device_id = p_device_id AND id = p_enrollment_id AND command_uuid = next_uuid;
+    SELECT c.plist INTO body FROM mdm.nano_commands c WHERE c.command_uuid = next_uuid;
+    RETURN ROW(200, 'application/xml', body)::mdm.reply;
+END $$;
+
+-- The handler behind mdm.connect().
+CREATE FUNCTION mdm._handle_report(p_device_id text, p_enrollment_id text, p_user_id text,
+                                   p_type text, p_status text, p_command_uuid text, msg jsonb,
+                                   raw bytea, p_identity_cert bytea, p_mdm_signature text)
+    RETURNS mdm.reply
+    LANGUAGE plpgsql AS $$
+DECLARE
+    exchange_start timestamptz;
+BEGIN
+    -- locks the enrollment row: reports of one channel are handled one at a time
+    UPDATE mdm.nano_enrollments
+    SET last_seen_at = now(),
+        exchange_started_at = CASE WHEN p_status = 'Idle' THEN clock_timestamp()
+                                   ELSE coalesce(exchange_started_at, '-infinity') END,
+        not_on_console = coalesce((msg->'NotOnConsole')::boolean, not_on_console)
+    WHERE device_id = p_device_id AND id = p_enrollment_id
+    RETURNING exchange_started_at INTO exchange_start;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'enrollment "%" is not enrolled', p_enrollment_id
+            USING ERRCODE = 'undefined_object',
+                  DETAIL = 'A command report arrived before the channel''s TokenUpdate.';
+    END IF;
+    IF p_status <> 'Idle' THEN
+        PERFORM mdm._store_report(p_device_id, p_enrollment_id, p_status, p_command_uuid, msg);
+    END IF;
+    RETURN mdm._next_command(p_device_id, p_enrollment_id, exchange_start);
+END $$;
+
+-- The front end's call for every request to the ServerURL.
+CREATE FUNCTION mdm.connect(message bytea, identity_cert bytea DEFAULT NULL,
+                            mdm_signature text DEFAULT NULL)
+    RETURNS mdm.reply
+    AS 'MODULE_PATHNAME', 'mdm_connect'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION mdm.connect(bytea, bytea, text) IS
+    'Handle one command report (XML or binary plist); returns the next command or an empty 200';
+REVOKE ALL ON FUNCTION mdm.connect(bytea, bytea, text) FROM PUBLIC;

@@ -1,0 +1,355 @@
+-- Push jobs and push certificates.
+--
+-- The extension never talks to APNs.  It decides who must be pushed, keeps
+-- that decision in mdm.push_jobs (created in the same transaction as the
+-- work that needs it), and announces it with NOTIFY mdm_push.  The front
+-- end LISTENs, calls mdm.claim_pushes(), sends, and reports each outcome
+-- with mdm.push_result() (docs/front-end.md).
+
+CREATE TABLE mdm.push_certs (
+    topic text PRIMARY KEY CHECK (topic LIKE 'com.apple.mgmt.%'),
+    cert_pem text NOT NULL,
+    key_pem text NOT NULL,
+    subject text NOT NULL,
+    not_before timestamptz NOT NULL,
+    not_after timestamptz NOT NULL,
+    sha256 bytea NOT NULL,
+    uploaded_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE mdm.push_certs IS
+    'APNs push certificates by topic (the subject UID); the key is readable only through mdm.claim_pushes()';
+
+CREATE SEQUENCE mdm.push_jobs_id_seq;
+CREATE TABLE mdm.push_jobs (
+    device_id text NOT NULL,
+    id bigint NOT NULL DEFAULT nextval('mdm.push_jobs_id_seq'),
+    enrollment_id text NOT NULL,
+    state text NOT NULL DEFAULT 'pending'
+        CHECK (state IN ('pending', 'claimed', 'sent', 'failed', 'superseded')),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    not_before timestamptz NOT NULL DEFAULT now(),
+    attempts integer NOT NULL DEFAULT 0,
+    claimed_at timestamptz,
+    finished_at timestamptz,
+    apns_status integer,
+    apns_reason text,
+    apns_id text,
+    PRIMARY KEY (device_id, id),
+    FOREIGN KEY (device_id, enrollment_id) REFERENCES mdm.nano_enrollments ON DELETE CASCADE
+);
+ALTER SEQUENCE mdm.push_jobs_id_seq OWNED BY mdm.push_jobs.id;
+-- at most one pending job per enrollment: later requests coalesce into it
+CREATE UNIQUE INDEX push_jobs_one_pending ON mdm.push_jobs (device_id, enrollment_id)
+    WHERE state = 'pending';
+CREATE INDEX push_jobs_claimable ON mdm.push_jobs (not_before, id) WHERE state = 'pending';
+CREATE INDEX push_jobs_claimed ON mdm.push_jobs (claimed_at) WHERE state = 'claimed';
+CREATE INDEX push_jobs_job_id ON mdm.push_jobs (id);
+CREATE INDEX push_jobs_finished ON mdm.push_jobs (finished_at)
+    WHERE state IN ('sent', 'failed', 'superseded');
+CREATE INDEX push_jobs_enrollment ON mdm.push_jobs (device_id, enrollment_id, finished_at);
+COMMENT ON TABLE mdm.push_jobs IS
+    'APNs pushes to send: pending (waiting, perhaps for a certificate or a retry time), claimed by a front end, sent, failed or superseded';
+COMMENT ON COLUMN mdm.push_jobs.not_before IS 'Not claimable before this time (retry backoff)';
+COMMENT ON COLUMN mdm.push_jobs.attempts IS 'How many times the job was claimed';
+
+CREATE TABLE mdm.push_attempts (
+    device_id text NOT NULL,
+    job_id bigint NOT NULL,
+    attempt integer NOT NULL,
+    apns_status integer NOT NULL,
+    apns_reason text,
+    apns_id text,
+    reported_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (device_id, job_id, attempt),
+    FOREIGN KEY (device_id, job_id) REFERENCES mdm.push_jobs ON DELETE CASCADE
+);
+COMMENT ON TABLE mdm.push_attempts IS 'Every APNs outcome the front end reported';
+
+SELECT pg_catalog.pg_extension_config_dump('mdm.push_certs', '');
+SELECT pg_catalog.pg_extension_config_dump('mdm.push_jobs', '');
+SELECT pg_catalog.pg_extension_config_dump('mdm.push_jobs_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('mdm.push_attempts', '');
+
+-- Certificates, without their keys, and how long they have left.
+CREATE VIEW mdm.view_push_certs AS
+SELECT topic, subject, not_before, not_after,
+       floor(extract(epoch FROM not_after - now()) / 86400)::integer AS days_to_expiry,
+       encode(sha256, 'hex') AS sha256, uploaded_at
+FROM mdm.push_certs;
+COMMENT ON VIEW mdm.view_push_certs IS 'Push certificates and days to expiry (keys are not shown)';
+
+-- Enrollments whose topic has no certificate: their pushes wait.
+CREATE VIEW mdm.view_enrollments_without_push_cert AS
+SELECT e.device_id, e.id AS enrollment_id, e.topic, e.token_update_at,
+       (SELECT count(*) FROM mdm.push_jobs j
+        WHERE j.device_id = e.device_id AND j.enrollment_id = e.id AND j.state = 'pending') AS waiting_jobs
+FROM mdm.nano_enrollments e
+WHERE NOT EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic);
+COMMENT ON VIEW mdm.view_enrollments_without_push_cert IS
+    'Enrollments whose TokenUpdate topic has no uploaded push certificate; their push jobs wait';
+
+-- Jobs operators should look at: failed without retry, and waiting ones.
+CREATE VIEW mdm.view_push_problems AS
+SELECT j.device_id, j.enrollment_id, j.id AS job_id, j.state, j.attempts, j.apns_status,
+       j.apns_reason, j.created_at, j.finished_at,
+       CASE WHEN j.state = 'failed' THEN 'failed'
+            WHEN NOT EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic) THEN 'no push certificate'
+            WHEN j.not_before > now() THEN 'waiting to retry'
+       END AS problem
+FROM mdm.push_jobs j
+JOIN mdm.nano_enrollments e ON e.device_id = j.device_id AND e.id = j.enrollment_id
+WHERE j.state = 'failed'
+   OR (j.state = 'pending' AND (j.not_before > now()
+       OR NOT EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic)));
+COMMENT ON VIEW mdm.view_push_problems IS
+    'Failed push jobs and pending ones that wait for a certificate or a retry time';
+
+-- Create push jobs for targets (coalescing into pending ones) and NOTIFY
+-- once if any was created.  Disabled channels and dead tokens are skipped.
+CREATE FUNCTION mdm._announce_pushes(targets mdm._target[]) RETURNS integer
+    LANGUAGE plpgsql AS $$
+DECLARE
+    created integer;
+BEGIN
+    WITH created_jobs AS (
+        INSERT INTO mdm.push_jobs (device_id, enrollment_id)
+        SELECT e.device_id, e.id
+        FROM unnest(targets) t
+        JOIN mdm.nano_enrollments e ON e.device_id = t.device_id AND e.id = t.enrollment_id
+        WHERE e.enabled AND e.token_invalid_at IS NULL
+        ON CONFLICT (device_id, enrollment_id) WHERE state = 'pending' DO NOTHING
+        RETURNING 1)
+    SELECT count(*) INTO created FROM created_jobs;
+    IF created > 0 THEN
+        -- a constant payload: PostgreSQL folds equal notifications of one
+        -- transaction into one
+        PERFORM pg_notify('mdm_push', '');
+    END IF;
+    RETURN created;
+END $$;
+
+-- Push without a command, e.g. to wake a device.
+CREATE FUNCTION mdm.push(enrollment_ids text[]) RETURNS integer
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN mdm._announce_pushes(ARRAY(SELECT mdm._targets(enrollment_ids)));
+END $$;
+COMMENT ON FUNCTION mdm.push(text[]) IS
+    'Create push jobs for enrollments (coalescing with pending ones); returns how many were created';
+
+-- Claimed jobs that were never reported go back to pending, or are
+-- superseded when a newer pending job exists for the same enrollment.
+CREATE FUNCTION mdm._release_stale_claims() RETURNS integer
+    LANGUAGE plpgsql AS $$
+DECLARE
+    released integer;
+BEGIN
+    WITH stale AS (
+        SELECT j.device_id, j.id,
+               EXISTS (SELECT FROM mdm.push_jobs p WHERE p.device_id = j.device_id
+                       AND p.enrollment_id = j.enrollment_id AND p.state = 'pending') AS superseded
+        FROM mdm.push_jobs j
+        WHERE j.state = 'claimed'
+          AND j.claimed_at < now() - make_interval(secs => mdm._setting('mdm.push_claim_timeout')::integer)
+        FOR UPDATE SKIP LOCKED),
+    upd AS (
+        UPDATE mdm.push_jobs j
+        SET state = CASE WHEN s.superseded THEN 'superseded' ELSE 'pending' END,
+            finished_at = CASE WHEN s.superseded THEN now() END,
+            apns_reason = CASE WHEN s.superseded THEN 'claim timed out; a newer job is pending' END
+        FROM stale s WHERE j.device_id = s.device_id AND j.id = s.id
+        RETURNING 1)
+    SELECT count(*) INTO released FROM upd;
+    RETURN released;
+END $$;
+
+-- The front end takes pending jobs with everything the APNs request needs.
+CREATE FUNCTION mdm.claim_pushes(max_jobs integer DEFAULT 500)
+    RETURNS TABLE (job_id bigint, enrollment_id text, token_hex text, push_magic text,
+                   topic text, cert_pem text, key_pem text, apns_expiration bigint,
+                   apns_priority integer, apns_push_type text)
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM mdm._release_stale_claims();
+    RETURN QUERY
+    WITH picked AS (
+        SELECT j.device_id, j.id
+        FROM mdm.push_jobs j
+        JOIN mdm.nano_enrollments e ON e.device_id = j.device_id AND e.id = j.enrollment_id
+        WHERE j.state = 'pending' AND j.not_before <= now()
+          AND EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic)
+        ORDER BY j.not_before, j.id
+        LIMIT max_jobs
+        FOR UPDATE OF j SKIP LOCKED),
+    claimed AS (
+        UPDATE mdm.push_jobs j
+        SET state = 'claimed', claimed_at = now(), attempts = j.attempts + 1
+        FROM picked p WHERE j.device_id = p.device_id AND j.id = p.id
+        RETURNING j.device_id, j.id, j.enrollment_id)
+    SELECT c.id, c.enrollment_id, e.token_hex, e.push_magic, e.topic, pc.cert_pem, pc.key_pem,
+           extract(epoch FROM now())::bigint + mdm._setting('mdm.push_expiration')::bigint,
+           10, 'mdm'::text
+    FROM claimed c
+    JOIN mdm.nano_enrollments e ON e.device_id = c.device_id AND e.id = c.enrollment_id
+    JOIN mdm.push_certs pc ON pc.topic = e.topic
+    ORDER BY c.id;
+END $$;
+COMMENT ON FUNCTION mdm.claim_pushes(integer) IS
+    'Claim up to max_jobs pending push jobs (SKIP LOCKED) with token, PushMagic, topic, certificate and key';
+
+-- The front end reports what APNs answered for a claimed job.
+CREATE FUNCTION mdm.push_result(job_id bigint, apns_status integer, apns_reason text DEFAULT NULL,
+                                apns_id text DEFAULT NULL)
+    RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    j mdm.push_jobs;
+    new_state text;
+    retry_at timestamptz;
+BEGIN
+    SELECT * INTO j FROM mdm.push_jobs p WHERE p.id = push_result.job_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'push job % does not exist', job_id USING ERRCODE = 'undefined_object';
+    ELSIF j.state <> 'claimed' THEN
+        RAISE EXCEPTION 'push job % is not claimed', job_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('Its state is %s.', j.state);
+    ELSIF apns_status IS NULL OR apns_status NOT BETWEEN 100 AND 599 THEN
+        RAISE EXCEPTION 'invalid APNs status %', apns_status USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    INSERT INTO mdm.push_attempts (device_id, job_id, attempt, apns_status, apns_reason, apns_id)
+    VALUES (j.device_id, j.id, j.attempts, apns_status, apns_reason, apns_id)
+    ON CONFLICT (device_id, job_id, attempt) DO UPDATE SET
+        apns_status = excluded.apns_status, apns_reason = excluded.apns_reason,
+        apns_id = excluded.apns_id, reported_at = excluded.reported_at;
+
+    IF apns_status = 200 THEN
+        new_state := 'sent';
+    ELSIF apns_status = 410 OR (apns_status = 400 AND apns_reason = 'BadDeviceToken') THEN
+        -- the token is dead: no pushes to this channel until its next TokenUpdate
+        new_state := 'failed';
+        UPDATE mdm.nano_enrollments SET token_invalid_at = now(),
+               token_invalid_reason = concat_ws(' ', apns_status, apns_reason)
+        WHERE device_id = j.device_id AND id = j.enrollment_id;
+        UPDATE mdm.push_jobs SET state = 'failed', finished_at = now(),
+               apns_reason = 'token invalidated by job ' || j.id
+        WHERE device_id = j.device_id AND enrollment_id = j.enrollment_id AND state = 'pending';
+    ELSIF apns_status = 429 OR apns_status >= 500 THEN
+        IF j.attempts >= mdm._setting('mdm.push_max_attempts')::integer THEN
+            new_state := 'failed';
+        ELSIF EXISTS (SELECT FROM mdm.push_jobs p WHERE p.device_id = j.device_id
+                      AND p.enrollment_id = j.enrollment_id AND p.state = 'pending') THEN
+            new_state := 'superseded';
+        ELSE
+            new_state := 'pending';
+            retry_at := now() + least(
+                make_interval(secs => mdm._setting('mdm.push_retry_base')::integer * 2 ^ (j.attempts - 1)),
+                make_interval(secs => mdm._setting('mdm.push_retry_max')::integer));
+        END IF;
+    ELSE
+        -- certificate and topic errors: retrying will not help; operators see it
+        new_state := 'failed';
+    END IF;
+
+    UPDATE mdm.push_jobs p
+    SET state = new_state,
+        finished_at = CASE WHEN new_state = 'pending' THEN NULL ELSE now() END,
+        not_before = coalesce(retry_at, p.not_before),
+        apns_status = push_result.apns_status, apns_reason = push_result.apns_reason,
+        apns_id = push_result.apns_id
+    WHERE p.device_id = j.device_id AND p.id = j.id;
+    RETURN new_state;
+END $$;
+COMMENT ON FUNCTION mdm.push_result(bigint, integer, text, text) IS
+    'Record an APNs outcome: 200 sent; 410/BadDeviceToken invalidates the token; 429/5xx retry with backoff; else failed';
+
+-- Check a PEM certificate and key with OpenSSL (src/push_cert.c).
+CREATE FUNCTION mdm._inspect_push_cert(cert_pem text, key_pem text,
+                                       OUT topic text, OUT subject text, OUT not_before timestamptz,
+                                       OUT not_after timestamptz, OUT sha256 bytea)
+    AS 'MODULE_PATHNAME', 'mdm_inspect_push_cert'
+    LANGUAGE C STABLE STRICT;
+REVOKE ALL ON FUNCTION mdm._inspect_push_cert(text, text) FROM PUBLIC;
+
+CREATE FUNCTION mdm.upload_push_cert(cert_pem text, key_pem text) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    c record := mdm._inspect_push_cert(cert_pem, key_pem);
+BEGIN
+    INSERT INTO mdm.push_certs (topic, cert_pem, key_pem, subject, not_before, not_after, sha256)
+    VALUES (c.topic, cert_pem, key_pem, c.subject, c.not_before, c.not_after, c.sha256)
+    ON CONFLICT (topic) DO UPDATE SET
+        cert_pem = excluded.cert_pem, key_pem = excluded.key_pem, subject = excluded.subject,
+        not_before = excluded.not_before, not_after = excluded.not_after,
+        sha256 = excluded.sha256, uploaded_at = now();
+    IF EXISTS (SELECT FROM mdm.push_jobs j JOIN mdm.nano_enrollments e
+                   ON e.device_id = j.device_id AND e.id = j.enrollment_id
+               WHERE j.state = 'pending' AND e.topic = c.topic) THEN
+        -- jobs that waited for this certificate are claimable now
+        PERFORM pg_notify('mdm_push', '');
+    END IF;
+    RETURN c.topic;
+END $$;
+COMMENT ON FUNCTION mdm.upload_push_cert(text, text) IS
+    'Store an APNs MDM push certificate and its key (PEM); returns the topic. A renewal replaces the old pair';
+
+-- The MDM payload of an enrollment profile, in its Configuration wrapper.
+CREATE FUNCTION mdm.enrollment_profile(
+        server_url text,
+        identity_payload_uuid uuid,
+        topic text DEFAULT NULL,
+        checkin_url text DEFAULT NULL,
+        access_rights integer DEFAULT 8191,
+        sign_message boolean DEFAULT true,
+        server_capabilities text[] DEFAULT ARRAY['com.apple.mdm.per-user-connections',
+                                                 'com.apple.mdm.bootstraptoken'],
+        extra_payloads jsonb DEFAULT '[]',
+        payload_identifier text DEFAULT 'com.example.mdm',
+        display_name text DEFAULT 'MDM enrollment')
+    RETURNS bytea
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    the_topic text := topic;
+    mdm_payload jsonb;
+BEGIN
+    IF the_topic IS NULL THEN
+        SELECT min(c.topic) INTO the_topic FROM mdm.push_certs c HAVING count(*) = 1;
+        IF the_topic IS NULL THEN
+            RAISE EXCEPTION 'no topic given, and there is not exactly one push certificate'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    ELSIF NOT EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = the_topic) THEN
+        RAISE EXCEPTION 'no push certificate for topic "%"', the_topic
+            USING ERRCODE = 'undefined_object', HINT = 'Upload it with mdm.upload_push_cert().';
+    END IF;
+    IF jsonb_typeof(extra_payloads) <> 'array' THEN
+        RAISE EXCEPTION 'extra_payloads must be a JSON array of payload dictionaries'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    mdm_payload := jsonb_strip_nulls(jsonb_build_object(
+        'PayloadType', 'com.apple.mdm',
+        'PayloadVersion', 1,
+        'PayloadIdentifier', payload_identifier || '.mdm',
+        'PayloadUUID', upper(gen_random_uuid()::text),
+        'PayloadDisplayName', display_name,
+        'Topic', the_topic,
+        'ServerURL', server_url,
+        'CheckInURL', coalesce(checkin_url, server_url),
+        'IdentityCertificateUUID', upper(identity_payload_uuid::text),
+        'AccessRights', access_rights,
+        'SignMessage', sign_message,
+        'CheckOutWhenRemoved', true,
+        'ServerCapabilities', to_jsonb(server_capabilities)));
+    -- no top-level PayloadScope: a System-scoped enrollment profile keeps
+    -- macOS from opening the user channel
+    RETURN mdm.jsonb_to_plist(jsonb_build_object(
+        'PayloadType', 'Configuration',
+        'PayloadVersion', 1,
+        'PayloadIdentifier', payload_identifier,
+        'PayloadUUID', upper(gen_random_uuid()::text),
+        'PayloadDisplayName', display_name,
+        'PayloadContent', extra_payloads || jsonb_build_array(mdm_payload)));
+END $$;
+COMMENT ON FUNCTION mdm.enrollment_profile(text, uuid, text, text, integer, boolean, text[], jsonb, text, text) IS
+    'An unsigned enrollment profile: the MDM payload (with per-user connections) and any extra payloads, such as the identity';

@@ -1,0 +1,141 @@
+-- Periodic upkeep: mdm.run_maintenance() and its scheduling with pg_cron.
+--
+-- run_maintenance() is the one function periodic work goes through.  It is
+-- single-flight (an advisory lock), does nothing on a standby, and works in
+-- bounded batches so that a backlog drains over several runs instead of one
+-- long transaction.
+
+-- Delete up to batch_size rows of finished history older than the retention.
+CREATE FUNCTION mdm._prune_history(batch_size integer) RETURNS jsonb
+    LANGUAGE plpgsql AS $$
+DECLARE
+    cutoff timestamptz := now() - make_interval(secs => mdm._setting('mdm.history_retention')::integer);
+    n_messages integer;
+    n_queue integer;
+    n_orphans integer;
+    n_pushes integer;
+    n_commands integer;
+BEGIN
+    WITH doomed AS (SELECT device_id, id FROM mdm.checkin_messages
+                    WHERE received_at < cutoff LIMIT batch_size),
+         gone AS (DELETE FROM mdm.checkin_messages m USING doomed d
+                  WHERE m.device_id = d.device_id AND m.id = d.id RETURNING 1)
+    SELECT count(*) INTO n_messages FROM gone;
+
+    -- finished or cleared queue items, with their results (ON DELETE CASCADE)
+    WITH doomed AS (SELECT device_id, id, command_uuid FROM mdm.nano_enrollment_queue
+                    WHERE NOT active AND coalesce(finished_at, cleared_at) < cutoff
+                    LIMIT batch_size),
+         gone AS (DELETE FROM mdm.nano_enrollment_queue q USING doomed d
+                  WHERE q.device_id = d.device_id AND q.id = d.id
+                    AND q.command_uuid = d.command_uuid RETURNING 1)
+    SELECT count(*) INTO n_queue FROM gone;
+
+    WITH doomed AS (SELECT device_id, id FROM mdm.orphan_reports
+                    WHERE received_at < cutoff LIMIT batch_size),
+         gone AS (DELETE FROM mdm.orphan_reports o USING doomed d
+                  WHERE o.device_id = d.device_id AND o.id = d.id RETURNING 1)
+    SELECT count(*) INTO n_orphans FROM gone;
+
+    WITH doomed AS (SELECT device_id, id FROM mdm.push_jobs
+                    WHERE state IN ('sent', 'failed', 'superseded') AND finished_at < cutoff
+                    LIMIT batch_size),
+         gone AS (DELETE FROM mdm.push_jobs j USING doomed d
+                  WHERE j.device_id = d.device_id AND j.id = d.id RETURNING 1)
+    SELECT count(*) INTO n_pushes FROM gone;
+
+    -- commands no queue item refers to any more
+    WITH doomed AS (SELECT c.command_uuid FROM mdm.nano_commands c
+                    WHERE c.created_at < cutoff
+                      AND NOT EXISTS (SELECT FROM mdm.nano_enrollment_queue q
+                                      WHERE q.command_uuid = c.command_uuid)
+                    LIMIT batch_size),
+         gone AS (DELETE FROM mdm.nano_commands c USING doomed d
+                  WHERE c.command_uuid = d.command_uuid RETURNING 1)
+    SELECT count(*) INTO n_commands FROM gone;
+
+    RETURN jsonb_build_object('checkin_messages', n_messages, 'queue_items', n_queue,
+                              'orphan_reports', n_orphans, 'push_jobs', n_pushes,
+                              'commands', n_commands);
+END $$;
+
+-- Push again to enrollments that have commands waiting and have not polled
+-- since their last push, waiting mdm.repush_interval, doubled for each
+-- unanswered push (at most a day).
+CREATE FUNCTION mdm._repush(batch_size integer) RETURNS integer
+    LANGUAGE plpgsql AS $$
+DECLARE
+    base interval := make_interval(secs => mdm._setting('mdm.repush_interval')::integer);
+    targets mdm._target[];
+BEGIN
+    SELECT array_agg(ROW(e.device_id, e.id, e.type, NULL)::mdm._target) INTO targets
+    FROM (SELECT e.device_id, e.id, e.type
+          FROM mdm.nano_enrollments e
+          CROSS JOIN LATERAL (
+              SELECT count(*) AS unanswered, max(j.finished_at) AS last_push
+              FROM mdm.push_jobs j
+              WHERE j.device_id = e.device_id AND j.enrollment_id = e.id
+                AND j.state = 'sent' AND j.finished_at > e.last_seen_at) p
+          WHERE e.enabled AND e.token_invalid_at IS NULL
+            AND p.unanswered > 0
+            AND p.last_push < now() - least(base * 2 ^ (p.unanswered - 1), interval '1 day')
+            AND EXISTS (SELECT FROM mdm.nano_enrollment_queue q
+                        WHERE q.device_id = e.device_id AND q.id = e.id AND q.active)
+            AND NOT EXISTS (SELECT FROM mdm.push_jobs j
+                            WHERE j.device_id = e.device_id AND j.enrollment_id = e.id
+                              AND j.state IN ('pending', 'claimed'))
+          LIMIT batch_size) e;
+    IF targets IS NULL THEN
+        RETURN 0;
+    END IF;
+    RETURN mdm._announce_pushes(targets);
+END $$;
+
+CREATE FUNCTION mdm.run_maintenance(batch_size integer DEFAULT 10000) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    result jsonb;
+BEGIN
+    IF pg_is_in_recovery() THEN
+        RETURN jsonb_build_object('skipped', 'standby');
+    END IF;
+    IF NOT pg_try_advisory_xact_lock(hashtext('mdm.run_maintenance')) THEN
+        RETURN jsonb_build_object('skipped', 'another run_maintenance() is running');
+    END IF;
+    result := jsonb_build_object('released_push_claims', mdm._release_stale_claims(),
+                                 'repushed', mdm._repush(batch_size))
+              || mdm._prune_history(batch_size);
+    RETURN result;
+END $$;
+COMMENT ON FUNCTION mdm.run_maintenance(integer) IS
+    'Periodic upkeep (single-flight, bounded batches, a no-op on a standby): stale push claims, re-push, history pruning';
+
+-- Register run_maintenance() with pg_cron when pg_cron is there.
+CREATE FUNCTION mdm.schedule_maintenance(schedule text DEFAULT '* * * * *') RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cron_db text := current_setting('cron.database_name', true);
+    command text := 'SELECT mdm.run_maintenance()';
+    statement text;
+BEGIN
+    IF cron_db IS NULL THEN
+        RETURN 'pg_cron is not loaded. Add pg_cron to shared_preload_libraries, set '
+            || 'cron.database_name, restart, CREATE EXTENSION pg_cron in that database, and call '
+            || 'mdm.schedule_maintenance() again; or run "' || command || '" every minute from any scheduler.';
+    END IF;
+    statement := format('SELECT cron.schedule_in_database(%L, %L, %L, %L)',
+                        'mdm_user maintenance ' || current_database(), schedule, command,
+                        current_database());
+    IF cron_db <> current_database() THEN
+        RETURN 'pg_cron runs in database ' || quote_ident(cron_db)
+            || '; run this statement there: ' || statement;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') THEN
+        RETURN 'pg_cron is loaded but not installed in this database: run CREATE EXTENSION pg_cron, '
+            || 'then mdm.schedule_maintenance() again.';
+    END IF;
+    EXECUTE statement;
+    RETURN format('scheduled %L in database %s (%s)', command, current_database(), schedule);
+END $$;
+COMMENT ON FUNCTION mdm.schedule_maintenance(text) IS
+    'Schedule mdm.run_maintenance() with pg_cron, or say what to run where when that cannot be done from here';
