@@ -220,7 +220,7 @@ BEGIN
 
     INSERT INTO mdm.push_attempts (device_id, job_id, attempt, apns_status, apns_reason, apns_id)
     VALUES (j.device_id, j.id, j.attempts, apns_status, apns_reason, apns_id)
-    ON CONFLICT (device_id, job_id, attempt) DO UPDATE SET
+    ON CONFLICT ON CONSTRAINT push_attempts_pkey DO UPDATE SET
         apns_status = excluded.apns_status, apns_reason = excluded.apns_reason,
         apns_id = excluded.apns_id, reported_at = excluded.reported_at;
 
