@@ -253,6 +253,11 @@ BEGIN
         END IF;
     END IF;
 
+    IF EXISTS (SELECT FROM mdm.nano_commands c WHERE c.command_uuid = parts.command_uuid) THEN
+        RAISE EXCEPTION 'command "%" already exists', parts.command_uuid
+            USING ERRCODE = 'unique_violation',
+                  HINT = 'Each command needs its own CommandUUID; leave it out to have one made.';
+    END IF;
     INSERT INTO mdm.nano_commands (command_uuid, request_type, command, plist)
     VALUES (parts.command_uuid, rtype, parts.command,
             mdm.jsonb_to_plist(jsonb_build_object('CommandUUID', upper(parts.command_uuid::text),

@@ -144,7 +144,9 @@ FROM unnest(ARRAY[
     '<dict><key>MessageType</key><string>TokenUpdate</string><key>UDID</key><string>A</string><key>UserID</key><string></string></dict>',
     '<dict><key>MessageType</key><string>Authenticate</string><key>UDID</key><string>A</string><key>SerialNumber</key><integer>1</integer></dict>',
     '<dict><key>MessageType</key><string>TokenUpdate</string><key>UDID</key><string>A</string><key>Topic</key><string>t</string><key>PushMagic</key><string>m</string><key>Token</key><data></data></dict>',
-    '<dict><key>MessageType</key><integer>1</integer><key>UDID</key><string>A</string></dict>'
+    '<dict><key>MessageType</key><integer>1</integer><key>UDID</key><string>A</string></dict>',
+    '<dict><key>MessageType</key><string>Authenticate</string><key>UDID</key><string>A</string><key>UserID</key><string>B</string></dict>',
+    '<dict><key>MessageType</key><string>UserAuthenticate</string><key>UDID</key><string>A</string></dict>'
 ]) AS t;
 -- a user channel (or any message) of a device that never sent Authenticate
 SELECT try($$SELECT mdm.checkin(convert_to(replace(convert_from(v('checkin/05-tokenupdate-user.plist'), 'UTF8'),

@@ -1,0 +1,145 @@
+--
+-- Push jobs and push certificates: durable jobs per enrollment, coalescing,
+-- claim and report, token invalidation, retries, the claim timeout, jobs
+-- that wait for a certificate, re-push, and the enrollment profile.
+-- (NOTIFY and concurrent claims are in test/isolation/specs/push_jobs.spec.)
+--
+\! sh test/push_certs.sh results/push_certs
+\set cert `cat results/push_certs/mdm.crt`
+\set key `cat results/push_certs/mdm.key`
+\set cert2 `cat results/push_certs/mdm2.crt`
+\set key2 `cat results/push_certs/mdm2.key`
+\set other_key `cat results/push_certs/other.key`
+\set nonmdm_cert `cat results/push_certs/nonmdm.crt`
+\set nonmdm_key `cat results/push_certs/nonmdm.key`
+\set mac '980E3D0B-5A28-537C-B7CB-7AFD15AFB933'
+\set victor '980E3D0B-5A28-537C-B7CB-7AFD15AFB933:23B1AB9F-5A19-4919-8610-0A74091497E1'
+
+-- Certificates: the topic comes from the subject's UID
+SELECT mdm.upload_push_cert(:'cert', :'key') AS topic;
+SELECT topic, subject, days_to_expiry BETWEEN 360 AND 365 AS about_a_year FROM mdm.view_push_certs;
+SELECT try(format('SELECT mdm.upload_push_cert(%L, %L)', :'cert', :'other_key')) AS mismatched_key;
+SELECT try(format('SELECT mdm.upload_push_cert(%L, %L)', :'nonmdm_cert', :'nonmdm_key')) AS not_mdm;
+SELECT left(try(format('SELECT mdm.upload_push_cert(%L, %L)', 'garbage', :'key')), 80) AS garbage_cert;
+SELECT left(try(format('SELECT mdm.upload_push_cert(%L, %L)', :'cert', 'garbage')), 80) AS garbage_key;
+-- a renewal for the same topic replaces the pair
+SELECT mdm.upload_push_cert(:'cert2', :'key2') AS renewed;
+SELECT count(*) AS certs, bool_and(days_to_expiry BETWEEN 725 AND 730) AS two_years FROM mdm.view_push_certs;
+-- nobody reads keys but the extension: the table is not granted to anyone
+SELECT has_table_privilege('public', 'mdm.push_certs', 'SELECT') AS public_can_read;
+
+-- The seed's Mac and Victor's user channel
+SELECT (mdm.checkin(v(n))).status FROM unnest(ARRAY[
+    'checkin/01-authenticate.plist', 'checkin/02-tokenupdate-device.plist', 'checkin/05-tokenupdate-user.plist']) n;
+
+-- Enqueue to the device and to the user channel: two jobs, each with its own
+-- token and PushMagic and the certificate's topic
+SELECT mdm.enqueue(ARRAY[:'mac', :'victor'], '{"RequestType": "ProfileList"}'::jsonb) IS NOT NULL AS queued;
+SELECT enrollment_id, state FROM mdm.push_jobs ORDER BY enrollment_id;
+-- enqueueing again before the push is sent coalesces into the pending jobs
+SELECT mdm.enqueue(ARRAY[:'mac', :'victor'], '{"RequestType": "CertificateList"}'::jsonb) IS NOT NULL AS queued_again;
+SELECT mdm.push(ARRAY[:'victor']) AS created_by_push;
+SELECT count(*) AS jobs FROM mdm.push_jobs;
+
+CREATE TEMP TABLE claimed AS SELECT * FROM mdm.claim_pushes();
+SELECT enrollment_id, token_hex, push_magic, topic, apns_push_type, apns_priority,
+       apns_expiration - extract(epoch FROM now())::bigint BETWEEN 86390 AND 86400 AS expires_in_a_day,
+       cert_pem = :'cert2' AS cert, key_pem = :'key2' AS key
+FROM claimed ORDER BY enrollment_id;
+SELECT count(*) AS nothing_left_to_claim FROM mdm.claim_pushes();
+SELECT job_id AS mac_job FROM claimed WHERE enrollment_id = :'mac' \gset
+SELECT job_id AS victor_job FROM claimed WHERE enrollment_id = :'victor' \gset
+
+-- A claimed job that a new enqueue needs again: a new pending job, since the
+-- claimed one may already be on its way
+SELECT mdm.push(ARRAY[:'mac']) AS new_job_while_claimed;
+SELECT enrollment_id, state, count(*) FROM mdm.push_jobs GROUP BY 1, 2 ORDER BY 1, 2;
+
+-- 200: sent
+SELECT mdm.push_result(:victor_job, 200, NULL, 'apns-1') AS victor_result;
+SELECT try(format('SELECT mdm.push_result(%s, 200)', :victor_job)) AS reported_twice;
+SELECT try('SELECT mdm.push_result(999999, 200)') AS unknown_job;
+
+-- 410 Unregistered: the token is dead; no pushes to that channel (and its
+-- pending job fails) until its next TokenUpdate
+SELECT mdm.push_result(:mac_job, 410, 'Unregistered') AS mac_result;
+SELECT id, token_invalid_at IS NOT NULL AS token_invalid, token_invalid_reason
+FROM mdm.nano_enrollments ORDER BY id;
+SELECT enrollment_id, state, apns_status, apns_reason FROM mdm.push_jobs ORDER BY id;
+SELECT mdm.push(ARRAY[:'mac']) AS no_job_for_dead_token;
+SELECT (mdm.checkin(v('checkin/02-tokenupdate-device.plist'))).status AS token_update;
+SELECT mdm.push(ARRAY[:'mac']) AS job_after_token_update;
+
+-- 503: retried later with backoff, not claimable before then
+SELECT job_id AS retry_job FROM mdm.claim_pushes() \gset
+SELECT mdm.push_result(:retry_job, 503, 'ServiceUnavailable') AS after_503;
+SELECT state, attempts, not_before > now() + interval '5 seconds' AS backs_off FROM mdm.push_jobs WHERE id = :retry_job;
+SELECT count(*) AS claimable_now FROM mdm.claim_pushes();
+-- once the retry time has come it is claimed again; the delay doubles per attempt
+UPDATE mdm.push_jobs SET not_before = now() WHERE id = :retry_job;
+SELECT job_id = :retry_job AS same_job FROM mdm.claim_pushes();
+SELECT mdm.push_result(:retry_job, 429, 'TooManyRequests') AS after_429;
+SELECT attempts, not_before - now() > interval '15 seconds' AS doubled FROM mdm.push_jobs WHERE id = :retry_job;
+-- until mdm.push_max_attempts
+SET mdm.push_max_attempts = 3;
+UPDATE mdm.push_jobs SET not_before = now() WHERE id = :retry_job;
+SELECT count(*) FROM mdm.claim_pushes();
+SELECT mdm.push_result(:retry_job, 500, 'InternalServerError') AS gives_up;
+RESET mdm.push_max_attempts;
+
+-- Other statuses fail without retry and without touching the token
+SELECT mdm.push(ARRAY[:'victor']);
+SELECT job_id AS cert_job FROM mdm.claim_pushes() \gset
+SELECT mdm.push_result(:cert_job, 403, 'BadCertificateEnvironment') AS after_403;
+SELECT token_invalid_at IS NULL AS token_still_valid FROM mdm.nano_enrollments WHERE id = :'victor';
+SELECT enrollment_id, job_id = :cert_job AS is_it, problem, apns_status, apns_reason FROM mdm.view_push_problems ORDER BY job_id;
+
+-- 400 BadDeviceToken also invalidates the token
+SELECT mdm.push(ARRAY[:'victor']);
+SELECT mdm.push_result(job_id, 400, 'BadDeviceToken') FROM mdm.claim_pushes();
+SELECT token_invalid_reason FROM mdm.nano_enrollments WHERE id = :'victor';
+SELECT (mdm.checkin(v('checkin/05-tokenupdate-user.plist'))).status AS user_token_update;
+
+-- The claim timeout returns a job that was claimed and never reported
+SELECT mdm.push(ARRAY[:'victor']);
+SELECT job_id AS lost_job FROM mdm.claim_pushes() \gset
+SELECT count(*) AS not_yet FROM mdm.claim_pushes();
+UPDATE mdm.push_jobs SET claimed_at = now() - interval '10 minutes' WHERE id = :lost_job;
+SELECT job_id = :lost_job AS claimed_again, enrollment_id FROM mdm.claim_pushes();
+SELECT attempts FROM mdm.push_jobs WHERE id = :lost_job;
+-- ... or, when a newer job is pending meanwhile, is superseded by it
+SELECT mdm.push(ARRAY[:'victor']) AS newer_job;
+UPDATE mdm.push_jobs SET claimed_at = now() - interval '10 minutes' WHERE id = :lost_job;
+SELECT mdm.run_maintenance() -> 'released_push_claims' AS released;
+SELECT state, apns_reason FROM mdm.push_jobs WHERE id = :lost_job;
+
+-- A TokenUpdate whose topic has no certificate is accepted; its jobs wait,
+-- visible to operators, and become claimable once the certificate arrives
+SELECT (mdm.checkin(v(n))).status FROM unnest(ARRAY['checkin/20-authenticate-mac2.plist', 'checkin/21-tokenupdate-mac2-device.plist']) n;
+UPDATE mdm.nano_enrollments SET topic = 'com.apple.mgmt.External.no-cert-yet' WHERE device_id = '5B0C2E4A-1C3D-4E5F-8A9B-0C1D2E3F4A5B';
+SELECT mdm.enqueue(ARRAY['5B0C2E4A-1C3D-4E5F-8A9B-0C1D2E3F4A5B'], '{"RequestType": "ProfileList"}'::jsonb) IS NOT NULL AS queued;
+SELECT enrollment_id, topic, waiting_jobs FROM mdm.view_enrollments_without_push_cert;
+SELECT enrollment_id, problem FROM mdm.view_push_problems WHERE problem = 'no push certificate';
+SELECT count(*) AS claimable FROM mdm.claim_pushes() WHERE enrollment_id = '5B0C2E4A-1C3D-4E5F-8A9B-0C1D2E3F4A5B';
+
+-- Re-push: commands still waiting, no poll since the last push, and the
+-- interval (doubled per unanswered push) has passed
+DELETE FROM mdm.push_jobs;
+UPDATE mdm.nano_enrollments SET last_seen_at = now() - interval '3 hours' WHERE id = :'mac';
+INSERT INTO mdm.push_jobs (device_id, enrollment_id, state, finished_at, attempts)
+VALUES (:'mac', :'mac', 'sent', now() - interval '2 hours', 1);
+SELECT mdm.run_maintenance() -> 'repushed' AS repushed;
+SELECT mdm.run_maintenance() -> 'repushed' AS not_twice;
+UPDATE mdm.push_jobs SET state = 'sent', finished_at = now() - interval '90 minutes' WHERE state = 'pending';
+SELECT mdm.run_maintenance() -> 'repushed' AS two_unanswered_wait_longer;
+
+-- The enrollment profile: per-user connections, or no Mac opens a user channel
+SELECT jsonb_pretty(p - 'PayloadUUID' - 'PayloadContent') AS wrapper,
+       jsonb_pretty((p #> '{PayloadContent,0}') - 'PayloadUUID') AS mdm_payload
+FROM mdm.plist_to_jsonb(mdm.enrollment_profile('https://mdm.example.com/mdm',
+                                               'A1B2C3D4-0000-4000-8000-000000000001',
+                                               checkin_url => 'https://mdm.example.com/checkin')) p;
+SELECT try($$SELECT mdm.enrollment_profile('https://x', gen_random_uuid(), topic => 'com.apple.mgmt.External.other')$$);
+
+-- pg_cron lives in the postgres database: schedule_maintenance says what to run there
+SELECT mdm.schedule_maintenance();
