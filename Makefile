@@ -14,7 +14,8 @@ OBJS = \
 	src/plist_write.o \
 	src/mdm_message.o \
 	src/endpoint.o \
-	src/push_cert.o
+	src/push_cert.o \
+	src/cms.o
 
 # The install script is built from one file per concern, in name order.
 SCHEMA_PARTS = $(sort $(wildcard schema/*.sql))

@@ -209,6 +209,8 @@ CREATE FUNCTION mdm._checkin_token_update(p_device_id text, p_enrollment_id text
                                           p_user_id text, p_type text, msg jsonb,
                                           raw bytea) RETURNS mdm.reply
     LANGUAGE plpgsql AS $$
+DECLARE
+    tally integer;
 BEGIN
     IF p_user_id IS NOT NULL THEN
         INSERT INTO mdm.nano_users AS u (device_id, id, user_short_name, user_long_name)
@@ -238,7 +240,14 @@ BEGIN
         token_update = excluded.token_update, token_update_at = excluded.token_update_at,
         awaiting_configuration = coalesce(excluded.awaiting_configuration, e.awaiting_configuration),
         not_on_console = coalesce(excluded.not_on_console, e.not_on_console),
-        last_seen_at = excluded.last_seen_at, updated_at = now();
+        last_seen_at = excluded.last_seen_at, updated_at = now()
+    RETURNING token_update_tally INTO tally;
+
+    -- a user channel's first TokenUpdate: the profiles its labels assign,
+    -- which may have waited for it, are queued now (schema/60_profiles.sql)
+    IF p_user_id IS NOT NULL AND tally = 1 THEN
+        PERFORM mdm._reconcile_devices(ARRAY[p_device_id]);
+    END IF;
     RETURN mdm._reply_empty();
 END $$;
 

@@ -11,11 +11,14 @@ CREATE TABLE mdm.nano_commands (
     request_type text NOT NULL,
     command jsonb NOT NULL,
     plist bytea NOT NULL,
+    payload_identifier text,
     created_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE mdm.nano_commands IS 'Commands, one row however many enrollments they are queued to';
 COMMENT ON COLUMN mdm.nano_commands.command IS 'The inner command dictionary ({"RequestType": ..., ...})';
 COMMENT ON COLUMN mdm.nano_commands.plist IS 'The XML plist the device receives: {CommandUUID, Command}';
+COMMENT ON COLUMN mdm.nano_commands.payload_identifier IS
+    'InstallProfile: the PayloadIdentifier of the profile it carries (set by a trigger, schema/60_profiles.sql)';
 
 CREATE TABLE mdm.nano_enrollment_queue (
     device_id text NOT NULL,
@@ -215,6 +218,28 @@ BEGIN
     JOIN mdm.nano_devices d ON d.id = e.device_id;
 END $$;
 
+-- Store a command and queue it to targets, set-based (one statement per
+-- table however many targets), and announce the pushes.  Every path that
+-- queues commands (enqueue, profiles, reconcile) goes through here.
+CREATE FUNCTION mdm._queue_command(targets mdm._target[], p_command_uuid uuid, command jsonb,
+                                   p_priority integer) RETURNS void
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT FROM mdm.nano_commands c WHERE c.command_uuid = p_command_uuid) THEN
+        RAISE EXCEPTION 'command "%" already exists', p_command_uuid
+            USING ERRCODE = 'unique_violation',
+                  HINT = 'Each command needs its own CommandUUID; leave it out to have one made.';
+    END IF;
+    INSERT INTO mdm.nano_commands (command_uuid, request_type, command, plist)
+    VALUES (p_command_uuid, command->>'RequestType', command,
+            mdm.jsonb_to_plist(jsonb_build_object('CommandUUID', upper(p_command_uuid::text),
+                                                  'Command', command)));
+    INSERT INTO mdm.nano_enrollment_queue (device_id, id, command_uuid, priority)
+    SELECT t.device_id, t.enrollment_id, p_command_uuid, p_priority
+    FROM unnest(targets) t;
+    PERFORM mdm._announce_pushes(targets);
+END $$;
+
 -- Queue a command to enrollments: set-based, one statement per table.
 CREATE FUNCTION mdm.enqueue(enrollment_ids text[], command jsonb, priority integer DEFAULT 0,
                             allow_unknown_request_type boolean DEFAULT false)
@@ -253,19 +278,7 @@ BEGIN
         END IF;
     END IF;
 
-    IF EXISTS (SELECT FROM mdm.nano_commands c WHERE c.command_uuid = parts.command_uuid) THEN
-        RAISE EXCEPTION 'command "%" already exists', parts.command_uuid
-            USING ERRCODE = 'unique_violation',
-                  HINT = 'Each command needs its own CommandUUID; leave it out to have one made.';
-    END IF;
-    INSERT INTO mdm.nano_commands (command_uuid, request_type, command, plist)
-    VALUES (parts.command_uuid, rtype, parts.command,
-            mdm.jsonb_to_plist(jsonb_build_object('CommandUUID', upper(parts.command_uuid::text),
-                                                  'Command', parts.command)));
-    INSERT INTO mdm.nano_enrollment_queue (device_id, id, command_uuid, priority)
-    SELECT t.device_id, t.enrollment_id, parts.command_uuid, enqueue.priority
-    FROM unnest(targets) t;
-    PERFORM mdm._announce_pushes(targets);
+    PERFORM mdm._queue_command(targets, parts.command_uuid, parts.command, priority);
     RETURN parts.command_uuid;
 END $$;
 COMMENT ON FUNCTION mdm.enqueue(text[], jsonb, integer, boolean) IS
@@ -312,6 +325,8 @@ BEGIN
     IF p_status <> 'NotNow' THEN
         UPDATE mdm.nano_enrollment_queue SET active = false, finished_at = now()
         WHERE device_id = p_device_id AND id = p_enrollment_id AND command_uuid = cmd AND active;
+        -- InstallProfile / RemoveProfile outcomes (schema/60_profiles.sql)
+        PERFORM mdm._profile_result(p_device_id, p_enrollment_id, cmd, p_status, msg);
     END IF;
 END $$;
 

@@ -32,6 +32,15 @@ int			mdm_push_retry_max = 3600;
 int			mdm_push_max_attempts = 10;
 int			mdm_repush_interval = 3600;
 
+int			mdm_default_payload_scope = 0;
+int			mdm_user_channel_wait_timeout = 0;
+
+static const struct config_enum_entry payload_scope_options[] = {
+	{"System", 0, false},
+	{"User", 1, false},
+	{NULL, 0, false}
+};
+
 static const struct config_enum_entry user_authenticate_options[] = {
 	{"accept", 0, false},
 	{"decline", 1, false},
@@ -132,6 +141,20 @@ _PG_init(void)
 							NULL,
 							&mdm_repush_interval,
 							3600, 60, 86400,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomEnumVariable("mdm.default_payload_scope",
+							 "Channel of profiles that have no top-level PayloadScope.",
+							 "System: the device channel; User: the user channel.",
+							 &mdm_default_payload_scope,
+							 0, payload_scope_options,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("mdm.user_channel_wait_timeout",
+							"How long a user-scoped profile waits for its user channel before it shows as failed; 0 waits forever.",
+							NULL,
+							&mdm_user_channel_wait_timeout,
+							0, 0, INT_MAX,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("mdm");
