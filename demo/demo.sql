@@ -13,7 +13,7 @@
 \echo 'MDM plists from test/vectors/ (the seed''s Mac, UDID 980E3D0B-..., user Victor).'
 CREATE EXTENSION mdm_user;
 CREATE TEMP TABLE vectors_b64 (name text, b64 text);
-\copy vectors_b64 from program 'cd test/vectors && for f in checkin/* connect/*; do printf "%s\t%s\n" "$f" "$(base64 -w0 "$f")"; done'
+\copy vectors_b64 from program 'cd test/vectors && for f in checkin/* connect/* profiles/*; do printf "%s\t%s\n" "$f" "$(base64 -w0 "$f")"; done'
 CREATE TEMP TABLE vectors AS SELECT name, decode(b64, 'base64') AS body FROM vectors_b64;
 CREATE FUNCTION pg_temp.v(n text) RETURNS bytea LANGUAGE sql AS $$ SELECT body FROM vectors WHERE name = n $$;
 CREATE FUNCTION pg_temp.show(r mdm.reply) RETURNS text LANGUAGE sql AS $$
@@ -38,40 +38,56 @@ SELECT pg_temp.show(mdm.checkin(pg_temp.v('checkin/05-tokenupdate-user.plist')))
 SELECT id AS enrollment_id, type, topic, push_magic, token_hex, enabled
 FROM mdm.nano_enrollments ORDER BY id;
 \x off
+\echo '   A second Mac enrolls the same way, with Ada logged in:'
+SELECT (mdm.checkin(pg_temp.v(n))).status FROM unnest(ARRAY['checkin/20-authenticate-mac2.plist',
+    'checkin/21-tokenupdate-mac2-device.plist', 'checkin/22-tokenupdate-mac2-user.plist']) n;
 
 \echo
-\echo '== 4. The admin queues a command to the user channel, and one to the device.'
-\echo '   A device-only command to the user channel is refused (Apple''s schema decides):'
-LISTEN mdm_push;
-SELECT mdm.enqueue(ARRAY['980E3D0B-5A28-537C-B7CB-7AFD15AFB933:23B1AB9F-5A19-4919-8610-0A74091497E1'],
-                   '{"RequestType": "ProfileList"}'::jsonb) AS victor_cmd \gset
-\echo 'ProfileList for Victor, CommandUUID' :victor_cmd
-SELECT mdm.enqueue(ARRAY['980E3D0B-5A28-537C-B7CB-7AFD15AFB933'],
-                   '{"RequestType": "DeviceInformation", "Queries": ["OSVersion", "SerialNumber"]}'::jsonb) AS "DeviceInformation for the Mac";
+\echo '== 4. The admin uploads Victor''s certificate profile (profiles/01: PayloadScope User,'
+\echo '   a PKCS#12 payload).  Its scope and every payload type are checked against Apple''s schema.'
+SELECT mdm.upload_profile(pg_temp.v('profiles/01-user-scoped-certificate.mobileconfig')) AS cert_profile \gset
+SELECT id, payload_identifier, version, scope, scope_from FROM mdm.profiles;
+\echo '   A profile that puts a device-only payload in the user scope is refused:'
 \set ON_ERROR_STOP off
-SELECT mdm.enqueue(ARRAY['980E3D0B-5A28-537C-B7CB-7AFD15AFB933:23B1AB9F-5A19-4919-8610-0A74091497E1'],
-                   '{"RequestType": "EraseDevice", "PIN": "123456"}'::jsonb);
+SELECT mdm.upload_profile(pg_temp.v('profiles/03-user-scope-with-device-only-payload.mobileconfig'));
+\echo '   and a User-scoped profile cannot go to the device channel:'
+SELECT * FROM mdm.install_profile(:cert_profile, ARRAY['980E3D0B-5A28-537C-B7CB-7AFD15AFB933']);
 \set ON_ERROR_STOP on
 
 \echo
-\echo '== 5. Each enqueue created a push job and announced it with NOTIFY mdm_push (above).'
-\echo '   The front end claims the jobs: each channel is pushed with its own token and magic.'
+\echo '== 5. It carries Victor''s certificate, so it is bound to his user channel: no path'
+\echo '   (install, enqueue, labels, reconcile) can ever queue it to anyone else.'
+SELECT mdm.bind_profile(:cert_profile, '980E3D0B-5A28-537C-B7CB-7AFD15AFB933:23B1AB9F-5A19-4919-8610-0A74091497E1');
+LISTEN mdm_push;
+SELECT enrollment_id, command_uuid FROM mdm.install_profile(:cert_profile,
+    ARRAY['980E3D0B-5A28-537C-B7CB-7AFD15AFB933:23B1AB9F-5A19-4919-8610-0A74091497E1']);
+\set ON_ERROR_STOP off
+\echo '   Sending it to Ada is refused by the database itself:'
+SELECT * FROM mdm.install_profile(:cert_profile, ARRAY['5B0C2E4A-1C3D-4E5F-8A9B-0C1D2E3F4A5B:7D41E2B0-9A8C-4B6D-8E1F-2A3B4C5D6E7F']);
+\set ON_ERROR_STOP on
+SELECT mdm.enqueue(ARRAY['980E3D0B-5A28-537C-B7CB-7AFD15AFB933'],
+                   '{"RequestType": "DeviceInformation", "Queries": ["OSVersion"]}'::jsonb) AS "DeviceInformation for the Mac";
+
+\echo
+\echo '== 6. Each enqueue created a push job and announced it with NOTIFY mdm_push (above).'
+\echo '   The front end claims them: the user channel is pushed with its own token and'
+\echo '   PushMagic, under the device''s topic.'
 SELECT job_id, enrollment_id, token_hex, push_magic, topic, apns_push_type, apns_priority
 FROM mdm.claim_pushes();
 SELECT mdm.push_result(id, 200, NULL, 'apns-id-' || id) AS "APNs said 200" FROM mdm.push_jobs ORDER BY id;
 
 \echo
-\echo '== 6. Woken by the push, Victor''s user channel polls (the seed''s own Idle message)'
-\echo '   and receives its command, and only its command:'
+\echo '== 7. Woken by the push, Victor''s user channel polls (the seed''s own Idle message)'
+\echo '   and receives InstallProfile with the profile''s bytes, encoded once, and no UserID:'
 SELECT pg_temp.show(mdm.connect(pg_temp.v('connect/02-idle-user-seed.plist'))) AS "Idle (user channel) ->";
-
-\echo
-\echo '== 7. The Mac answers ProfileList; the exchange ends with an empty reply'
+SELECT command_uuid AS install_cmd FROM mdm.profile_deliveries \gset
+\echo '   The Mac installs it into Victor''s keychain and acknowledges:'
 SELECT pg_temp.show(mdm.connect(convert_to(format(
     '<plist><dict><key>UDID</key><string>980E3D0B-5A28-537C-B7CB-7AFD15AFB933</string>'
     '<key>UserID</key><string>23B1AB9F-5A19-4919-8610-0A74091497E1</string>'
     '<key>Status</key><string>Acknowledged</string><key>CommandUUID</key><string>%s</string>'
-    '<key>ProfileList</key><array/></dict></plist>', :'victor_cmd'), 'UTF8'))) AS "Acknowledged ->";
+    '</dict></plist>', upper(:'install_cmd')), 'UTF8'))) AS "Acknowledged ->";
+SELECT enrollment_id, payload_identifier, version, status FROM mdm.view_profile_status;
 SELECT enrollment_id, request_type, state FROM mdm.view_queue ORDER BY enrollment_id;
 
 \echo
