@@ -15,7 +15,8 @@ OBJS = \
 	src/mdm_message.o \
 	src/endpoint.o \
 	src/push_cert.o \
-	src/cms.o
+	src/cms.o \
+	src/identity.o
 
 # The install script is built from one file per concern, in name order.
 SCHEMA_PARTS = $(sort $(wildcard schema/*.sql))

@@ -198,9 +198,13 @@ BEGIN
     WHERE device_id = p_device_id AND enabled;
     UPDATE mdm.device_secrets SET bootstrap_token = NULL, bootstrap_token_at = now()
     WHERE device_id = p_device_id AND bootstrap_token IS NOT NULL;
-    -- and the commands still waiting for any of its channels are dropped
-    UPDATE mdm.nano_enrollment_queue SET active = false, cleared_at = now()
+    -- and the commands still waiting for any of its channels are dropped,
+    -- with the pushes for them (the old tokens are void)
+    UPDATE mdm.nano_enrollment_queue SET active = false, cleared_at = now(),
+           cleared_reason = 're-enrollment'
     WHERE device_id = p_device_id AND active;
+    UPDATE mdm.push_jobs SET state = 'failed', finished_at = now(), apns_reason = 're-enrollment'
+    WHERE device_id = p_device_id AND state = 'pending';
     RETURN mdm._reply_empty();
 END $$;
 
@@ -296,6 +300,8 @@ BEGIN
     WHERE device_id = p_device_id AND enabled;
     UPDATE mdm.nano_devices SET checked_out_at = now(), updated_at = now()
     WHERE id = p_device_id;
+    UPDATE mdm.push_jobs SET state = 'failed', finished_at = now(), apns_reason = 'checked out'
+    WHERE device_id = p_device_id AND state = 'pending';
     RETURN mdm._reply_empty();
 END $$;
 
@@ -404,11 +410,12 @@ END $$;
 -- Which channels a check-in message may arrive on, from Apple's schema
 -- (mdm.apple_checkin_messages): the user channel of a Mac or a Shared
 -- iPad, or the device channel of any platform.
-CREATE FUNCTION mdm._check_checkin_channel(p_message_type text, p_user_channel boolean)
+CREATE FUNCTION mdm._check_checkin_channel(p_message_type text, p_type text)
     RETURNS void
     LANGUAGE plpgsql STABLE AS $$
 DECLARE
     m mdm.apple_checkin_messages;
+    p_user_channel boolean := p_type NOT IN ('Device', 'User Enrollment (Device)');
 BEGIN
     SELECT * INTO m FROM mdm.apple_checkin_messages WHERE message_type = p_message_type;
     IF NOT FOUND THEN
@@ -425,6 +432,11 @@ BEGIN
         RAISE EXCEPTION 'check-in message type "%" is not sent on the device channel', p_message_type
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'Apple''s schema allows it on the user channel only; the message carries no UserID or EnrollmentUserID.';
+    ELSIF p_type IN ('User Enrollment (Device)', 'User Enrollment')
+          AND m.macos_user_enrollment = 'forbidden' AND m.ios_user_enrollment IS DISTINCT FROM 'allowed' THEN
+        RAISE EXCEPTION 'check-in message type "%" is not sent by User Enrollment', p_message_type
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Apple''s schema forbids it for User Enrollment (EnrollmentID).';
     END IF;
 END $$;
 
@@ -432,13 +444,17 @@ END $$;
 -- plist, checked the identity and key types, and worked out the IDs.
 CREATE FUNCTION mdm._handle_checkin(p_device_id text, p_enrollment_id text, p_user_id text,
                                     p_type text, p_message_type text, msg jsonb, raw bytea,
-                                    p_identity_cert bytea, p_mdm_signature text)
+                                    p_identity_cert bytea, p_identity_sha256 bytea,
+                                    p_identity_not_after timestamptz, p_mdm_signature text)
     RETURNS mdm.reply
     LANGUAGE plpgsql AS $$
 DECLARE
     r mdm.reply;
 BEGIN
-    PERFORM mdm._check_checkin_channel(p_message_type, p_user_id IS NOT NULL);
+    PERFORM mdm._check_checkin_channel(p_message_type, p_type);
+    -- the device identity must be the one bound to this device (schema/70_security.sql)
+    PERFORM mdm._check_identity(p_device_id, p_message_type = 'Authenticate', p_identity_cert,
+                                p_identity_sha256, p_identity_not_after);
     IF p_message_type <> 'Authenticate'
        AND NOT EXISTS (SELECT FROM mdm.nano_devices WHERE id = p_device_id) THEN
         RAISE EXCEPTION 'device "%" is not enrolled', p_device_id
@@ -475,7 +491,7 @@ BEGIN
     INSERT INTO mdm.checkin_messages
         (device_id, enrollment_id, message_type, body, identity_cert_sha256, mdm_signature,
          reply_status)
-    VALUES (p_device_id, p_enrollment_id, p_message_type, raw, sha256(p_identity_cert),
+    VALUES (p_device_id, p_enrollment_id, p_message_type, raw, p_identity_sha256,
             p_mdm_signature, r.status);
     RETURN r;
 END $$;

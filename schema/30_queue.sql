@@ -26,11 +26,12 @@ CREATE TABLE mdm.nano_enrollment_queue (
     command_uuid uuid NOT NULL REFERENCES mdm.nano_commands,
     priority integer NOT NULL DEFAULT 0,
     active boolean NOT NULL DEFAULT true,
-    created_at timestamptz NOT NULL DEFAULT now(),
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     sent_at timestamptz,
     sent_count integer NOT NULL DEFAULT 0,
     finished_at timestamptz,
     cleared_at timestamptz,
+    cleared_reason text CHECK (cleared_reason IN ('re-enrollment', 'expired')),
     PRIMARY KEY (device_id, id, command_uuid),
     FOREIGN KEY (device_id, id) REFERENCES mdm.nano_enrollments ON DELETE CASCADE,
     CHECK (active = (finished_at IS NULL AND cleared_at IS NULL))
@@ -46,7 +47,10 @@ COMMENT ON TABLE mdm.nano_enrollment_queue IS 'One row per command and target en
 COMMENT ON COLUMN mdm.nano_enrollment_queue.active IS 'Not yet answered (or answered NotNow) and not cleared';
 COMMENT ON COLUMN mdm.nano_enrollment_queue.sent_at IS 'Last time the command was handed to the device';
 COMMENT ON COLUMN mdm.nano_enrollment_queue.finished_at IS 'When a final result (Acknowledged, Error, CommandFormatError) arrived';
-COMMENT ON COLUMN mdm.nano_enrollment_queue.cleared_at IS 'When a re-enrollment (Authenticate) cleared the item unanswered';
+COMMENT ON COLUMN mdm.nano_enrollment_queue.created_at IS 'When it was queued (clock time: FIFO holds within a transaction)';
+COMMENT ON COLUMN mdm.nano_enrollment_queue.cleared_at IS 'When the item was dropped unanswered';
+COMMENT ON COLUMN mdm.nano_enrollment_queue.cleared_reason IS
+    're-enrollment (Authenticate), or expired (older than mdm.pending_command_lifetime)';
 
 CREATE TABLE mdm.nano_command_results (
     device_id text NOT NULL,
@@ -209,7 +213,7 @@ BEGIN
                         array_to_string(missing[1:10], ', ') ||
                         CASE WHEN cardinality(missing) > 10 THEN ', ...' ELSE '' END
             USING ERRCODE = 'undefined_object',
-                  DETAIL = 'Nothing was queued.';
+                  DETAIL = 'Nothing was done: no command queued, no push created.';
     END IF;
     RETURN QUERY
     SELECT e.device_id, e.id, e.type, mdm.device_platform(d.model)
@@ -357,12 +361,15 @@ END $$;
 -- The handler behind mdm.connect().
 CREATE FUNCTION mdm._handle_report(p_device_id text, p_enrollment_id text, p_user_id text,
                                    p_type text, p_status text, p_command_uuid text, msg jsonb,
-                                   raw bytea, p_identity_cert bytea, p_mdm_signature text)
+                                   raw bytea, p_identity_cert bytea, p_identity_sha256 bytea,
+                                   p_identity_not_after timestamptz, p_mdm_signature text)
     RETURNS mdm.reply
     LANGUAGE plpgsql AS $$
 DECLARE
     exchange_start timestamptz;
 BEGIN
+    PERFORM mdm._check_identity(p_device_id, false, p_identity_cert, p_identity_sha256,
+                                p_identity_not_after);
     -- locks the enrollment row: reports of one channel are handled one at a time
     UPDATE mdm.nano_enrollments
     SET last_seen_at = now(),

@@ -4,6 +4,10 @@
 -- that runs a statement and reports its SQLSTATE, message and detail.
 --
 CREATE EXTENSION mdm_user;
+-- The suites send messages without a device identity; sql/50_security.sql
+-- turns the requirement back on and tests identities.
+ALTER DATABASE :"DBNAME" SET mdm.require_identity = off;
+SET mdm.require_identity = off;
 
 CREATE TABLE vectors (name text PRIMARY KEY, body bytea NOT NULL);
 CREATE TEMP TABLE vectors_b64 (name text, b64 text);
@@ -27,4 +31,13 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL;
     RETURN st || ': ' || msg || CASE WHEN det <> '' THEN ' (' || det || ')' ELSE '' END;
+END $$;
+
+-- empty every data table of the extension, so each suite starts afresh
+CREATE FUNCTION reset_mdm() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE (SELECT 'TRUNCATE ' || string_agg(format('%I.%I', n.nspname, c.relname), ', ')
+                    || ' RESTART IDENTITY CASCADE'
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = 'mdm' AND c.relkind = 'r' AND c.relname NOT LIKE 'apple\_%');
 END $$;

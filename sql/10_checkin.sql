@@ -2,6 +2,7 @@
 -- Check-in protocol: mdm.checkin() with every message type, enrollment
 -- identity on the device and user channels, and hostile input.
 --
+SELECT reset_mdm();
 CREATE FUNCTION reply_text(r mdm.reply) RETURNS text LANGUAGE sql AS $$
     SELECT r.status || coalesce(' ' || r.content_type, '') ||
            CASE WHEN length(r.body) > 0 THEN E'\n' || convert_from(r.body, 'UTF8') ELSE '' END

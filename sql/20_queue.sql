@@ -3,6 +3,7 @@
 -- NotNow, errors, orphans, channel rules, fan-out, re-enrollment, retention.
 --
 -- the seed's Mac with Victor's user channel, the second Mac with Ada's
+SELECT reset_mdm();
 SELECT (mdm.checkin(v(n))).status FROM unnest(ARRAY[
     'checkin/01-authenticate.plist', 'checkin/02-tokenupdate-device.plist',
     'checkin/05-tokenupdate-user.plist', 'checkin/20-authenticate-mac2.plist',
@@ -162,8 +163,11 @@ UPDATE mdm.checkin_messages SET received_at = now() - interval '8 days';
 UPDATE mdm.orphan_reports SET received_at = now() - interval '8 days';
 SELECT (SELECT count(*) FROM mdm.nano_enrollment_queue WHERE NOT active) AS finished,
        (SELECT count(*) FROM mdm.nano_enrollment_queue WHERE active) AS pending;
-SELECT mdm.run_maintenance(batch_size => 5) - 'repushed' - 'released_push_claims' AS first_batch;
-SELECT mdm.run_maintenance() - 'repushed' - 'released_push_claims' AS the_rest;
+SELECT mdm.run_maintenance(batch_size => 5) AS first_run \gset
+SELECT mdm.run_maintenance() AS second_run \gset
+SELECT k AS pruned, (:'first_run'::jsonb ->> k)::int <= 5 AS first_run_bounded,
+       (:'first_run'::jsonb ->> k)::int + (:'second_run'::jsonb ->> k)::int AS total
+FROM unnest(ARRAY['checkin_messages', 'queue_items', 'orphan_reports', 'push_jobs', 'commands']) k;
 SELECT (SELECT count(*) FROM mdm.nano_enrollment_queue WHERE NOT active) AS finished,
        (SELECT count(*) FROM mdm.nano_enrollment_queue WHERE active) AS pending,
        (SELECT count(*) FROM mdm.nano_command_results) AS results,

@@ -4,6 +4,7 @@
 -- that wait for a certificate, re-push, and the enrollment profile.
 -- (NOTIFY and concurrent claims are in test/isolation/specs/push_jobs.spec.)
 --
+SELECT reset_mdm();
 \! sh test/push_certs.sh results/push_certs
 \set cert `cat results/push_certs/mdm.crt`
 \set key `cat results/push_certs/mdm.key`

@@ -4,6 +4,7 @@
 -- channel only; per-user variables; user-bound profiles guarded on every
 -- path; labels, IdP groups and reconcile; per-enrollment status.
 --
+SELECT reset_mdm();
 \! sh test/profile_files.sh results/profile_files
 \set signer_pem `cat results/profile_files/signer.pem`
 \set other_ca `cat results/profile_files/other-ca.pem`

@@ -22,7 +22,7 @@
 
 #include "mdm_message.h"
 
-#define HANDLER_NARGS 10
+#define HANDLER_NARGS 12
 
 /* The handler's arguments, in the order of its signature. */
 typedef struct HandlerArgs
@@ -32,8 +32,8 @@ typedef struct HandlerArgs
 } HandlerArgs;
 
 static const char *const handler_sql[] = {
-	[MDM_CHECKIN] = "SELECT mdm._handle_checkin($1, $2, $3, $4, $5, $7, $8, $9, $10)",
-	[MDM_REPORT] = "SELECT mdm._handle_report($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+	[MDM_CHECKIN] = "SELECT mdm._handle_checkin($1, $2, $3, $4, $5, $7, $8, $9, $10, $11, $12)",
+	[MDM_REPORT] = "SELECT mdm._handle_report($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
 };
 
 static SPIPlanPtr handler_plans[2];
@@ -55,7 +55,8 @@ set_text_arg(HandlerArgs *a, int i, const char *s)
  * Fill the handler arguments from a decoded message:
  * $1 device_id, $2 enrollment_id, $3 user_id (user channels), $4 enrollment
  * type, $5 message type (MessageType or Status), $6 CommandUUID, $7 message
- * jsonb, $8 raw bytes, $9 identity certificate, $10 Mdm-Signature.
+ * jsonb, $8 raw bytes, $9 identity certificate (DER), $10 its SHA-256,
+ * $11 its expiry, $12 Mdm-Signature.
  */
 static void
 fill_args(HandlerArgs *a, const MdmMessage *msg)
@@ -80,7 +81,7 @@ handler_plan(MdmMessageKind kind)
 {
 	static const Oid argtypes[HANDLER_NARGS] = {
 		TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-		JSONBOID, BYTEAOID, BYTEAOID, TEXTOID
+		JSONBOID, BYTEAOID, BYTEAOID, BYTEAOID, TIMESTAMPTZOID, TEXTOID
 	};
 
 	if (handler_plans[kind] == NULL)
@@ -127,12 +128,18 @@ handle_message(FunctionCallInfo fcinfo, MdmMessageKind kind)
 	MdmMessage	msg;
 	PlistError	err;
 	HandlerArgs args;
+	RequestIdentity id;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("message must not be null")));
 	body = PG_GETARG_BYTEA_PP(0);
+	check_message_size(VARSIZE_ANY_EXHDR(body));
+
+	/* who sent it, before anything of it is parsed */
+	read_identity(body, PG_ARGISNULL(1) ? NULL : PG_GETARG_BYTEA_PP(1),
+				  PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2), &id);
 
 	h = plist_parse(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body));
 	if (!mdm_message_decode(h->tree, kind, &msg, &err))
@@ -142,8 +149,10 @@ handle_message(FunctionCallInfo fcinfo, MdmMessageKind kind)
 	plist_release(h);
 
 	set_arg(&args, 7, PointerGetDatum(body), false);
-	set_arg(&args, 8, PG_ARGISNULL(1) ? (Datum) 0 : PG_GETARG_DATUM(1), PG_ARGISNULL(1));
-	set_arg(&args, 9, PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2), PG_ARGISNULL(2));
+	set_arg(&args, 8, PointerGetDatum(id.der), id.der == NULL);
+	set_arg(&args, 9, PointerGetDatum(id.sha256), id.der == NULL);
+	set_arg(&args, 10, TimestampTzGetDatum(id.not_after), id.der == NULL);
+	set_arg(&args, 11, PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2), PG_ARGISNULL(2));
 
 	PG_RETURN_DATUM(run_handler(kind, &args));
 }

@@ -32,6 +32,7 @@ int			mdm_push_retry_max = 3600;
 int			mdm_push_max_attempts = 10;
 int			mdm_repush_interval = 3600;
 
+bool		mdm_require_identity = true;
 int			mdm_default_payload_scope = 0;
 int			mdm_user_channel_wait_timeout = 0;
 
@@ -157,6 +158,13 @@ _PG_init(void)
 							0, 0, INT_MAX,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("mdm.require_identity",
+							 "Refuse check-ins and command reports that carry no device identity.",
+							 "Off accepts messages without a client certificate or Mdm-Signature (test suites, front ends that authenticate devices themselves); an identity that is given is always verified and bound.",
+							 &mdm_require_identity,
+							 true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 	MarkGUCPrefixReserved("mdm");
 }
 

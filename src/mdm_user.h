@@ -11,6 +11,7 @@
 #include "postgres.h"
 
 #include "utils/jsonb.h"
+#include "utils/timestamp.h"
 
 #include "plist_read.h"
 
@@ -28,6 +29,7 @@ extern int	mdm_push_retry_base;
 extern int	mdm_push_retry_max;
 extern int	mdm_push_max_attempts;
 extern int	mdm_repush_interval;
+extern bool mdm_require_identity;
 
 /*
  * plist_jsonb.c: plist bytes (XML or binary) to a libplist tree and to
@@ -50,6 +52,16 @@ extern Jsonb *plist_bytes_to_jsonb(const char *data, size_t len);
 extern void check_message_size(size_t len);
 extern char *plist_text_to_server(const char *s, size_t len);
 extern void report_plist_error(const PlistError *err) pg_attribute_noreturn();
+
+/* identity.c: the device identity of a request (certificate or Mdm-Signature) */
+typedef struct RequestIdentity
+{
+	bytea	   *der;			/* the certificate in DER; NULL if none given */
+	bytea	   *sha256;			/* its SHA-256 */
+	TimestampTz not_after;
+} RequestIdentity;
+
+extern void read_identity(bytea *body, bytea *cert, text *signature, RequestIdentity *out);
 
 /* plist_write.c: jsonb to an XML plist */
 extern bytea *jsonb_to_plist_bytes(Jsonb *jb);

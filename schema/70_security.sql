@@ -1,0 +1,178 @@
+-- Security: device identities bound to devices, and least-privilege roles.
+--
+-- Binding rule (docs/security.md):
+--   - the first identity a device presents is bound to it (trust on first
+--     use); when device_identity trust anchors are stored, it must chain to
+--     one of them and be valid;
+--   - every later message of the device or of any of its user channels must
+--     present that same certificate (the user channel uses the device's);
+--   - a certificate bound to one device is refused for any other;
+--   - a new certificate replaces the binding only on an Authenticate whose
+--     certificate chains to a stored anchor, or after an administrator
+--     called mdm.release_device_identity().  A new Authenticate alone never
+--     does: that would let anyone take over a UDID.
+
+CREATE TABLE mdm.device_identities (
+    device_id text PRIMARY KEY,
+    cert_sha256 bytea NOT NULL,
+    cert_der bytea NOT NULL,
+    not_after timestamptz NOT NULL,
+    bound_via text NOT NULL CHECK (bound_via IN ('first use', 'trust anchor')),
+    bound_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX device_identities_cert ON mdm.device_identities (cert_sha256);
+COMMENT ON TABLE mdm.device_identities IS
+    'The identity certificate bound to each device; its user channels present the same one';
+SELECT pg_catalog.pg_extension_config_dump('mdm.device_identities', '');
+
+CREATE FUNCTION mdm._verify_identity_chain(cert_der bytea, anchors_pem text) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'mdm_verify_identity_chain'
+    LANGUAGE C STABLE STRICT;
+
+-- The device_identity trust anchors as one PEM text, or NULL when there are none.
+CREATE FUNCTION mdm._identity_anchors() RETURNS text
+    LANGUAGE sql STABLE
+    RETURN (SELECT string_agg(cert_pem, E'\n' ORDER BY id) FROM mdm.trust_anchors
+            WHERE purpose = 'device_identity');
+
+CREATE FUNCTION mdm._refuse_identity(message text, detail text) RETURNS void
+    LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '%', message USING ERRCODE = 'invalid_authorization_specification', DETAIL = detail;
+END $$;
+
+-- Check (and on first use, bind) the identity of a message of a device.
+CREATE FUNCTION mdm._check_identity(p_device_id text, p_authenticate boolean, cert bytea,
+                                    cert_sha256 bytea, not_after timestamptz) RETURNS void
+    LANGUAGE plpgsql AS $$
+DECLARE
+    b mdm.device_identities;
+    anchors text;
+    anchored boolean;
+BEGIN
+    IF cert IS NULL THEN
+        IF mdm._setting('mdm.require_identity') = 'on' THEN
+            PERFORM mdm._refuse_identity('message carries no device identity',
+                'The front end must pass the client certificate or the Mdm-Signature header (mdm.require_identity is on).');
+        END IF;
+        RETURN;
+    END IF;
+
+    SELECT * INTO b FROM mdm.device_identities WHERE device_id = p_device_id;
+    IF FOUND AND b.cert_sha256 = cert_sha256 THEN
+        IF b.bound_via = 'trust anchor' AND b.not_after < now() THEN
+            PERFORM mdm._refuse_identity('device identity certificate has expired',
+                format('It expired at %s.', b.not_after));
+        END IF;
+        RETURN;
+    END IF;
+
+    anchors := mdm._identity_anchors();
+    anchored := anchors IS NOT NULL AND mdm._verify_identity_chain(cert, anchors);
+    IF FOUND THEN
+        -- another certificate for a bound device
+        IF NOT (p_authenticate AND anchored) THEN
+            PERFORM mdm._refuse_identity(
+                format('device identity does not match device "%s"', p_device_id),
+                CASE WHEN p_authenticate AND anchors IS NULL
+                     THEN 'The device is bound to another certificate; with no trust anchors stored, only an administrator can release it (mdm.release_device_identity).'
+                     WHEN p_authenticate
+                     THEN 'The device is bound to another certificate, and this one does not chain to a stored trust anchor.'
+                     ELSE 'The message is signed by a certificate other than the one bound to the device.' END);
+        END IF;
+    ELSIF anchors IS NOT NULL AND NOT anchored THEN
+        PERFORM mdm._refuse_identity('device identity certificate is not trusted',
+            'It does not chain to a stored device_identity trust anchor, or it is not valid now.');
+    END IF;
+    IF EXISTS (SELECT FROM mdm.device_identities i WHERE i.cert_sha256 = _check_identity.cert_sha256
+               AND i.device_id <> p_device_id) THEN
+        PERFORM mdm._refuse_identity('device identity belongs to another device',
+            'A certificate is bound to one device only.');
+    END IF;
+
+    INSERT INTO mdm.device_identities AS i (device_id, cert_sha256, cert_der, not_after, bound_via)
+    VALUES (p_device_id, cert_sha256, cert, not_after,
+            CASE WHEN anchored THEN 'trust anchor' ELSE 'first use' END)
+    ON CONFLICT (device_id) DO UPDATE SET
+        cert_sha256 = excluded.cert_sha256, cert_der = excluded.cert_der,
+        not_after = excluded.not_after, bound_via = excluded.bound_via, bound_at = now();
+END $$;
+
+CREATE FUNCTION mdm.release_device_identity(device_id text) RETURNS boolean
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    BEGIN ATOMIC
+        DELETE FROM mdm.device_identities i WHERE i.device_id = release_device_identity.device_id
+        RETURNING true;
+    END;
+COMMENT ON FUNCTION mdm.release_device_identity(text) IS
+    'Release a device''s identity binding, e.g. after a wipe: its next message binds a new certificate';
+
+-- Roles.  They are cluster-wide, so they are created only if missing (and
+-- stay when the extension is dropped); privileges are this database's.
+--   mdm_frontend: the HTTP front end; calls the device endpoints and the
+--                 push calls, reads no table
+--   mdm_admin:    commands, profiles, labels, certificates, maintenance
+--   mdm_reader:   reporting; reads tables and views without secrets
+DO $$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['mdm_frontend', 'mdm_admin', 'mdm_reader'] LOOP
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+        END IF;
+    END LOOP;
+END $$;
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA mdm FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA mdm FROM PUBLIC;
+GRANT USAGE ON SCHEMA mdm TO mdm_frontend, mdm_admin, mdm_reader;
+
+-- the pure conversions, to everyone who uses the schema
+GRANT EXECUTE ON FUNCTION mdm.plist_to_jsonb(bytea), mdm.jsonb_to_plist(jsonb), mdm.plist_data(jsonb),
+    mdm.plist_date(jsonb), mdm.plist_data_value(bytea), mdm.device_platform(text)
+    TO mdm_frontend, mdm_admin, mdm_reader;
+
+GRANT EXECUTE ON FUNCTION mdm.checkin(bytea, bytea, text), mdm.connect(bytea, bytea, text),
+    mdm.claim_pushes(integer), mdm.push_result(bigint, integer, text, text)
+    TO mdm_frontend;
+
+GRANT EXECUTE ON FUNCTION
+    mdm.enqueue(text[], jsonb, integer, boolean), mdm.enqueue(text[], bytea, integer, boolean),
+    mdm.push(text[]), mdm.upload_push_cert(text, text),
+    mdm.enrollment_profile(text, uuid, text, text, integer, boolean, text[], jsonb, text, text),
+    mdm.upload_profile(bytea, boolean), mdm.install_profile(bigint, text[]),
+    mdm.remove_profile(bigint, text[]), mdm.bind_profile(bigint, text), mdm.unbind_profile(text),
+    mdm.reconcile(integer), mdm.run_maintenance(integer), mdm.release_device_identity(text)
+    TO mdm_admin;
+
+-- reading: everything but secrets (keys, tokens, raw messages, profile
+-- contents, command bodies, application values)
+GRANT SELECT ON mdm.nano_devices, mdm.nano_users, mdm.nano_enrollment_queue,
+    mdm.nano_command_results, mdm.orphan_reports, mdm.push_jobs, mdm.push_attempts,
+    mdm.profile_payloads, mdm.profile_bindings, mdm.labels, mdm.label_enrollments, mdm.idp_groups,
+    mdm.idp_group_members, mdm.label_idp_users, mdm.idp_user_enrollments, mdm.idp_user_logins,
+    mdm.profile_assignments, mdm.profile_deliveries, mdm.trust_anchors, mdm.device_identities,
+    mdm.apple_schema_source, mdm.apple_checkin_messages, mdm.apple_request_types, mdm.apple_payload_types,
+    mdm.view_queue, mdm.view_command_results, mdm.view_push_certs, mdm.view_push_problems,
+    mdm.view_enrollments_without_push_cert, mdm.view_profile_status
+    TO mdm_reader, mdm_admin;
+GRANT SELECT (device_id, id, user_id, type, topic, enabled, token_update_tally, token_update_at,
+              awaiting_configuration, not_on_console, last_seen_at, exchange_started_at,
+              token_invalid_at, token_invalid_reason, created_at, updated_at)
+    ON mdm.nano_enrollments TO mdm_reader, mdm_admin;
+GRANT SELECT (command_uuid, request_type, payload_identifier, created_at)
+    ON mdm.nano_commands TO mdm_reader, mdm_admin;
+GRANT SELECT (device_id, id, enrollment_id, message_type, received_at, identity_cert_sha256, reply_status)
+    ON mdm.checkin_messages TO mdm_reader, mdm_admin;
+GRANT SELECT (id, payload_identifier, version, payload_uuid, display_name, scope, scope_from, sha256,
+              signed, signer_subject, signer_sha256, variables, channel_mismatch_allowed, uploaded_at)
+    ON mdm.profiles TO mdm_reader, mdm_admin;
+
+-- administering: labels, IdP mapping, assignments, values, trust anchors
+GRANT INSERT, UPDATE, DELETE ON mdm.labels, mdm.label_enrollments, mdm.idp_groups,
+    mdm.idp_group_members, mdm.label_idp_users, mdm.idp_user_enrollments, mdm.idp_user_logins,
+    mdm.profile_assignments, mdm.enrollment_values, mdm.trust_anchors
+    TO mdm_admin;
+GRANT SELECT ON mdm.enrollment_values, mdm.profiles TO mdm_admin;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA mdm TO mdm_admin;

@@ -1,0 +1,253 @@
+/*
+ * identity.c
+ *		The device identity of a request, with OpenSSL: the mTLS client
+ *		certificate the front end passes (DER or PEM), or the Mdm-Signature
+ *		header (a base64 CMS signature over the exact body, detached).
+ *
+ * read_identity() yields the certificate in DER, its SHA-256 and its
+ * expiry; binding it to a device is done in SQL (schema/70_security.sql).
+ * A signature that does not match the body is refused here with SQLSTATE
+ * 28000.  mdm._verify_identity_chain() checks a certificate against the
+ * device_identity trust anchors (chain and validity).
+ *
+ * OpenSSL objects live in a holder registered as a reset callback on a
+ * short-lived memory context, so errors cannot leak them.
+ */
+#include "mdm_user.h"
+
+#include <openssl/bio.h>
+#include <openssl/cms.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+
+#include "common/base64.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+typedef struct IdentityHolder
+{
+	BIO		   *bio;
+	BIO		   *content;
+	CMS_ContentInfo *cms;
+	X509	   *cert;
+	STACK_OF(X509) *signers;
+	X509_STORE *store;
+	X509_STORE_CTX *ctx;
+	unsigned char *der;			/* OPENSSL_malloc'ed */
+} IdentityHolder;
+
+static void
+identity_holder_release(void *arg)
+{
+	IdentityHolder *h = (IdentityHolder *) arg;
+
+	BIO_free(h->bio);
+	BIO_free(h->content);
+	CMS_ContentInfo_free(h->cms);
+	X509_free(h->cert);
+	sk_X509_free(h->signers);
+	X509_STORE_CTX_free(h->ctx);
+	X509_STORE_free(h->store);
+	OPENSSL_free(h->der);
+	memset(h, 0, sizeof(*h));
+}
+
+static IdentityHolder *
+identity_holder_new(MemoryContext *cxt)
+{
+	IdentityHolder *h;
+	MemoryContextCallback *cb;
+
+	*cxt = AllocSetContextCreate(CurrentMemoryContext, "mdm identity", ALLOCSET_SMALL_SIZES);
+	h = MemoryContextAllocZero(*cxt, sizeof(IdentityHolder));
+	cb = MemoryContextAlloc(*cxt, sizeof(MemoryContextCallback));
+	cb->func = identity_holder_release;
+	cb->arg = h;
+	MemoryContextRegisterResetCallback(*cxt, cb);
+	ERR_clear_error();
+	return h;
+}
+
+static const char *
+ssl_error(void)
+{
+	static char buf[256];
+	unsigned long e = ERR_get_error();
+
+	ERR_clear_error();
+	if (e == 0)
+		return "no further information";
+	ERR_error_string_n(e, buf, sizeof(buf));
+	return buf;
+}
+
+static void
+refuse(const char *message, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+			 errmsg_internal("%s", message),
+			 detail ? errdetail_internal("%s", detail) : 0));
+}
+
+/* A certificate given as DER or PEM. */
+static X509 *
+parse_certificate(IdentityHolder *h, const char *data, size_t len)
+{
+	const unsigned char *p = (const unsigned char *) data;
+	X509	   *cert;
+
+	if (len > 0 && p[0] == 0x30)
+		cert = d2i_X509(NULL, &p, (long) len);
+	else
+	{
+		h->bio = BIO_new_mem_buf(data, (int) len);
+		if (h->bio == NULL)
+			ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+		cert = PEM_read_bio_X509(h->bio, NULL, NULL, NULL);
+	}
+	if (cert == NULL)
+		refuse("invalid device identity certificate",
+			   psprintf("It is neither a DER nor a PEM X.509 certificate: %s.", ssl_error()));
+	return cert;
+}
+
+/*
+ * The signer of a base64 CMS signature that must match body exactly.  The
+ * signer's chain is not verified here: binding decides about trust.
+ */
+static X509 *
+verify_signature(IdentityHolder *h, const char *sig_b64, int sig_len, const char *body,
+				 size_t body_len)
+{
+	int			maxlen = pg_b64_dec_len(sig_len);
+	char	   *der = palloc(maxlen + 1);
+	int			derlen = pg_b64_decode(sig_b64, sig_len, der, maxlen);
+	const unsigned char *p = (const unsigned char *) der;
+
+	if (derlen <= 0)
+		refuse("invalid Mdm-Signature", "The header is not base64.");
+	h->cms = d2i_CMS_ContentInfo(NULL, &p, derlen);
+	if (h->cms == NULL || OBJ_obj2nid(CMS_get0_type(h->cms)) != NID_pkcs7_signed)
+		refuse("invalid Mdm-Signature", "The header is not a CMS signature.");
+	h->content = BIO_new_mem_buf(body, (int) body_len);
+	if (h->content == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	if (CMS_verify(h->cms, NULL, NULL, h->content, NULL,
+				   CMS_BINARY | CMS_DETACHED | CMS_NO_SIGNER_CERT_VERIFY) != 1)
+		refuse("Mdm-Signature does not match the message",
+			   psprintf("OpenSSL: %s.", ssl_error()));
+	h->signers = CMS_get0_signers(h->cms);
+	if (h->signers == NULL || sk_X509_num(h->signers) != 1)
+		refuse("invalid Mdm-Signature", "It must have exactly one signer.");
+	return X509_dup(sk_X509_value(h->signers, 0));
+}
+
+static TimestampTz
+cert_not_after(X509 *cert)
+{
+	struct tm	tm;
+
+	if (!ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm))
+		refuse("invalid device identity certificate", "Its validity period cannot be read.");
+	return time_t_to_timestamptz((pg_time_t) timegm(&tm));
+}
+
+static bytea *
+to_bytea(const void *data, size_t len)
+{
+	bytea	   *b = palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(b, VARHDRSZ + len);
+	memcpy(VARDATA(b), data, len);
+	return b;
+}
+
+/*
+ * Read the identity of a request.  cert and signature may be NULL; when
+ * both are NULL, out->der is NULL.  When both are given, the signer must be
+ * the certificate.
+ */
+void
+read_identity(bytea *body, bytea *cert, text *signature, RequestIdentity *out)
+{
+	MemoryContext cxt;
+	IdentityHolder *h;
+	X509	   *from_cert = NULL;
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned int digest_len = 0;
+	int			der_len;
+
+	memset(out, 0, sizeof(*out));
+	if (cert == NULL && signature == NULL)
+		return;
+
+	h = identity_holder_new(&cxt);
+	if (cert != NULL)
+		from_cert = h->cert = parse_certificate(h, VARDATA_ANY(cert), VARSIZE_ANY_EXHDR(cert));
+	if (signature != NULL)
+	{
+		X509	   *signer = verify_signature(h, VARDATA_ANY(signature),
+											  VARSIZE_ANY_EXHDR(signature),
+											  VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body));
+
+		if (from_cert != NULL && X509_cmp(from_cert, signer) != 0)
+		{
+			X509_free(signer);
+			refuse("Mdm-Signature and client certificate disagree",
+				   "The message is signed by a certificate other than the one the front end passed.");
+		}
+		X509_free(h->cert);
+		h->cert = signer;
+	}
+
+	der_len = i2d_X509(h->cert, &h->der);
+	if (der_len <= 0 || !X509_digest(h->cert, EVP_sha256(), digest, &digest_len))
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	out->der = to_bytea(h->der, der_len);
+	out->sha256 = to_bytea(digest, digest_len);
+	out->not_after = cert_not_after(h->cert);
+	MemoryContextDelete(cxt);
+}
+
+/*
+ * mdm._verify_identity_chain(cert_der bytea, anchors_pem text) RETURNS boolean
+ *
+ * Does the certificate chain to one of the anchors and is it valid now?
+ */
+PG_FUNCTION_INFO_V1(mdm_verify_identity_chain);
+Datum
+mdm_verify_identity_chain(PG_FUNCTION_ARGS)
+{
+	bytea	   *der = PG_GETARG_BYTEA_PP(0);
+	text	   *anchors = PG_GETARG_TEXT_PP(1);
+	MemoryContext cxt;
+	IdentityHolder *h = identity_holder_new(&cxt);
+	X509	   *anchor;
+	bool		ok;
+
+	h->cert = parse_certificate(h, VARDATA_ANY(der), VARSIZE_ANY_EXHDR(der));
+	h->store = X509_STORE_new();
+	h->ctx = X509_STORE_CTX_new();
+	BIO_free(h->bio);
+	h->bio = BIO_new_mem_buf(VARDATA_ANY(anchors), VARSIZE_ANY_EXHDR(anchors));
+	if (h->store == NULL || h->ctx == NULL || h->bio == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	while ((anchor = PEM_read_bio_X509(h->bio, NULL, NULL, NULL)) != NULL)
+	{
+		X509_STORE_add_cert(h->store, anchor);
+		X509_free(anchor);
+	}
+	ERR_clear_error();
+	if (!X509_STORE_CTX_init(h->ctx, h->store, h->cert, NULL))
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	ok = (X509_verify_cert(h->ctx) == 1);
+	ERR_clear_error();
+	MemoryContextDelete(cxt);
+	PG_RETURN_BOOL(ok);
+}
