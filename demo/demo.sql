@@ -5,6 +5,8 @@
 \set SHOW_CONTEXT never
 \getenv cert MDM_DEMO_CERT
 \getenv key MDM_DEMO_KEY
+\getenv mac_identity MDM_DEMO_MAC_IDENTITY
+\getenv mac2_identity MDM_DEMO_MAC2_IDENTITY
 
 \echo
 \echo '== mdm_user: Apple MDM inside PostgreSQL'
@@ -16,6 +18,16 @@ CREATE TEMP TABLE vectors_b64 (name text, b64 text);
 \copy vectors_b64 from program 'cd test/vectors && for f in checkin/* connect/* profiles/*; do printf "%s\t%s\n" "$f" "$(base64 -w0 "$f")"; done'
 CREATE TEMP TABLE vectors AS SELECT name, decode(b64, 'base64') AS body FROM vectors_b64;
 CREATE FUNCTION pg_temp.v(n text) RETURNS bytea LANGUAGE sql AS $$ SELECT body FROM vectors WHERE name = n $$;
+-- the front end passes each Mac's TLS client certificate with its requests
+CREATE TEMP TABLE identities AS
+    SELECT '980E3D0B-5A28-537C-B7CB-7AFD15AFB933' AS udid, convert_to(:'mac_identity', 'UTF8') AS cert
+    UNION ALL SELECT '5B0C2E4A-1C3D-4E5F-8A9B-0C1D2E3F4A5B', convert_to(:'mac2_identity', 'UTF8');
+CREATE FUNCTION pg_temp.cert_for(body bytea) RETURNS bytea LANGUAGE sql AS $$
+    SELECT cert FROM identities WHERE position(convert_to(udid, 'UTF8') in body) > 0 $$;
+CREATE FUNCTION pg_temp.checkin(body bytea) RETURNS mdm.reply LANGUAGE sql AS $$
+    SELECT * FROM mdm.checkin(body, pg_temp.cert_for(body)) $$;
+CREATE FUNCTION pg_temp.connect(body bytea) RETURNS mdm.reply LANGUAGE sql AS $$
+    SELECT * FROM mdm.connect(body, pg_temp.cert_for(body)) $$;
 CREATE FUNCTION pg_temp.show(r mdm.reply) RETURNS text LANGUAGE sql AS $$
     SELECT 'HTTP ' || r.status || coalesce(' ' || r.content_type, '') ||
            CASE WHEN length(r.body) > 0 THEN E'\n' || convert_from(r.body, 'UTF8') ELSE ' (empty body)' END $$;
@@ -25,21 +37,27 @@ CREATE FUNCTION pg_temp.show(r mdm.reply) RETURNS text LANGUAGE sql AS $$
 SELECT mdm.upload_push_cert(:'cert', :'key') AS topic;
 
 \echo
-\echo '== 2. The Mac enrolls: Authenticate, then the device channel''s TokenUpdate'
-SELECT pg_temp.show(mdm.checkin(pg_temp.v('checkin/01-authenticate.plist'))) AS "Authenticate ->";
-SELECT pg_temp.show(mdm.checkin(pg_temp.v('checkin/02-tokenupdate-device.plist'))) AS "TokenUpdate (device) ->";
+\echo '== 2. The Mac enrolls: Authenticate, then the device channel''s TokenUpdate.  The front end'
+\echo '   passes the TLS client certificate; the first one a device presents is bound to it.'
+SELECT pg_temp.show(pg_temp.checkin(pg_temp.v('checkin/01-authenticate.plist'))) AS "Authenticate ->";
+SELECT pg_temp.show(pg_temp.checkin(pg_temp.v('checkin/02-tokenupdate-device.plist'))) AS "TokenUpdate (device) ->";
+SELECT device_id, bound_via, encode(cert_sha256, 'hex') AS certificate_sha256 FROM mdm.device_identities;
+\echo '   A message for this Mac signed with another device''s certificate is refused (403):'
+\set ON_ERROR_STOP off
+SELECT mdm.checkin(pg_temp.v('checkin/02-tokenupdate-device.plist'), convert_to(:'mac2_identity', 'UTF8'));
+\set ON_ERROR_STOP on
 
 \echo
 \echo '== 3. Victor logs in.  His user channel sends its own TokenUpdate: it carries UserID,'
 \echo '   so it is stored as the enrollment UDID:UserID, with its own token and PushMagic'
 \echo '   and the device''s topic (there is no ".user" topic)'
-SELECT pg_temp.show(mdm.checkin(pg_temp.v('checkin/05-tokenupdate-user.plist'))) AS "TokenUpdate (user) ->";
+SELECT pg_temp.show(pg_temp.checkin(pg_temp.v('checkin/05-tokenupdate-user.plist'))) AS "TokenUpdate (user) ->";
 \x on
 SELECT id AS enrollment_id, type, topic, push_magic, token_hex, enabled
 FROM mdm.nano_enrollments ORDER BY id;
 \x off
 \echo '   A second Mac enrolls the same way, with Ada logged in:'
-SELECT (mdm.checkin(pg_temp.v(n))).status FROM unnest(ARRAY['checkin/20-authenticate-mac2.plist',
+SELECT (pg_temp.checkin(pg_temp.v(n))).status FROM unnest(ARRAY['checkin/20-authenticate-mac2.plist',
     'checkin/21-tokenupdate-mac2-device.plist', 'checkin/22-tokenupdate-mac2-user.plist']) n;
 
 \echo
@@ -79,10 +97,10 @@ SELECT mdm.push_result(id, 200, NULL, 'apns-id-' || id) AS "APNs said 200" FROM 
 \echo
 \echo '== 7. Woken by the push, Victor''s user channel polls (the seed''s own Idle message)'
 \echo '   and receives InstallProfile with the profile''s bytes, encoded once, and no UserID:'
-SELECT pg_temp.show(mdm.connect(pg_temp.v('connect/02-idle-user-seed.plist'))) AS "Idle (user channel) ->";
+SELECT pg_temp.show(pg_temp.connect(pg_temp.v('connect/02-idle-user-seed.plist'))) AS "Idle (user channel) ->";
 SELECT command_uuid AS install_cmd FROM mdm.profile_deliveries \gset
 \echo '   The Mac installs it into Victor''s keychain and acknowledges:'
-SELECT pg_temp.show(mdm.connect(convert_to(format(
+SELECT pg_temp.show(pg_temp.connect(convert_to(format(
     '<plist><dict><key>UDID</key><string>980E3D0B-5A28-537C-B7CB-7AFD15AFB933</string>'
     '<key>UserID</key><string>23B1AB9F-5A19-4919-8610-0A74091497E1</string>'
     '<key>Status</key><string>Acknowledged</string><key>CommandUUID</key><string>%s</string>'
