@@ -95,7 +95,8 @@ SELECT pg_catalog.pg_extension_config_dump('mdm.orphan_reports_id_seq', '');
 -- Each enrollment's queue, for DBAs.
 CREATE VIEW mdm.view_queue AS
 SELECT q.device_id, q.id AS enrollment_id, q.command_uuid, c.request_type, q.priority,
-       CASE WHEN q.cleared_at IS NOT NULL THEN 'cleared'
+       CASE WHEN q.cleared_reason = 'expired' THEN 'expired'
+            WHEN q.cleared_at IS NOT NULL THEN 'cleared'
             WHEN r.status IS NOT NULL THEN r.status
             WHEN q.sent_at IS NOT NULL THEN 'sent'
             ELSE 'pending' END AS state,
@@ -106,7 +107,7 @@ JOIN mdm.nano_commands c ON c.command_uuid = q.command_uuid
 LEFT JOIN mdm.nano_command_results r
        ON r.device_id = q.device_id AND r.id = q.id AND r.command_uuid = q.command_uuid;
 COMMENT ON VIEW mdm.view_queue IS
-    'Queue items with their state: pending, sent, NotNow, Acknowledged, Error, CommandFormatError or cleared';
+    'Queue items with their state: pending, sent, NotNow, Acknowledged, Error, CommandFormatError, cleared (re-enrollment) or expired';
 
 -- Each command's results, with the ErrorChain as jsonb.
 CREATE VIEW mdm.view_command_results AS

@@ -187,7 +187,9 @@ BEGIN
         FROM picked p WHERE j.device_id = p.device_id AND j.id = p.id
         RETURNING j.device_id, j.id, j.enrollment_id)
     SELECT c.id, c.enrollment_id, e.token_hex, e.push_magic, e.topic, pc.cert_pem, pc.key_pem,
-           extract(epoch FROM now())::bigint + mdm._setting('mdm.push_expiration')::bigint,
+           -- 0 asks APNs to deliver at once or not at all
+           CASE WHEN mdm._setting('mdm.push_expiration')::bigint = 0 THEN 0
+                ELSE extract(epoch FROM now())::bigint + mdm._setting('mdm.push_expiration')::bigint END,
            10, 'mdm'::text
     FROM claimed c
     JOIN mdm.nano_enrollments e ON e.device_id = c.device_id AND e.id = c.enrollment_id

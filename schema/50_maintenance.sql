@@ -91,6 +91,29 @@ BEGIN
     RETURN mdm._announce_pushes(targets);
 END $$;
 
+-- Commands that waited longer than mdm.pending_command_lifetime for a
+-- device that never came back are dropped (0 keeps them forever).
+CREATE FUNCTION mdm._expire_pending(batch_size integer) RETURNS integer
+    LANGUAGE plpgsql AS $$
+DECLARE
+    lifetime integer := mdm._setting('mdm.pending_command_lifetime')::integer;
+    expired integer;
+BEGIN
+    IF lifetime = 0 THEN
+        RETURN 0;
+    END IF;
+    WITH doomed AS (SELECT device_id, id, command_uuid FROM mdm.nano_enrollment_queue
+                    WHERE active AND created_at < now() - make_interval(secs => lifetime)
+                    LIMIT batch_size),
+         gone AS (UPDATE mdm.nano_enrollment_queue q
+                  SET active = false, cleared_at = now(), cleared_reason = 'expired'
+                  FROM doomed d
+                  WHERE q.device_id = d.device_id AND q.id = d.id AND q.command_uuid = d.command_uuid
+                  RETURNING 1)
+    SELECT count(*) INTO expired FROM gone;
+    RETURN expired;
+END $$;
+
 CREATE FUNCTION mdm.run_maintenance(batch_size integer DEFAULT 10000) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -103,12 +126,13 @@ BEGIN
         RETURN jsonb_build_object('skipped', 'another run_maintenance() is running');
     END IF;
     result := jsonb_build_object('released_push_claims', mdm._release_stale_claims(),
+                                 'expired_commands', mdm._expire_pending(batch_size),
                                  'repushed', mdm._repush(batch_size))
               || mdm._prune_history(batch_size);
     RETURN result;
 END $$;
 COMMENT ON FUNCTION mdm.run_maintenance(integer) IS
-    'Periodic upkeep (single-flight, bounded batches, a no-op on a standby): stale push claims, re-push, history pruning';
+    'Periodic upkeep (single-flight, bounded batches, a no-op on a standby): stale push claims, expired commands, re-push, history pruning';
 
 -- Register run_maintenance() with pg_cron when pg_cron is there.
 CREATE FUNCTION mdm.schedule_maintenance(schedule text DEFAULT '* * * * *') RETURNS text

@@ -172,3 +172,13 @@ SELECT (SELECT count(*) FROM mdm.nano_enrollment_queue WHERE NOT active) AS fini
        (SELECT count(*) FROM mdm.nano_enrollment_queue WHERE active) AS pending,
        (SELECT count(*) FROM mdm.nano_command_results) AS results,
        (SELECT count(*) FROM mdm.checkin_messages) AS messages;
+
+-- Commands that waited longer than mdm.pending_command_lifetime for a device
+-- that never polled are dropped, and then pruned like other history
+UPDATE mdm.nano_enrollment_queue SET created_at = now() - interval '31 days' WHERE id IN ('FAN-1', 'FAN-2');
+SELECT mdm.run_maintenance() -> 'expired_commands' AS expired;
+SELECT enrollment_id, state FROM mdm.view_queue WHERE enrollment_id IN ('FAN-1', 'FAN-2', 'FAN-3') ORDER BY 1;
+SET mdm.pending_command_lifetime = 0;
+UPDATE mdm.nano_enrollment_queue SET created_at = now() - interval '400 days' WHERE id = 'FAN-3';
+SELECT mdm.run_maintenance() -> 'expired_commands' AS kept_forever;
+RESET mdm.pending_command_lifetime;

@@ -31,6 +31,7 @@ int			mdm_push_retry_base = 10;
 int			mdm_push_retry_max = 3600;
 int			mdm_push_max_attempts = 10;
 int			mdm_repush_interval = 3600;
+int			mdm_pending_command_lifetime = 30 * 86400;
 
 bool		mdm_require_identity = true;
 int			mdm_default_payload_scope = 0;
@@ -156,6 +157,13 @@ _PG_init(void)
 							NULL,
 							&mdm_user_channel_wait_timeout,
 							0, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("mdm.pending_command_lifetime",
+							"How long a command may wait for a device that does not poll before mdm.run_maintenance() drops it; 0 keeps it forever.",
+							NULL,
+							&mdm_pending_command_lifetime,
+							30 * 86400, 0, INT_MAX,
 							PGC_SUSET, GUC_UNIT_S,
 							NULL, NULL, NULL);
 	DefineCustomBoolVariable("mdm.require_identity",
