@@ -7,6 +7,7 @@ PGFILEDESC = "mdm_user - Apple MDM server logic inside PostgreSQL"
 MODULE_big = mdm_user
 OBJS = \
 	src/mdm_user.o \
+	src/resources.o \
 	src/plist_read.o \
 	src/plist_bscan.o \
 	src/plist_xml.o \

@@ -608,6 +608,12 @@ CREATE FUNCTION mdm._profile_result(p_device_id text, p_enrollment_id text, cmd 
       AND p_status <> 'NotNow';
 $$;
 
+-- The labels of each IdP user: directly, and through its IdP groups.
+CREATE VIEW mdm._idp_user_labels AS
+SELECT lu.idp_user_id, lu.label_id FROM mdm.label_idp_users lu
+UNION
+SELECT gm.idp_user_id, g.label_id FROM mdm.idp_group_members gm JOIN mdm.idp_groups g USING (idp_group_id);
+
 -- The enrollments of some devices with the labels that apply to them: their
 -- own, their device's (for user channels), and those of the IdP users
 -- mapped to them (directly and through IdP groups).
@@ -621,11 +627,7 @@ CREATE FUNCTION mdm._enrollment_labels(device_ids text[])
         SELECT l.idp_user_id, u.device_id, u.id
         FROM mdm.idp_user_logins l
         JOIN mdm.nano_users u ON u.device_id = l.device_id AND u.user_short_name = l.user_short_name
-        WHERE l.device_id = ANY (device_ids)),
-    idp_labels AS (
-        SELECT lu.idp_user_id, lu.label_id FROM mdm.label_idp_users lu
-        UNION
-        SELECT gm.idp_user_id, g.label_id FROM mdm.idp_group_members gm JOIN mdm.idp_groups g USING (idp_group_id))
+        WHERE l.device_id = ANY (device_ids))
     SELECT le.device_id, e.id, le.label_id
     FROM mdm.label_enrollments le
     JOIN mdm.nano_enrollments e ON e.device_id = le.device_id
@@ -633,7 +635,7 @@ CREATE FUNCTION mdm._enrollment_labels(device_ids text[])
     WHERE le.device_id = ANY (device_ids)
     UNION
     SELECT c.device_id, c.enrollment_id, il.label_id
-    FROM idp_channels c JOIN idp_labels il USING (idp_user_id)
+    FROM idp_channels c JOIN mdm._idp_user_labels il USING (idp_user_id)
 $$;
 
 -- Desired profiles (latest versions) of the enabled enrollments of some
@@ -758,17 +760,11 @@ FROM (SELECT l.idp_user_id, l.device_id, NULL::text AS enrollment_id, l.user_sho
       WHERE NOT EXISTS (SELECT FROM mdm.nano_enrollments e WHERE e.device_id = m.device_id
                         AND e.id = m.enrollment_id)) c
 JOIN mdm.nano_devices dev ON dev.id = c.device_id
-JOIN (SELECT lu.idp_user_id, lu.label_id FROM mdm.label_idp_users lu
-      UNION
-      SELECT gm.idp_user_id, g.label_id FROM mdm.idp_group_members gm JOIN mdm.idp_groups g USING (idp_group_id)) il
-     ON il.idp_user_id = c.idp_user_id
+JOIN mdm._idp_user_labels il ON il.idp_user_id = c.idp_user_id
 JOIN mdm.profile_assignments a ON a.label_id = il.label_id AND a.mode = 'include'
 JOIN mdm.latest_profiles lp ON lp.payload_identifier = a.payload_identifier AND lp.scope = 'User'
 WHERE NOT EXISTS (SELECT FROM mdm.profile_assignments x
-                  JOIN (SELECT lu.idp_user_id, lu.label_id FROM mdm.label_idp_users lu
-                        UNION
-                        SELECT gm.idp_user_id, g.label_id FROM mdm.idp_group_members gm
-                        JOIN mdm.idp_groups g USING (idp_group_id)) il2 ON il2.label_id = x.label_id
+                  JOIN mdm._idp_user_labels il2 ON il2.label_id = x.label_id
                   WHERE il2.idp_user_id = c.idp_user_id AND x.payload_identifier = a.payload_identifier
                     AND x.mode = 'exclude');
 COMMENT ON VIEW mdm.view_profile_status IS

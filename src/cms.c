@@ -52,29 +52,6 @@ cms_holder_release(void *arg)
 	memset(h, 0, sizeof(*h));
 }
 
-static const char *
-openssl_error_text(void)
-{
-	static char buf[256];
-	unsigned long e = ERR_get_error();
-
-	ERR_clear_error();
-	if (e == 0)
-		return "no further information";
-	ERR_error_string_n(e, buf, sizeof(buf));
-	return buf;
-}
-
-static bytea *
-bytes_to_bytea(const void *data, size_t len)
-{
-	bytea	   *b = palloc(VARHDRSZ + len);
-
-	SET_VARSIZE(b, VARHDRSZ + len);
-	memcpy(VARDATA(b), data, len);
-	return b;
-}
-
 /* Load every PEM certificate of anchors_pem into a new store. */
 static void
 load_anchors(CmsHolder *h, text *anchors_pem)
@@ -114,10 +91,8 @@ Datum
 mdm_open_signed(PG_FUNCTION_ARGS)
 {
 	bytea	   *data = PG_GETARG_BYTEA_PP(0);
-	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "mdm cms",
-											  ALLOCSET_SMALL_SIZES);
-	CmsHolder  *h = MemoryContextAllocZero(cxt, sizeof(CmsHolder));
-	MemoryContextCallback *cb = MemoryContextAlloc(cxt, sizeof(MemoryContextCallback));
+	MemoryContext cxt;
+	CmsHolder  *h = holder_create("mdm cms", sizeof(CmsHolder), cms_holder_release, &cxt);
 	TupleDesc	tupdesc;
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
@@ -128,9 +103,6 @@ mdm_open_signed(PG_FUNCTION_ARGS)
 	unsigned int digest_len = 0;
 	HeapTuple	tuple;
 
-	cb->func = cms_holder_release;
-	cb->arg = h;
-	MemoryContextRegisterResetCallback(cxt, cb);
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	check_message_size(VARSIZE_ANY_EXHDR(data));

@@ -60,30 +60,8 @@ identity_holder_release(void *arg)
 static IdentityHolder *
 identity_holder_new(MemoryContext *cxt)
 {
-	IdentityHolder *h;
-	MemoryContextCallback *cb;
-
-	*cxt = AllocSetContextCreate(CurrentMemoryContext, "mdm identity", ALLOCSET_SMALL_SIZES);
-	h = MemoryContextAllocZero(*cxt, sizeof(IdentityHolder));
-	cb = MemoryContextAlloc(*cxt, sizeof(MemoryContextCallback));
-	cb->func = identity_holder_release;
-	cb->arg = h;
-	MemoryContextRegisterResetCallback(*cxt, cb);
 	ERR_clear_error();
-	return h;
-}
-
-static const char *
-ssl_error(void)
-{
-	static char buf[256];
-	unsigned long e = ERR_get_error();
-
-	ERR_clear_error();
-	if (e == 0)
-		return "no further information";
-	ERR_error_string_n(e, buf, sizeof(buf));
-	return buf;
+	return holder_create("mdm identity", sizeof(IdentityHolder), identity_holder_release, cxt);
 }
 
 static void
@@ -113,7 +91,7 @@ parse_certificate(IdentityHolder *h, const char *data, size_t len)
 	}
 	if (cert == NULL)
 		refuse("invalid device identity certificate",
-			   psprintf("It is neither a DER nor a PEM X.509 certificate: %s.", ssl_error()));
+			   psprintf("It is neither a DER nor a PEM X.509 certificate: %s.", openssl_error_text()));
 	return cert;
 }
 
@@ -141,7 +119,7 @@ verify_signature(IdentityHolder *h, const char *sig_b64, int sig_len, const char
 	if (CMS_verify(h->cms, NULL, NULL, h->content, NULL,
 				   CMS_BINARY | CMS_DETACHED | CMS_NO_SIGNER_CERT_VERIFY) != 1)
 		refuse("Mdm-Signature does not match the message",
-			   psprintf("OpenSSL: %s.", ssl_error()));
+			   psprintf("OpenSSL: %s.", openssl_error_text()));
 	h->signers = CMS_get0_signers(h->cms);
 	if (h->signers == NULL || sk_X509_num(h->signers) != 1)
 		refuse("invalid Mdm-Signature", "It must have exactly one signer.");
@@ -156,16 +134,6 @@ cert_not_after(X509 *cert)
 	if (!ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm))
 		refuse("invalid device identity certificate", "Its validity period cannot be read.");
 	return time_t_to_timestamptz((pg_time_t) timegm(&tm));
-}
-
-static bytea *
-to_bytea(const void *data, size_t len)
-{
-	bytea	   *b = palloc(VARHDRSZ + len);
-
-	SET_VARSIZE(b, VARHDRSZ + len);
-	memcpy(VARDATA(b), data, len);
-	return b;
 }
 
 /*
@@ -209,8 +177,8 @@ read_identity(bytea *body, bytea *cert, text *signature, RequestIdentity *out)
 	der_len = i2d_X509(h->cert, &h->der);
 	if (der_len <= 0 || !X509_digest(h->cert, EVP_sha256(), digest, &digest_len))
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	out->der = to_bytea(h->der, der_len);
-	out->sha256 = to_bytea(digest, digest_len);
+	out->der = bytes_to_bytea(h->der, der_len);
+	out->sha256 = bytes_to_bytea(digest, digest_len);
 	out->not_after = cert_not_after(h->cert);
 	MemoryContextDelete(cxt);
 }

@@ -53,6 +53,15 @@ extern void check_message_size(size_t len);
 extern char *plist_text_to_server(const char *s, size_t len);
 extern void report_plist_error(const PlistError *err) pg_attribute_noreturn();
 
+/*
+ * resources.c: a holder for foreign allocations in a new memory context
+ * whose reset callback is release(holder); OpenSSL helpers.
+ */
+extern void *holder_create(const char *name, Size size, void (*release) (void *),
+						   MemoryContext *cxt);
+extern const char *openssl_error_text(void);
+extern bytea *bytes_to_bytea(const void *data, size_t len);
+
 /* identity.c: the device identity of a request (certificate or Mdm-Signature) */
 typedef struct RequestIdentity
 {

@@ -392,20 +392,13 @@ plist_parse(const char *data, size_t len)
 {
 	MemoryContext cxt;
 	PlistHolder *h;
-	MemoryContextCallback *cb;
 	PlistLimits limits;
 	PlistError	err;
 
 	check_message_size(len);
 
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "mdm plist tree",
-								ALLOCSET_SMALL_SIZES);
-	h = MemoryContextAllocZero(cxt, sizeof(PlistHolder));
+	h = holder_create("mdm plist tree", sizeof(PlistHolder), plist_holder_release, &cxt);
 	h->cxt = cxt;
-	cb = MemoryContextAlloc(cxt, sizeof(MemoryContextCallback));
-	cb->func = plist_holder_release;
-	cb->arg = h;
-	MemoryContextRegisterResetCallback(cxt, cb);
 
 	limits.max_depth = mdm_max_nesting_depth;
 	limits.max_nodes = mdm_max_plist_nodes;

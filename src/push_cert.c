@@ -48,20 +48,6 @@ cert_holder_release(void *arg)
 	memset(h, 0, sizeof(*h));
 }
 
-/* The first OpenSSL error on this thread's queue, as text; clears the queue. */
-static const char *
-openssl_error(void)
-{
-	static char buf[256];
-	unsigned long e = ERR_get_error();
-
-	ERR_clear_error();
-	if (e == 0)
-		return "no further information";
-	ERR_error_string_n(e, buf, sizeof(buf));
-	return buf;
-}
-
 /* The subject's UID attribute, validated as UTF-8. */
 static char *
 subject_uid(X509 *cert)
@@ -84,7 +70,7 @@ subject_uid(X509 *cert)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("push certificate has an unreadable topic"),
-				 errdetail("%s", openssl_error())));
+				 errdetail("%s", openssl_error_text())));
 	result = pnstrdup((char *) utf8, len);
 	OPENSSL_free(utf8);
 	if (strlen(result) != (size_t) len || !pg_verify_mbstr(PG_UTF8, result, len, true))
@@ -125,10 +111,8 @@ PG_FUNCTION_INFO_V1(mdm_inspect_push_cert);
 Datum
 mdm_inspect_push_cert(PG_FUNCTION_ARGS)
 {
-	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "mdm push cert",
-											  ALLOCSET_SMALL_SIZES);
-	CertHolder *h = MemoryContextAllocZero(cxt, sizeof(CertHolder));
-	MemoryContextCallback *cb = MemoryContextAlloc(cxt, sizeof(MemoryContextCallback));
+	MemoryContext cxt;
+	CertHolder *h = holder_create("mdm push cert", sizeof(CertHolder), cert_holder_release, &cxt);
 	TupleDesc	tupdesc;
 	Datum		values[5];
 	bool		nulls[5] = {false, false, false, false, false};
@@ -138,9 +122,6 @@ mdm_inspect_push_cert(PG_FUNCTION_ARGS)
 	bytea	   *sha;
 	HeapTuple	tuple;
 
-	cb->func = cert_holder_release;
-	cb->arg = h;
-	MemoryContextRegisterResetCallback(cxt, cb);
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
@@ -151,14 +132,14 @@ mdm_inspect_push_cert(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid push certificate"),
-				 errdetail("It is not a PEM X.509 certificate: %s.", openssl_error())));
+				 errdetail("It is not a PEM X.509 certificate: %s.", openssl_error_text())));
 	h->key_bio = pem_bio(PG_GETARG_TEXT_PP(1));
 	h->key = PEM_read_bio_PrivateKey(h->key_bio, NULL, NULL, (void *) "");
 	if (h->key == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid push certificate key"),
-				 errdetail("It is not an unencrypted PEM private key: %s.", openssl_error())));
+				 errdetail("It is not an unencrypted PEM private key: %s.", openssl_error_text())));
 	if (X509_check_private_key(h->cert, h->key) != 1)
 	{
 		ERR_clear_error();
@@ -182,9 +163,7 @@ mdm_inspect_push_cert(PG_FUNCTION_ARGS)
 	values[1] = CStringGetTextDatum(plist_text_to_server(h->subject, strlen(h->subject)));
 	values[2] = TimestampTzGetDatum(asn1_time_to_timestamptz(X509_get0_notBefore(h->cert)));
 	values[3] = TimestampTzGetDatum(asn1_time_to_timestamptz(X509_get0_notAfter(h->cert)));
-	sha = palloc(VARHDRSZ + digest_len);
-	SET_VARSIZE(sha, VARHDRSZ + digest_len);
-	memcpy(VARDATA(sha), digest, digest_len);
+	sha = bytes_to_bytea(digest, digest_len);
 	values[4] = PointerGetDatum(sha);
 
 	tuple = heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls);
