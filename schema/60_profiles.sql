@@ -640,10 +640,12 @@ $$;
 
 -- Desired profiles (latest versions) of the enabled enrollments of some
 -- devices: included by a label, excluded by none, of the channel's scope,
--- and not bound to another enrollment.
+-- and not bound to another enrollment.  SECURITY DEFINER because
+-- mdm.view_profile_status calls it for readers who may not read profile
+-- contents.
 CREATE FUNCTION mdm._desired_profiles(device_ids text[])
     RETURNS TABLE (device_id text, enrollment_id text, type text, profile_id bigint)
-    LANGUAGE sql STABLE AS $$
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     WITH wanted AS (
         SELECT el.device_id, el.enrollment_id, a.payload_identifier
         FROM mdm._enrollment_labels(device_ids) el

@@ -169,6 +169,9 @@ GRANT SELECT (id, payload_identifier, version, payload_uuid, display_name, scope
               signed, signer_subject, signer_sha256, variables, channel_mismatch_allowed, uploaded_at)
     ON mdm.profiles TO mdm_reader, mdm_admin;
 
+-- functions the views call with the reader's rights
+GRANT EXECUTE ON FUNCTION mdm._desired_profiles(text[]), mdm._setting(text) TO mdm_reader, mdm_admin;
+
 -- administering: labels, IdP mapping, assignments, values, trust anchors
 GRANT INSERT, UPDATE, DELETE ON mdm.labels, mdm.label_enrollments, mdm.idp_groups,
     mdm.idp_group_members, mdm.label_idp_users, mdm.idp_user_enrollments, mdm.idp_user_logins,

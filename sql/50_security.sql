@@ -132,6 +132,9 @@ INSERT INTO checks VALUES
     ('mdm_admin', 'write profiles directly', $$DELETE FROM mdm.profiles$$),
     ('mdm_admin', 'mdm.schedule_maintenance', $$SELECT mdm.schedule_maintenance()$$),
     ('mdm_reader', 'read devices and queue views', $$SELECT count(*) FROM mdm.nano_devices, mdm.view_queue$$),
+    ('mdm_reader', 'read every view', $$SELECT (SELECT count(*) FROM mdm.view_profile_status) + (SELECT count(*) FROM mdm.view_push_problems)
+        + (SELECT count(*) FROM mdm.view_command_results) + (SELECT count(*) FROM mdm.view_enrollments_without_push_cert)
+        + (SELECT count(*) FROM mdm.view_push_certs)$$),
     ('mdm_reader', 'read enrollment state', $$SELECT id, enabled, last_seen_at FROM mdm.nano_enrollments$$),
     ('mdm_reader', 'read push tokens', $$SELECT token_hex FROM mdm.nano_enrollments$$),
     ('mdm_reader', 'read profile contents', $$SELECT mobileconfig FROM mdm.profiles$$),
