@@ -645,7 +645,7 @@ $$;
 -- contents.
 CREATE FUNCTION mdm._desired_profiles(device_ids text[])
     RETURNS TABLE (device_id text, enrollment_id text, type text, profile_id bigint)
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp ROWS 10000 AS $$
     WITH wanted AS (
         SELECT el.device_id, el.enrollment_id, a.payload_identifier
         FROM mdm._enrollment_labels(device_ids) el
@@ -672,31 +672,40 @@ DECLARE
     installs integer := 0;
     removes integer := 0;
 BEGIN
+    -- the desired state is computed once; installs and removes are its
+    -- difference with the deliveries, grouped into one command per profile
     FOR r IN
-        SELECT d.profile_id, array_agg(ROW(d.device_id, d.enrollment_id, d.type, NULL)::mdm._target) AS targets
-        FROM mdm._desired_profiles(device_ids) d
-        LEFT JOIN mdm.profile_deliveries x ON x.device_id = d.device_id AND x.enrollment_id = d.enrollment_id
-             AND x.payload_identifier = (SELECT payload_identifier FROM mdm.profiles WHERE id = d.profile_id)
-        WHERE x.device_id IS NULL OR x.profile_id <> d.profile_id OR x.operation = 'remove'
-        GROUP BY d.profile_id
+        WITH desired AS MATERIALIZED (
+            SELECT d.device_id, d.enrollment_id, d.type, d.profile_id, p.payload_identifier
+            FROM mdm._desired_profiles(device_ids) d JOIN mdm.profiles p ON p.id = d.profile_id),
+        delivered AS MATERIALIZED (
+            SELECT x.* FROM mdm.profile_deliveries x WHERE x.device_id = ANY (device_ids)),
+        changes AS (
+            SELECT 'install' AS operation, d.profile_id, d.device_id, d.enrollment_id, d.type
+            FROM desired d
+            LEFT JOIN delivered x ON x.device_id = d.device_id AND x.enrollment_id = d.enrollment_id
+                 AND x.payload_identifier = d.payload_identifier
+            WHERE x.device_id IS NULL OR x.profile_id <> d.profile_id OR x.operation = 'remove'
+            UNION ALL
+            SELECT 'remove', x.profile_id, x.device_id, x.enrollment_id, e.type
+            FROM (SELECT device_id, enrollment_id, payload_identifier FROM delivered
+                  WHERE source = 'label' AND operation = 'install' AND status IN ('queued', 'installed')
+                  EXCEPT
+                  SELECT device_id, enrollment_id, payload_identifier FROM desired) gone
+            JOIN delivered x USING (device_id, enrollment_id, payload_identifier)
+            JOIN mdm.nano_enrollments e ON e.device_id = x.device_id AND e.id = x.enrollment_id AND e.enabled)
+        SELECT c.operation, c.profile_id,
+               array_agg(ROW(c.device_id, c.enrollment_id, c.type, NULL)::mdm._target) AS targets
+        FROM changes c
+        GROUP BY c.operation, c.profile_id
+        ORDER BY c.operation, c.profile_id
     LOOP
-        PERFORM mdm._deliver(mdm._profile(r.profile_id), r.targets, 'install', 'label');
-        installs := installs + cardinality(r.targets);
-    END LOOP;
-    FOR r IN
-        SELECT x.profile_id, array_agg(ROW(x.device_id, x.enrollment_id, e.type, NULL)::mdm._target) AS targets
-        FROM mdm.profile_deliveries x
-        JOIN mdm.nano_enrollments e ON e.device_id = x.device_id AND e.id = x.enrollment_id AND e.enabled
-        WHERE x.device_id = ANY (device_ids) AND x.source = 'label' AND x.operation = 'install'
-          AND x.status IN ('queued', 'installed')
-          AND NOT EXISTS (SELECT FROM mdm._desired_profiles(device_ids) d
-                          JOIN mdm.profiles p ON p.id = d.profile_id
-                          WHERE d.device_id = x.device_id AND d.enrollment_id = x.enrollment_id
-                            AND p.payload_identifier = x.payload_identifier)
-        GROUP BY x.profile_id
-    LOOP
-        PERFORM mdm._deliver(mdm._profile(r.profile_id), r.targets, 'remove', 'label');
-        removes := removes + cardinality(r.targets);
+        PERFORM mdm._deliver(mdm._profile(r.profile_id), r.targets, r.operation, 'label');
+        IF r.operation = 'install' THEN
+            installs := installs + cardinality(r.targets);
+        ELSE
+            removes := removes + cardinality(r.targets);
+        END IF;
     END LOOP;
     RETURN jsonb_build_object('installs', installs, 'removes', removes);
 END $$;
