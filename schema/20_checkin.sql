@@ -36,7 +36,7 @@ CREATE TABLE mdm.nano_devices (
 CREATE INDEX nano_devices_serial_number ON mdm.nano_devices (serial_number);
 COMMENT ON TABLE mdm.nano_devices IS 'Enrolled devices, one per device channel ID (UDID, or EnrollmentID for User Enrollment)';
 COMMENT ON COLUMN mdm.nano_devices.id IS 'Device channel enrollment ID: UDID, or EnrollmentID for User Enrollment';
-COMMENT ON COLUMN mdm.nano_devices.identity_cert IS 'Identity certificate (DER or PEM) the front end passed with the last Authenticate';
+COMMENT ON COLUMN mdm.nano_devices.identity_cert IS 'Identity certificate (DER) of the last Authenticate that carried one';
 COMMENT ON COLUMN mdm.nano_devices.authenticate IS 'The last Authenticate message as received';
 COMMENT ON COLUMN mdm.nano_devices.enrolled_at IS 'First Authenticate';
 COMMENT ON COLUMN mdm.nano_devices.checked_out_at IS 'Last CheckOut; NULL after a new Authenticate';
@@ -203,8 +203,11 @@ BEGIN
     UPDATE mdm.nano_enrollment_queue SET active = false, cleared_at = now(),
            cleared_reason = 're-enrollment'
     WHERE device_id = p_device_id AND active;
-    UPDATE mdm.push_jobs SET state = 'failed', finished_at = now(), apns_reason = 're-enrollment'
+    UPDATE mdm.push_jobs SET state = 'superseded', finished_at = now(), apns_reason = 're-enrollment'
     WHERE device_id = p_device_id AND state = 'pending';
+    -- a new enrollment starts without managed profiles: reconcile delivers
+    -- them again once its channels have their TokenUpdate
+    DELETE FROM mdm.profile_deliveries WHERE device_id = p_device_id;
     RETURN mdm._reply_empty();
 END $$;
 
@@ -214,8 +217,10 @@ CREATE FUNCTION mdm._checkin_token_update(p_device_id text, p_enrollment_id text
                                           raw bytea) RETURNS mdm.reply
     LANGUAGE plpgsql AS $$
 DECLARE
-    tally integer;
+    was_enabled boolean;
 BEGIN
+    SELECT enabled INTO was_enabled FROM mdm.nano_enrollments
+    WHERE device_id = p_device_id AND id = p_enrollment_id;
     IF p_user_id IS NOT NULL THEN
         INSERT INTO mdm.nano_users AS u (device_id, id, user_short_name, user_long_name)
         VALUES (p_device_id, p_user_id, msg->>'UserShortName', msg->>'UserLongName')
@@ -244,12 +249,12 @@ BEGIN
         token_update = excluded.token_update, token_update_at = excluded.token_update_at,
         awaiting_configuration = coalesce(excluded.awaiting_configuration, e.awaiting_configuration),
         not_on_console = coalesce(excluded.not_on_console, e.not_on_console),
-        last_seen_at = excluded.last_seen_at, updated_at = now()
-    RETURNING token_update_tally INTO tally;
+        last_seen_at = excluded.last_seen_at, updated_at = now();
 
-    -- a user channel's first TokenUpdate: the profiles its labels assign,
-    -- which may have waited for it, are queued now (schema/60_profiles.sql)
-    IF p_user_id IS NOT NULL AND tally = 1 THEN
+    -- a channel's first TokenUpdate, or its first after a re-enrollment:
+    -- the profiles its labels assign, which may have waited for it, are
+    -- queued now, in this transaction (schema/60_profiles.sql)
+    IF NOT coalesce(was_enabled, false) THEN
         PERFORM mdm._reconcile_devices(ARRAY[p_device_id]);
     END IF;
     RETURN mdm._reply_empty();
@@ -300,7 +305,7 @@ BEGIN
     WHERE device_id = p_device_id AND enabled;
     UPDATE mdm.nano_devices SET checked_out_at = now(), updated_at = now()
     WHERE id = p_device_id;
-    UPDATE mdm.push_jobs SET state = 'failed', finished_at = now(), apns_reason = 'checked out'
+    UPDATE mdm.push_jobs SET state = 'superseded', finished_at = now(), apns_reason = 'checked out'
     WHERE device_id = p_device_id AND state = 'pending';
     RETURN mdm._reply_empty();
 END $$;

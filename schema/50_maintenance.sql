@@ -109,7 +109,13 @@ BEGIN
                   SET active = false, cleared_at = now(), cleared_reason = 'expired'
                   FROM doomed d
                   WHERE q.device_id = d.device_id AND q.id = d.id AND q.command_uuid = d.command_uuid
-                  RETURNING 1)
+                  RETURNING q.device_id, q.id, q.command_uuid),
+         profiles AS (UPDATE mdm.profile_deliveries p
+                      SET status = 'failed', updated_at = now(),
+                          error_chain = jsonb_build_array(jsonb_build_object('LocalizedDescription',
+                              'The command expired before the device fetched it (mdm.pending_command_lifetime).'))
+                      FROM gone g
+                      WHERE p.device_id = g.device_id AND p.enrollment_id = g.id AND p.command_uuid = g.command_uuid)
     SELECT count(*) INTO expired FROM gone;
     RETURN expired;
 END $$;

@@ -159,15 +159,18 @@ CREATE TABLE mdm.profile_deliveries (
     operation text NOT NULL CHECK (operation IN ('install', 'remove')),
     status text NOT NULL CHECK (status IN ('queued', 'installed', 'failed', 'removing', 'removed')),
     source text NOT NULL CHECK (source IN ('manual', 'label')),
-    command_uuid uuid NOT NULL,
+    command_uuid uuid,
     error_chain jsonb,
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (device_id, enrollment_id, payload_identifier),
+    CHECK (command_uuid IS NOT NULL OR status = 'failed'),
     FOREIGN KEY (device_id, enrollment_id) REFERENCES mdm.nano_enrollments ON DELETE CASCADE
 );
 CREATE INDEX profile_deliveries_command ON mdm.profile_deliveries (device_id, command_uuid);
 COMMENT ON TABLE mdm.profile_deliveries IS
     'The last InstallProfile or RemoveProfile queued per enrollment and profile, and its outcome';
+COMMENT ON COLUMN mdm.profile_deliveries.command_uuid IS
+    'The InstallProfile or RemoveProfile command; NULL when reconcile could not render the profile (a variable without a value)';
 COMMENT ON COLUMN mdm.profile_deliveries.source IS 'manual: mdm.install_profile/remove_profile; label: mdm.reconcile (which may remove it again)';
 
 SELECT pg_catalog.pg_extension_config_dump('mdm.trust_anchors', '');
@@ -443,6 +446,16 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   DETAIL = format('Enrollment "%s" has its InstallProfile pending.', elsewhere);
     END IF;
+    SELECT d.enrollment_id INTO elsewhere FROM mdm.profile_deliveries d
+    WHERE d.payload_identifier = p.payload_identifier AND d.operation = 'install' AND d.status = 'installed'
+      AND (d.device_id, d.enrollment_id) IS DISTINCT FROM (t.device_id, t.enrollment_id)
+    LIMIT 1;
+    IF elsewhere IS NOT NULL THEN
+        RAISE EXCEPTION 'profile "%" is installed on another enrollment', p.payload_identifier
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('Enrollment "%s" has it installed.', elsewhere),
+                  HINT = 'Remove it there first (mdm.remove_profile).';
+    END IF;
     INSERT INTO mdm.profile_bindings (payload_identifier, device_id, enrollment_id)
     VALUES (p.payload_identifier, t.device_id, t.enrollment_id)
     ON CONFLICT (payload_identifier) DO NOTHING;
@@ -483,33 +496,42 @@ CREATE FUNCTION mdm._render_profile(p mdm.profiles, p_device_id text, p_enrollme
     LANGUAGE plpgsql STABLE AS $$
 DECLARE
     text_form text := p.content::text;
-    var text;
+    vals text[];
     val text;
+    i integer;
 BEGIN
     IF cardinality(p.variables) = 0 THEN
         RETURN p.mobileconfig;
     END IF;
-    FOREACH var IN ARRAY p.variables LOOP
-        val := CASE
-            WHEN var = 'MDM_USER_SHORT_NAME' THEN (SELECT user_short_name FROM mdm.nano_users
-                                                   WHERE device_id = p_device_id AND id = p_enrollment_id)
-            WHEN var = 'MDM_USER_LONG_NAME' THEN (SELECT user_long_name FROM mdm.nano_users
-                                                  WHERE device_id = p_device_id AND id = p_enrollment_id)
-            WHEN var = 'MDM_USER_ID' THEN nullif(split_part(p_enrollment_id, ':', 2), '')
-            WHEN var = 'MDM_ENROLLMENT_ID' THEN p_enrollment_id
-            WHEN var = 'MDM_UDID' THEN p_device_id
-            WHEN var = 'MDM_SERIAL_NUMBER' THEN (SELECT serial_number FROM mdm.nano_devices WHERE id = p_device_id)
+    FOR i IN 1 .. cardinality(p.variables) LOOP
+        val := CASE p.variables[i]
+            WHEN 'MDM_USER_SHORT_NAME' THEN (SELECT user_short_name FROM mdm.nano_users
+                                             WHERE device_id = p_device_id AND id = p_enrollment_id)
+            WHEN 'MDM_USER_LONG_NAME' THEN (SELECT user_long_name FROM mdm.nano_users
+                                            WHERE device_id = p_device_id AND id = p_enrollment_id)
+            WHEN 'MDM_USER_ID' THEN nullif(split_part(p_enrollment_id, ':', 2), '')
+            WHEN 'MDM_ENROLLMENT_ID' THEN p_enrollment_id
+            WHEN 'MDM_UDID' THEN p_device_id
+            WHEN 'MDM_SERIAL_NUMBER' THEN (SELECT serial_number FROM mdm.nano_devices WHERE id = p_device_id)
             ELSE (SELECT value FROM mdm.enrollment_values v WHERE v.device_id = p_device_id
-                  AND v.enrollment_id = p_enrollment_id AND v.name = substr(var, length('MDM_VALUE_') + 1))
+                  AND v.enrollment_id = p_enrollment_id
+                  AND v.name = substr(p.variables[i], length('MDM_VALUE_') + 1))
         END;
         IF val IS NULL THEN
-            RAISE EXCEPTION 'profile variable ${%} has no value for enrollment "%"', var, p_enrollment_id
+            RAISE EXCEPTION 'profile variable ${%} has no value for enrollment "%"', p.variables[i], p_enrollment_id
                 USING ERRCODE = 'null_value_not_allowed',
-                      HINT = CASE WHEN var LIKE 'MDM\_VALUE\_%' THEN 'Store it in mdm.enrollment_values.' END,
-                      DETAIL = 'Nothing was queued.';
+                      DETAIL = 'Nothing was queued.',
+                      HINT = CASE WHEN p.variables[i] LIKE 'MDM\_VALUE\_%' THEN 'Store it in mdm.enrollment_values.'
+                                  ELSE 'The device or user has not reported it.' END;
         END IF;
-        -- the value goes inside a JSON string: escape it as one
-        text_form := replace(text_form, '${' || var || '}', substr(to_json(val)::text, 2, length(to_json(val)::text) - 2));
+        -- escaped as JSON string content: the value lands inside a string
+        vals[i] := substr(to_json(val)::text, 2, length(to_json(val)::text) - 2);
+        -- a placeholder first, so that no value is substituted into again
+        -- (JSON text never holds a raw U+0001)
+        text_form := replace(text_form, '${' || p.variables[i] || '}', chr(1) || i || chr(1));
+    END LOOP;
+    FOR i IN 1 .. cardinality(p.variables) LOOP
+        text_form := replace(text_form, chr(1) || i || chr(1), vals[i]);
     END LOOP;
     RETURN mdm.jsonb_to_plist(text_form::jsonb);
 END $$;
@@ -525,6 +547,7 @@ DECLARE
     t mdm._target;
     cmd uuid;
     commands uuid[];
+    payload bytea;
 BEGIN
     IF p_operation = 'remove' OR cardinality(p.variables) = 0 THEN
         cmd := gen_random_uuid();
@@ -537,9 +560,21 @@ BEGIN
     ELSE
         -- one command per target, rendered with that target's values
         FOREACH t IN ARRAY targets LOOP
+            BEGIN
+                payload := mdm._render_profile(p, t.device_id, t.enrollment_id);
+            EXCEPTION WHEN null_value_not_allowed THEN
+                -- a manual install fails as a whole; reconcile records the
+                -- target as failed and goes on (it retries once the value exists)
+                IF p_source = 'manual' THEN
+                    RAISE;
+                END IF;
+                PERFORM mdm._record_render_failure(p, t, SQLERRM);
+                commands := commands || NULL::uuid;
+                CONTINUE;
+            END;
             cmd := gen_random_uuid();
             PERFORM mdm._queue_command(ARRAY[t], cmd, jsonb_build_object('RequestType', 'InstallProfile',
-                'Payload', mdm.plist_data_value(mdm._render_profile(p, t.device_id, t.enrollment_id))), 0);
+                'Payload', mdm.plist_data_value(payload)), 0);
             commands := commands || cmd;
         END LOOP;
     END IF;
@@ -548,14 +583,30 @@ BEGIN
     SELECT u.device_id, u.enrollment_id, p.payload_identifier, p.id, p_operation,
            CASE p_operation WHEN 'install' THEN 'queued' ELSE 'removing' END, p_source, u.command_uuid
     FROM unnest(targets, commands) AS u(device_id, enrollment_id, type, platform, command_uuid)
+    WHERE u.command_uuid IS NOT NULL
     ON CONFLICT (device_id, enrollment_id, payload_identifier) DO UPDATE SET
         profile_id = excluded.profile_id, operation = excluded.operation, status = excluded.status,
         source = excluded.source, command_uuid = excluded.command_uuid, error_chain = NULL,
         updated_at = now();
     RETURN QUERY SELECT u.enrollment_id, u.command_uuid
                  FROM unnest(targets, commands) AS u(device_id, enrollment_id, type, platform, command_uuid)
+                 WHERE u.command_uuid IS NOT NULL
                  ORDER BY 1;
 END $$;
+
+-- A target reconcile could not render (a variable without a value): failed,
+-- with no command, so that the next reconcile tries again.
+CREATE FUNCTION mdm._record_render_failure(p mdm.profiles, t mdm._target, message text) RETURNS void
+    LANGUAGE sql AS $$
+    INSERT INTO mdm.profile_deliveries AS d (device_id, enrollment_id, payload_identifier, profile_id,
+                                             operation, status, source, command_uuid, error_chain)
+    VALUES (t.device_id, t.enrollment_id, p.payload_identifier, p.id, 'install', 'failed', 'label', NULL,
+            jsonb_build_array(jsonb_build_object('LocalizedDescription', message)))
+    ON CONFLICT (device_id, enrollment_id, payload_identifier) DO UPDATE SET
+        profile_id = excluded.profile_id, operation = excluded.operation, status = excluded.status,
+        source = excluded.source, command_uuid = NULL, error_chain = excluded.error_chain,
+        updated_at = now();
+$$;
 
 CREATE FUNCTION mdm._profile(profile_version bigint) RETURNS mdm.profiles
     LANGUAGE plpgsql STABLE AS $$
@@ -669,6 +720,7 @@ CREATE FUNCTION mdm._reconcile_devices(device_ids text[]) RETURNS jsonb
     LANGUAGE plpgsql AS $$
 DECLARE
     r record;
+    queued integer;
     installs integer := 0;
     removes integer := 0;
 BEGIN
@@ -686,6 +738,7 @@ BEGIN
             LEFT JOIN delivered x ON x.device_id = d.device_id AND x.enrollment_id = d.enrollment_id
                  AND x.payload_identifier = d.payload_identifier
             WHERE x.device_id IS NULL OR x.profile_id <> d.profile_id OR x.operation = 'remove'
+               OR x.command_uuid IS NULL
             UNION ALL
             SELECT 'remove', x.profile_id, x.device_id, x.enrollment_id, e.type
             FROM (SELECT device_id, enrollment_id, payload_identifier FROM delivered
@@ -700,11 +753,11 @@ BEGIN
         GROUP BY c.operation, c.profile_id
         ORDER BY c.operation, c.profile_id
     LOOP
-        PERFORM mdm._deliver(mdm._profile(r.profile_id), r.targets, r.operation, 'label');
+        SELECT count(*) INTO queued FROM mdm._deliver(mdm._profile(r.profile_id), r.targets, r.operation, 'label');
         IF r.operation = 'install' THEN
-            installs := installs + cardinality(r.targets);
+            installs := installs + queued;
         ELSE
-            removes := removes + cardinality(r.targets);
+            removes := removes + queued;
         END IF;
     END LOOP;
     RETURN jsonb_build_object('installs', installs, 'removes', removes);
@@ -721,6 +774,9 @@ DECLARE
     removes bigint := 0;
     batches integer := 0;
 BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtext('mdm.reconcile')) THEN
+        RETURN jsonb_build_object('skipped', 'another reconcile() is running');
+    END IF;
     LOOP
         batch := ARRAY(SELECT id FROM mdm.nano_devices WHERE id > last_device ORDER BY id LIMIT batch_size);
         EXIT WHEN cardinality(batch) = 0;

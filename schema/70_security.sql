@@ -78,7 +78,7 @@ BEGIN
                      THEN 'The device is bound to another certificate; with no trust anchors stored, only an administrator can release it (mdm.release_device_identity).'
                      WHEN p_authenticate
                      THEN 'The device is bound to another certificate, and this one does not chain to a stored trust anchor.'
-                     ELSE 'The message is signed by a certificate other than the one bound to the device.' END);
+                     ELSE 'The message comes with a certificate other than the one bound to the device.' END);
         END IF;
     ELSIF anchors IS NOT NULL AND NOT anchored THEN
         PERFORM mdm._refuse_identity('device identity certificate is not trusted',
@@ -90,12 +90,25 @@ BEGIN
             'A certificate is bound to one device only.');
     END IF;
 
-    INSERT INTO mdm.device_identities AS i (device_id, cert_sha256, cert_der, not_after, bound_via)
+    IF FOUND THEN
+        -- re-binding by a trust anchor
+        UPDATE mdm.device_identities i
+        SET cert_sha256 = _check_identity.cert_sha256, cert_der = cert,
+            not_after = _check_identity.not_after, bound_via = 'trust anchor', bound_at = now()
+        WHERE i.device_id = p_device_id;
+        RETURN;
+    END IF;
+    -- first use; when another message of the device binds at the same time,
+    -- the first to commit wins and this one must match it
+    INSERT INTO mdm.device_identities (device_id, cert_sha256, cert_der, not_after, bound_via)
     VALUES (p_device_id, cert_sha256, cert, not_after,
             CASE WHEN anchored THEN 'trust anchor' ELSE 'first use' END)
-    ON CONFLICT (device_id) DO UPDATE SET
-        cert_sha256 = excluded.cert_sha256, cert_der = excluded.cert_der,
-        not_after = excluded.not_after, bound_via = excluded.bound_via, bound_at = now();
+    ON CONFLICT (device_id) DO NOTHING;
+    IF NOT FOUND AND NOT EXISTS (SELECT FROM mdm.device_identities i WHERE i.device_id = p_device_id
+                                 AND i.cert_sha256 = _check_identity.cert_sha256) THEN
+        PERFORM mdm._refuse_identity(format('device identity does not match device "%s"', p_device_id),
+            'Another certificate was bound to the device at the same time.');
+    END IF;
 END $$;
 
 CREATE FUNCTION mdm.release_device_identity(device_id text) RETURNS boolean
@@ -146,9 +159,17 @@ GRANT EXECUTE ON FUNCTION
     mdm.reconcile(integer), mdm.run_maintenance(integer), mdm.release_device_identity(text)
     TO mdm_admin;
 
--- reading: everything but secrets (keys, tokens, raw messages, profile
--- contents, command bodies, application values)
-GRANT SELECT ON mdm.nano_devices, mdm.nano_users, mdm.nano_enrollment_queue,
+-- reading: everything but secrets and raw messages (keys, tokens, raw
+-- check-in messages, profile contents, command bodies, application
+-- values).  Command results are readable: they are what reporting is for,
+-- and may hold sensitive answers (ActivationLockBypassCode, say).
+GRANT SELECT (id, serial_number, device_name, model, model_name, product_name, os_version,
+              build_version, imei, meid, authenticate_at, enrolled_at, checked_out_at, updated_at)
+    ON mdm.nano_devices TO mdm_reader, mdm_admin;
+GRANT SELECT (device_id, id, user_short_name, user_long_name, user_authenticate_at,
+              user_authenticate_digest_at, accepted_at, declined_at, created_at, updated_at)
+    ON mdm.nano_users TO mdm_reader, mdm_admin;
+GRANT SELECT ON mdm.nano_enrollment_queue,
     mdm.nano_command_results, mdm.orphan_reports, mdm.push_jobs, mdm.push_attempts,
     mdm.profile_payloads, mdm.profile_bindings, mdm.labels, mdm.label_enrollments, mdm.idp_groups,
     mdm.idp_group_members, mdm.label_idp_users, mdm.idp_user_enrollments, mdm.idp_user_logins,

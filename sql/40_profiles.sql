@@ -41,9 +41,9 @@ SELECT mdm.upload_profile(v('profiles/03-user-scope-with-device-only-payload.mob
 SELECT channel_mismatch_allowed FROM mdm.profiles WHERE payload_identifier = 'com.example.bad-mix';
 -- no PayloadScope: the setting decides, at upload
 SET mdm.default_payload_scope = 'User';
-SELECT p.scope, p.scope_from FROM mdm.profiles p WHERE p.id =
-    mdm.upload_profile(convert_to(replace(convert_from(v('profiles/04-no-payloadscope-dock.mobileconfig'), 'UTF8'),
-                                          'com.example.dock<', 'com.example.user-dock<'), 'UTF8'));
+SELECT mdm.upload_profile(convert_to(replace(convert_from(v('profiles/04-no-payloadscope-dock.mobileconfig'), 'UTF8'),
+                                             'com.example.dock<', 'com.example.user-dock<'), 'UTF8')) AS user_dock \gset
+SELECT payload_identifier, scope, scope_from FROM mdm.profiles WHERE id = :user_dock;
 RESET mdm.default_payload_scope;
 -- a custom payload type is accepted and stated
 SELECT mdm.upload_profile(convert_to(replace(convert_from(v('profiles/04-no-payloadscope-dock.mobileconfig'), 'UTF8'),
@@ -219,3 +219,36 @@ SELECT (mdm.checkin(convert_to(replace(replace(replace(replace(convert_from(v('c
 SELECT enrollment_id, version, status FROM mdm.view_profile_status
 WHERE enrollment_id LIKE '%:9F9F9F9F-0000-4000-8000-000000000042';
 SELECT count(*) AS push_jobs_for_grace FROM mdm.push_jobs WHERE enrollment_id LIKE '%:9F9F9F9F-0000-4000-8000-000000000042';
+
+-- Reconcile never makes a check-in fail: a target for which a variable has
+-- no value is recorded as failed, the others are queued, and the failed one
+-- is tried again once the value exists
+SELECT mdm.upload_profile(convert_to(replace(replace(convert_from(v('profiles/01-user-scoped-certificate.mobileconfig'), 'UTF8'),
+           '<string>com.example.user-cert</string>', '<string>com.example.scep</string>'),
+           '<string>not-a-real-password</string>', '<string>${MDM_VALUE_scep}</string>'), 'UTF8')) AS scep \gset
+INSERT INTO mdm.profile_assignments VALUES (:wifi_label, 'com.example.scep', 'include');
+INSERT INTO mdm.enrollment_values VALUES (:'mac', :'victor', 'scep', 'victor-challenge');
+SELECT mdm.reconcile() AS one_renders_one_fails;
+SELECT enrollment_id, status, error_chain #>> '{0,LocalizedDescription}' AS why
+FROM mdm.view_profile_status WHERE payload_identifier = 'com.example.scep' ORDER BY 1;
+INSERT INTO mdm.enrollment_values
+SELECT :'mac2', id, 'scep', 'grace-challenge' FROM mdm.nano_users WHERE user_short_name = 'grace';
+SELECT mdm.reconcile() AS retried;
+SELECT enrollment_id, status FROM mdm.view_profile_status WHERE payload_identifier = 'com.example.scep' ORDER BY 1;
+
+-- A profile installed on one enrollment cannot be bound to another
+UPDATE mdm.nano_enrollment_queue SET active = false, finished_at = now()
+WHERE command_uuid IN (SELECT command_uuid FROM mdm.profile_deliveries WHERE payload_identifier = 'com.example.scep');
+UPDATE mdm.profile_deliveries SET status = 'installed' WHERE payload_identifier = 'com.example.scep';
+SELECT try(format('SELECT mdm.bind_profile(%s, %L)', :scep, :'victor')) AS installed_elsewhere;
+
+-- A re-enrollment starts without managed profiles: its deliveries are
+-- forgotten, and its channels' first TokenUpdates deliver again
+SELECT (mdm.checkin(v('checkin/20-authenticate-mac2.plist'))).status AS mac2_reenrolls;
+SELECT count(*) AS mac2_deliveries FROM mdm.profile_deliveries WHERE device_id = :'mac2';
+SELECT (mdm.checkin(v('checkin/21-tokenupdate-mac2-device.plist'))).status AS device_token_update;
+SELECT (mdm.checkin(convert_to(replace(replace(replace(replace(convert_from(v('checkin/22-tokenupdate-mac2-user.plist'), 'UTF8'),
+        '7D41E2B0-9A8C-4B6D-8E1F-2A3B4C5D6E7F', '9F9F9F9F-0000-4000-8000-000000000042'),
+        '<string>ada</string>', '<string>grace</string>'), 'Ada Lovelace', 'Grace Hopper'),
+        '3C5E7A9B-1D2F-4B4C-8E6A-0F2B4D6E8A1C', 'GRACE-MAGIC'), 'UTF8'))).status AS grace_token_update;
+SELECT payload_identifier, status FROM mdm.view_profile_status WHERE device_id = :'mac2' ORDER BY 1;

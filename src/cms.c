@@ -75,6 +75,8 @@ load_anchors(CmsHolder *h, text *anchors_pem)
 		n++;
 	}
 	ERR_clear_error();			/* the end of the PEM text */
+	/* an intermediate CA may be the anchor */
+	X509_STORE_set_flags(h->store, X509_V_FLAG_PARTIAL_CHAIN);
 	if (n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -212,6 +212,8 @@ mdm_verify_identity_chain(PG_FUNCTION_ARGS)
 		X509_free(anchor);
 	}
 	ERR_clear_error();
+	/* an intermediate CA may be the anchor */
+	X509_STORE_set_flags(h->store, X509_V_FLAG_PARTIAL_CHAIN);
 	if (!X509_STORE_CTX_init(h->ctx, h->store, h->cert, NULL))
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	ok = (X509_verify_cert(h->ctx) == 1);

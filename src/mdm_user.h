@@ -30,6 +30,9 @@ extern int	mdm_push_retry_max;
 extern int	mdm_push_max_attempts;
 extern int	mdm_repush_interval;
 extern bool mdm_require_identity;
+extern int	mdm_default_payload_scope;
+extern int	mdm_user_channel_wait_timeout;
+extern int	mdm_pending_command_lifetime;
 
 /*
  * plist_jsonb.c: plist bytes (XML or binary) to a libplist tree and to
