@@ -410,6 +410,17 @@ push_container(BScan *s, int *sp, const Container *c)
 	return 1;
 }
 
+/* Check an expanded node count against the limit. */
+static int
+check_nodes(BScan *s, int64_t nodes)
+{
+	if (nodes > s->limits->max_nodes)
+		return plist_fail(s->err, PLIST_ERR_NODES, "plist has too many nodes",
+						  "It expands to more than %lld nodes (mdm.max_plist_nodes).",
+						  (long long) s->limits->max_nodes);
+	return 1;
+}
+
 /* Add a finished child's counts to the container on top of the stack. */
 static int
 add_child(BScan *s, ObjInfo *parent, const ObjInfo *child, int depth_of_parent)
@@ -421,11 +432,7 @@ add_child(BScan *s, ObjInfo *parent, const ObjInfo *child, int depth_of_parent)
 	if (child->height + 1 > parent->height)
 		parent->height = (uint16_t) (child->height + 1);
 	parent->nodes += child->nodes;
-	if (parent->nodes > s->limits->max_nodes)
-		return plist_fail(s->err, PLIST_ERR_NODES, "plist has too many nodes",
-						  "It expands to more than %lld nodes (mdm.max_plist_nodes).",
-						  (long long) s->limits->max_nodes);
-	return 1;
+	return check_nodes(s, parent->nodes);
 }
 
 static int
@@ -437,7 +444,10 @@ scan_graph(BScan *s, uint64_t root)
 
 	if (!check_object(s, root, &is_container, &c))
 		return 0;
+	/* the root is a node too, even when it is all there is */
 	s->info[root].nodes = 1;
+	if (!check_nodes(s, 1))
+		return 0;
 	if (!is_container)
 	{
 		s->info[root].state = SCAN_DONE;
