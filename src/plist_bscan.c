@@ -208,10 +208,16 @@ check_real_or_date(BScan *s, uint64_t idx, size_t at, int is_date)
 		return plist_fail(s->err, is_date ? PLIST_ERR_DATE_RANGE : PLIST_ERR_REAL_RANGE,
 						  is_date ? "plist date out of range" : "plist real value out of range",
 						  "Object %llu is not a finite number.", (unsigned long long) idx);
-	if (is_date && (v < (double) INT32_MIN || v >= (double) INT32_MAX + 1.0 ||
+
+	/*
+	 * The range plist_date_parse accepts, whole seconds from INT32_MIN to
+	 * INT32_MAX, so that every date read can be written back: libplist
+	 * would also hold a fraction of a second after INT32_MAX.
+	 */
+	if (is_date && (v < (double) INT32_MIN || v > (double) INT32_MAX ||
 					(v < 0 && v > -1.0)))
 		return plist_fail(s->err, PLIST_ERR_DATE_RANGE, "plist date out of range",
-						  "Dates from 1933-12-13 to 2069-01-19 are supported, except the second before 2001-01-01T00:00:00Z; object %llu is not.",
+						  "Dates from 1932-12-13T20:45:52Z to 2069-01-19T03:14:07Z are supported, except the second before 2001-01-01T00:00:00Z; object %llu is not.",
 						  (unsigned long long) idx);
 	return 1;
 }

@@ -276,7 +276,7 @@ plist_date_parse(const char *s, size_t len, int32_t *sec, int32_t *usec,
 		total_us > (int64_t) INT32_MAX * USECS_PER_SEC ||
 		(total_us < 0 && total_us > -USECS_PER_SEC))
 		return plist_fail(err, PLIST_ERR_DATE_RANGE, "plist date out of range",
-						  "Dates from 1933-12-13 to 2069-01-19 are supported, except the second before 2001-01-01T00:00:00Z; \"%.*s\" is not.",
+						  "Dates from 1932-12-13T20:45:52Z to 2069-01-19T03:14:07Z are supported, except the second before 2001-01-01T00:00:00Z; \"%.*s\" is not.",
 						  (int) (len > 40 ? 40 : len), s);
 	*sec = (int32_t) (total_us / USECS_PER_SEC);
 	*usec = (int32_t) (total_us % USECS_PER_SEC);

@@ -96,7 +96,8 @@ extern int	plist_utf8_valid(const unsigned char *buf, size_t len,
 /*
  * Dates.  libplist 2.2 keeps a date as seconds since 2001-01-01 00:00:00 UTC
  * and hands it out as int32 seconds plus microseconds, so that is the range
- * (1933-12-13 to 2069-01-19) this layer accepts.
+ * (1932-12-13T20:45:52Z to 2069-01-19T03:14:07Z, whole seconds) this layer
+ * accepts in both readers and in plist_date_parse.
  */
 #define PLIST_DATE_TEXT_MAX 40
 extern int	plist_date_parse(const char *s, size_t len, int32_t *sec,
