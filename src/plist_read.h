@@ -38,7 +38,8 @@ typedef enum PlistErrorKind
 	PLIST_ERR_SYNTAX,			/* a scalar's text cannot be read */
 	PLIST_ERR_ENCODING,			/* invalid UTF-8 / UTF-16, NUL characters */
 	PLIST_ERR_DEPTH,			/* deeper than max_depth */
-	PLIST_ERR_NODES,			/* more than max_nodes */
+	PLIST_ERR_NODES,			/* more than max_nodes, or too many keys
+								 * in one libplist hash bucket */
 	PLIST_ERR_INT_RANGE,		/* integer outside int64 */
 	PLIST_ERR_REAL_RANGE,		/* real that is not finite */
 	PLIST_ERR_DATE_RANGE,		/* date outside what libplist can hold */
