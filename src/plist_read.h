@@ -106,6 +106,12 @@ extern int	plist_date_parse(const char *s, size_t len, int32_t *sec,
 extern void plist_date_format(int32_t sec, int32_t usec,
 							  char buf[PLIST_DATE_TEXT_MAX]);
 
+/*
+ * plist_get_date_val(), but exact for every date plist_new_date() makes:
+ * libplist truncates the microseconds it hands back.  Read dates with this.
+ */
+extern void plist_date_get(plist_t node, int32_t *sec, int32_t *usec);
+
 /* Strict base64 (whitespace ignored); *out is malloc'ed. */
 extern int	plist_base64_decode(const char *s, size_t len, unsigned char **out,
 								size_t *outlen, PlistError *err);

@@ -104,6 +104,18 @@ def main():
     write("fuzz-date-past-last-second.bplist", bplist([
         b"\x33" + struct.pack(">d", 2147483647.5),
     ]))
+    # Dates with microseconds, which libplist truncates when it hands them
+    # back: about half came back one microsecond short (or, before 2001,
+    # one long).  plistlib writes no fractions in XML, hence the template.
+    dates = [datetime.datetime(2026, 11, 28, 9, 46, 28, 1),
+             datetime.datetime(2001, 1, 1, 0, 0, 1, 22),
+             datetime.datetime(1999, 12, 31, 23, 59, 58, 15),
+             datetime.datetime(2069, 1, 19, 3, 14, 6, 1)]
+    write("date-microseconds.plist",
+          ("<plist><array>\n" + "".join(
+              "<date>%sZ</date>\n" % d.isoformat() for d in dates)
+           + "</array></plist>\n").encode("ascii"))
+    write("date-microseconds.bplist", plistlib.dumps(dates, fmt=plistlib.FMT_BINARY))
     # 256 keys that all fall into one bucket of libplist's dictionary hash
     # table ("aB" and "b!" add the same to djb2): refused before reading
     # them gets quadratic

@@ -106,7 +106,7 @@ fuzz_check_base64_text(const char *s, size_t len)
 }
 
 /*
- * A date the server hands out as text (sec and usec as plist_get_date_val
+ * A date the server hands out as text (sec and usec as plist_date_get
  * returns them, text from plist_date_format) can be written back: it parses,
  * and formats to the same text.
  */
@@ -126,6 +126,27 @@ fuzz_check_date_value(int32_t sec, int32_t usec, char *text)
 	FUZZ_CHECK(strcmp(text, text2) == 0,
 			   "date \"%s\" parses to (%d s, %d us), which formats as \"%s\"",
 			   text, sec2, usec2, text2);
+}
+
+/*
+ * A date node made from what plist_date_parse returned, as the XML reader
+ * makes it, reads back as the same date.
+ */
+static void
+check_date_node(int32_t sec, int32_t usec, const char *text)
+{
+	plist_t		node = plist_new_date(sec, usec);
+	int32_t		sec2 = 0;
+	int32_t		usec2 = -1;
+	char		text2[PLIST_DATE_TEXT_MAX];
+
+	FUZZ_CHECK(node != NULL, "plist_new_date returned no node");
+	plist_date_get(node, &sec2, &usec2);
+	plist_free(node);
+	plist_date_format(sec2, usec2, text2);
+	FUZZ_CHECK(strcmp(text, text2) == 0,
+			   "date \"%s\" made into a libplist node reads back as \"%s\"",
+			   text, text2);
 }
 
 /* Parse arbitrary text as a date; what is accepted round-trips. */
@@ -150,4 +171,5 @@ fuzz_check_date_text(const char *s, size_t len)
 			   "date parses to (%d s, %d us)", sec, usec);
 	plist_date_format(sec, usec, text);
 	fuzz_check_date_value(sec, usec, text);
+	check_date_node(sec, usec, text);
 }

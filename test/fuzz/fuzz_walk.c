@@ -134,7 +134,7 @@ walk_date(plist_t node)
 	int32_t		usec = -1;
 	char		text[PLIST_DATE_TEXT_MAX];
 
-	plist_get_date_val(node, &sec, &usec);
+	plist_date_get(node, &sec, &usec);
 	FUZZ_CHECK(usec >= 0 && usec < 1000000, "date has %d microseconds", usec);
 	plist_date_format(sec, usec, text);
 	fuzz_check_date_value(sec, usec, text);
