@@ -39,7 +39,7 @@ extern void fuzz_walk_tree(plist_t tree, const PlistLimits *limits,
 
 /* fuzz_text.c */
 extern void fuzz_check_date_text(const char *s, size_t len);
-extern void fuzz_check_date_value(int32_t sec, int32_t usec, char *text);
+extern void fuzz_check_date_value(int32_t sec, int32_t usec, const char *text);
 extern void fuzz_check_base64(const char *bytes, size_t len);
 extern void fuzz_check_base64_text(const char *s, size_t len);
 

@@ -111,7 +111,7 @@ fuzz_check_base64_text(const char *s, size_t len)
  * and formats to the same text.
  */
 void
-fuzz_check_date_value(int32_t sec, int32_t usec, char *text)
+fuzz_check_date_value(int32_t sec, int32_t usec, const char *text)
 {
 	int32_t		sec2 = 0;
 	int32_t		usec2 = 0;

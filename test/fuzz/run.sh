@@ -56,7 +56,7 @@ replay_seeds() {
 # "#N" status line.
 runs_of() {
     sed -n -e 's/^Done \([0-9]*\) runs in .*/\1/p' -e 's/^#\([0-9]*\)[[:space:]].*/\1/p' "$1" |
-        tail -n 1
+        tail -n 1 || true
 }
 
 # Print the executions and time of a run from its logs, and its outcome.
@@ -107,11 +107,14 @@ long)
      "$bin" "${fuzzing[@]}" -jobs="$FUZZ_JOBS" -workers="$FUZZ_JOBS" \
          -max_total_time="$FUZZ_SECONDS" $FUZZ_FLAGS "$corpus" "$seeds" \
          >"$logs/main.log" 2>&1) || rc=$?
-    # A job that crashed makes the others stop; any report counts as failure.
+    # Any report in any job's log counts as a failure.
     if [ "$rc" -eq 0 ] && grep -q -E '^==[0-9]+==ERROR|^==fuzz_plist==|^SUMMARY: ' "$logs"/*.log; then
         rc=1
     fi
-    summarize "$rc" "$logs"/*.log
+    # main.log repeats the jobs' logs: count executions in those only.
+    shopt -s nullglob
+    jobs_logs=("$logs"/fuzz-*.log)
+    summarize "$rc" "${jobs_logs[@]:-$logs/main.log}"
     ;;
 *)
     echo "usage: run.sh bounded|long" >&2
