@@ -371,6 +371,11 @@ check_trailer(BScan *s)
 	if (s->len < BPLIST_HEADER_LEN + 1 + 1 + BPLIST_TRAILER_LEN)
 		return fail_malformed(s, "The input has %llu bytes; a binary plist needs at least %llu.",
 							  s->len, BPLIST_HEADER_LEN + 2 + BPLIST_TRAILER_LEN);
+	/* plist_from_bin takes a uint32_t length: it would read another trailer */
+	if (s->len > UINT32_MAX)
+		return plist_fail(s->err, PLIST_ERR_UNSUPPORTED,
+						  "binary plist too large",
+						  "It has %zu bytes; libplist reads at most 4 GB.", s->len);
 	if (memcmp(s->buf, "bplist00", BPLIST_HEADER_LEN) != 0)
 		return plist_fail(s->err, PLIST_ERR_UNSUPPORTED,
 						  "unsupported binary plist version",
