@@ -18,6 +18,8 @@
  *     only on what looks like XML), walking what the latter returns;
  *   - when the read succeeded, the same read again with limits set exactly
  *     to the depth and node count of the tree, and one below each;
+ *   - plist_read_xml() on short inputs wrapped as the content of each
+ *     scalar element and of a dictionary key;
  *   - plist_date_parse() and plist_base64_decode() on the whole input and
  *     on a slice of it chosen by its first two bytes (fuzz_text.c).
  *
@@ -207,6 +209,44 @@ check_read_xml(const uint8_t *buf, size_t len, int read_ok, const PlistError *re
 				   (int) err.kind, (int) read_err->kind);
 }
 
+/*
+ * The scalar parsers straight from the input: a short input is also read as
+ * the content of each scalar element and of a dictionary key.  Mutating
+ * whole documents rarely reaches into their values.
+ */
+static void
+check_scalar_elements(const uint8_t *buf, size_t len)
+{
+	static const char *const wrappers[][2] = {
+		{"<string>", "</string>"},
+		{"<integer>", "</integer>"},
+		{"<real>", "</real>"},
+		{"<date>", "</date>"},
+		{"<data>", "</data>"},
+		{"<dict><key>", "</key><true/></dict>"}
+	};
+	size_t		i;
+
+	if (len > 256)
+		return;
+	for (i = 0; i < sizeof(wrappers) / sizeof(wrappers[0]); i++)
+	{
+		size_t		open_len = strlen(wrappers[i][0]);
+		size_t		close_len = strlen(wrappers[i][1]);
+		size_t		doc_len = open_len + len + close_len;
+		uint8_t    *doc = malloc(doc_len);
+		PlistError	err;
+
+		FUZZ_CHECK(doc != NULL, "out of memory for %zu bytes", doc_len);
+		memcpy(doc, wrappers[i][0], open_len);
+		if (len > 0)
+			memcpy(doc + open_len, buf, len);
+		memcpy(doc + open_len + len, wrappers[i][1], close_len);
+		read_walk_free(READ_XML, doc, doc_len, &err);
+		free(doc);
+	}
+}
+
 /* The date and base64 helpers on the input and on a slice of it. */
 static void
 check_text_helpers(const uint8_t *buf, size_t len)
@@ -235,6 +275,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	read_ok = read_walk_free(READ_ANY, data, size, &read_err);
 	check_bscan(data, size, read_ok, &read_err);
 	check_read_xml(data, size, read_ok, &read_err);
+	check_scalar_elements(data, size);
 	check_text_helpers(data, size);
 	return 0;
 }

@@ -45,7 +45,8 @@ replay_seeds() {
     local log=$build/replay.log n
     n=$(find "$seeds" -type f | wc -l)
     if ! "$bin" "${limits[@]}" "$seeds"/* >"$log" 2>&1; then
-        cat "$log"
+        # from the vector that failed on
+        awk '/^Running: / { out = "" } { out = out $0 "\n" } END { printf "%s", out }' "$log"
         echo "fuzz: FAILED replaying the test vectors (log: $log)"
         exit 1
     fi
