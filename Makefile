@@ -56,3 +56,36 @@ apple-schema:
 ifeq ($(shell test $(VERSION_NUM) -ge 150000 && echo yes),)
 $(error mdm_user requires PostgreSQL 15 or later)
 endif
+
+# Fuzzing the plist reader outside the server (docs/fuzzing.md):
+#   make fuzz        build test/fuzz/build/fuzz_plist
+#   make fuzz-run    bounded run for CI (FUZZ_RUNS executions, at most 120 s)
+#   make fuzz-long   long run (FUZZ_SECONDS, FUZZ_JOBS processes)
+# FUZZ_PLIST_FLAGS may point at an instrumented build of libplist.
+FUZZ_CC ?= clang-14
+FUZZ_DIR = test/fuzz
+FUZZ_BIN = $(FUZZ_DIR)/build/fuzz_plist
+FUZZ_SRCS = src/plist_read.c src/plist_bscan.c src/plist_xml.c \
+	$(FUZZ_DIR)/fuzz_plist.c $(FUZZ_DIR)/fuzz_walk.c $(FUZZ_DIR)/fuzz_text.c
+FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined \
+	-fno-sanitize-recover=all -Wall -Wextra -Werror -Isrc
+FUZZ_PLIST_FLAGS ?= $(shell $(PKG_CONFIG) --cflags --libs libplist-2.0)
+FUZZ_RUNS ?= 300000
+FUZZ_SECONDS ?= 3600
+FUZZ_JOBS ?= 2
+FUZZ_ENV = FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS)
+EXTRA_CLEAN += $(FUZZ_DIR)/build
+
+.PHONY: fuzz fuzz-run fuzz-long
+
+fuzz: $(FUZZ_BIN)
+
+$(FUZZ_BIN): $(FUZZ_SRCS) $(FUZZ_DIR)/fuzz_plist.h src/plist_read.h
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(FUZZ_SRCS) $(FUZZ_PLIST_FLAGS) -lm
+
+fuzz-run: fuzz
+	$(FUZZ_ENV) $(FUZZ_DIR)/run.sh bounded
+
+fuzz-long: fuzz
+	$(FUZZ_ENV) $(FUZZ_DIR)/run.sh long

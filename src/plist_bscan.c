@@ -208,10 +208,16 @@ check_real_or_date(BScan *s, uint64_t idx, size_t at, int is_date)
 		return plist_fail(s->err, is_date ? PLIST_ERR_DATE_RANGE : PLIST_ERR_REAL_RANGE,
 						  is_date ? "plist date out of range" : "plist real value out of range",
 						  "Object %llu is not a finite number.", (unsigned long long) idx);
-	if (is_date && (v < (double) INT32_MIN || v >= (double) INT32_MAX + 1.0 ||
+
+	/*
+	 * The range plist_date_parse accepts, whole seconds from INT32_MIN to
+	 * INT32_MAX, so that every date read can be written back: libplist
+	 * would also hold a fraction of a second after INT32_MAX.
+	 */
+	if (is_date && (v < (double) INT32_MIN || v > (double) INT32_MAX ||
 					(v < 0 && v > -1.0)))
 		return plist_fail(s->err, PLIST_ERR_DATE_RANGE, "plist date out of range",
-						  "Dates from 1933-12-13 to 2069-01-19 are supported, except the second before 2001-01-01T00:00:00Z; object %llu is not.",
+						  "Dates from 1932-12-13T20:45:52Z to 2069-01-19T03:14:07Z are supported, except the second before 2001-01-01T00:00:00Z; object %llu is not.",
 						  (unsigned long long) idx);
 	return 1;
 }
@@ -365,6 +371,11 @@ check_trailer(BScan *s)
 	if (s->len < BPLIST_HEADER_LEN + 1 + 1 + BPLIST_TRAILER_LEN)
 		return fail_malformed(s, "The input has %llu bytes; a binary plist needs at least %llu.",
 							  s->len, BPLIST_HEADER_LEN + 2 + BPLIST_TRAILER_LEN);
+	/* plist_from_bin takes a uint32_t length: it would read another trailer */
+	if (s->len > UINT32_MAX)
+		return plist_fail(s->err, PLIST_ERR_UNSUPPORTED,
+						  "binary plist too large",
+						  "It has %zu bytes; libplist reads at most 4 GB.", s->len);
 	if (memcmp(s->buf, "bplist00", BPLIST_HEADER_LEN) != 0)
 		return plist_fail(s->err, PLIST_ERR_UNSUPPORTED,
 						  "unsupported binary plist version",
@@ -410,6 +421,17 @@ push_container(BScan *s, int *sp, const Container *c)
 	return 1;
 }
 
+/* Check an expanded node count against the limit. */
+static int
+check_nodes(BScan *s, int64_t nodes)
+{
+	if (nodes > s->limits->max_nodes)
+		return plist_fail(s->err, PLIST_ERR_NODES, "plist has too many nodes",
+						  "It expands to more than %lld nodes (mdm.max_plist_nodes).",
+						  (long long) s->limits->max_nodes);
+	return 1;
+}
+
 /* Add a finished child's counts to the container on top of the stack. */
 static int
 add_child(BScan *s, ObjInfo *parent, const ObjInfo *child, int depth_of_parent)
@@ -421,11 +443,7 @@ add_child(BScan *s, ObjInfo *parent, const ObjInfo *child, int depth_of_parent)
 	if (child->height + 1 > parent->height)
 		parent->height = (uint16_t) (child->height + 1);
 	parent->nodes += child->nodes;
-	if (parent->nodes > s->limits->max_nodes)
-		return plist_fail(s->err, PLIST_ERR_NODES, "plist has too many nodes",
-						  "It expands to more than %lld nodes (mdm.max_plist_nodes).",
-						  (long long) s->limits->max_nodes);
-	return 1;
+	return check_nodes(s, parent->nodes);
 }
 
 static int
@@ -437,7 +455,10 @@ scan_graph(BScan *s, uint64_t root)
 
 	if (!check_object(s, root, &is_container, &c))
 		return 0;
+	/* the root is a node too, even when it is all there is */
 	s->info[root].nodes = 1;
+	if (!check_nodes(s, 1))
+		return 0;
 	if (!is_container)
 	{
 		s->info[root].state = SCAN_DONE;

@@ -333,7 +333,7 @@ push_node(JsonbParseState **state, PlistHolder *h, plist_t node,
 				int32_t		usec = 0;
 				char		buf[PLIST_DATE_TEXT_MAX];
 
-				plist_get_date_val(node, &sec, &usec);
+				plist_date_get(node, &sec, &usec);
 				plist_date_format(sec, usec, buf);
 				return push_tagged(state, "$date", pstrdup(buf));
 			}

@@ -276,7 +276,7 @@ plist_date_parse(const char *s, size_t len, int32_t *sec, int32_t *usec,
 		total_us > (int64_t) INT32_MAX * USECS_PER_SEC ||
 		(total_us < 0 && total_us > -USECS_PER_SEC))
 		return plist_fail(err, PLIST_ERR_DATE_RANGE, "plist date out of range",
-						  "Dates from 1933-12-13 to 2069-01-19 are supported, except the second before 2001-01-01T00:00:00Z; \"%.*s\" is not.",
+						  "Dates from 1932-12-13T20:45:52Z to 2069-01-19T03:14:07Z are supported, except the second before 2001-01-01T00:00:00Z; \"%.*s\" is not.",
 						  (int) (len > 40 ? 40 : len), s);
 	*sec = (int32_t) (total_us / USECS_PER_SEC);
 	*usec = (int32_t) (total_us % USECS_PER_SEC);
@@ -290,7 +290,8 @@ syntax:
 
 /*
  * Format a date read back from libplist (sec truncated toward zero, usec
- * as returned by plist_get_date_val, i.e. without sign).
+ * as plist_date_get returns it, i.e. without sign) or from plist_date_parse
+ * (usec with the sign of the date).
  */
 void
 plist_date_format(int32_t sec, int32_t usec, char buf[PLIST_DATE_TEXT_MAX])
@@ -340,6 +341,33 @@ plist_date_format(int32_t sec, int32_t usec, char buf[PLIST_DATE_TEXT_MAX])
 		buf[len] = 'Z';
 		buf[len + 1] = '\0';
 	}
+}
+
+/*
+ * libplist keeps a date as the double sec + usec / 1e6 and
+ * plist_get_date_val() truncates the fraction it hands back, so the double
+ * of a microsecond that lies just below it comes back one microsecond
+ * short: nearly half of the dates with microseconds lost one between the
+ * XML text and jsonb.  When the node holds exactly the double that
+ * plist_new_date() makes for the next microsecond (away from zero, as the
+ * magnitude is truncated), that microsecond is the date.
+ */
+void
+plist_date_get(plist_t node, int32_t *sec, int32_t *usec)
+{
+	plist_t		next;
+
+	*sec = 0;
+	*usec = 0;
+	plist_get_date_val(node, sec, usec);
+	if (*usec < 0 || *usec >= USECS_PER_SEC - 1)
+		return;
+	next = plist_new_date(*sec, *sec < 0 ? -(*usec + 1) : *usec + 1);
+	if (next == NULL)
+		return;
+	if (plist_compare_node_value(node, next))
+		(*usec)++;
+	plist_free(next);
 }
 
 static int

@@ -38,7 +38,8 @@ typedef enum PlistErrorKind
 	PLIST_ERR_SYNTAX,			/* a scalar's text cannot be read */
 	PLIST_ERR_ENCODING,			/* invalid UTF-8 / UTF-16, NUL characters */
 	PLIST_ERR_DEPTH,			/* deeper than max_depth */
-	PLIST_ERR_NODES,			/* more than max_nodes */
+	PLIST_ERR_NODES,			/* more than max_nodes, or too many keys
+								 * in one libplist hash bucket */
 	PLIST_ERR_INT_RANGE,		/* integer outside int64 */
 	PLIST_ERR_REAL_RANGE,		/* real that is not finite */
 	PLIST_ERR_DATE_RANGE,		/* date outside what libplist can hold */
@@ -97,13 +98,20 @@ extern int	plist_utf8_valid(const unsigned char *buf, size_t len,
 /*
  * Dates.  libplist 2.2 keeps a date as seconds since 2001-01-01 00:00:00 UTC
  * and hands it out as int32 seconds plus microseconds, so that is the range
- * (1933-12-13 to 2069-01-19) this layer accepts.
+ * (1932-12-13T20:45:52Z to 2069-01-19T03:14:07Z, whole seconds) this layer
+ * accepts in both readers and in plist_date_parse.
  */
 #define PLIST_DATE_TEXT_MAX 40
 extern int	plist_date_parse(const char *s, size_t len, int32_t *sec,
 							 int32_t *usec, PlistError *err);
 extern void plist_date_format(int32_t sec, int32_t usec,
 							  char buf[PLIST_DATE_TEXT_MAX]);
+
+/*
+ * plist_get_date_val(), but exact for every date plist_new_date() makes:
+ * libplist truncates the microseconds it hands back.  Read dates with this.
+ */
+extern void plist_date_get(plist_t node, int32_t *sec, int32_t *usec);
 
 /* Strict base64 (whitespace ignored); *out is malloc'ed. */
 extern int	plist_base64_decode(const char *s, size_t len, unsigned char **out,

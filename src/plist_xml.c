@@ -17,7 +17,9 @@
  *   - an optional <plist> wrapper around exactly one value;
  *   - dict, array, key, string, integer, real, true, false, date, data;
  *   - the five predefined entities and numeric character references;
- *   - nesting up to max_depth and at most max_nodes nodes in all.
+ *   - nesting up to max_depth and at most max_nodes nodes in all;
+ *   - dictionaries whose keys do not pile up in one bucket of libplist's
+ *     hash table (see note_key_bucket).
  *
  * The reader keeps an explicit stack of open containers and never recurses.
  * Every container is attached to its parent when it opens, so on any error
@@ -35,7 +37,18 @@ typedef struct Frame
 	plist_t		node;			/* the open dict or array */
 	int			is_dict;
 	char	   *pending_key;	/* malloc'ed; key read, value not yet */
+	int64_t		nkeys;			/* keys read so far */
+	uint32_t   *buckets;		/* malloc'ed; keys per libplist hash bucket */
 } Frame;
+
+/*
+ * libplist 2.2 gives a dictionary a hash table once it has more than 250
+ * entries (plist_dict_set_item: more than 500 children), with 4096 buckets
+ * and unbounded chains; see note_key_bucket.
+ */
+#define LIBPLIST_HASH_AFTER 250
+#define LIBPLIST_HASH_BUCKETS 4096
+#define BUCKET_SLACK 64
 
 typedef struct XmlReader
 {
@@ -829,6 +842,86 @@ attach(XmlReader *r, plist_t node)
 	return 1;
 }
 
+/*
+ * The bucket of libplist 2.2's dictionary hash table that a key falls into:
+ * dict_key_hash() in its plist.c (djb2 over the key's chars, which are
+ * signed where char is) and hash_table_lookup() in its hashtable.c (the low
+ * 12 bits).  Keep the expression as libplist writes it.
+ */
+static uint32_t
+libplist_key_bucket(const char *key)
+{
+	unsigned int hash = 5381;
+	const char *str;
+
+	for (str = key; *str; str++)
+		hash = ((hash << 5) + hash) + *str;
+	return hash & (LIBPLIST_HASH_BUCKETS - 1);
+}
+
+/* Start counting keys per bucket, with the keys the dictionary holds. */
+static int
+start_buckets(XmlReader *r, Frame *top)
+{
+	plist_dict_iter iter = NULL;
+	char	   *key = NULL;
+
+	top->buckets = calloc(LIBPLIST_HASH_BUCKETS, sizeof(uint32_t));
+	plist_dict_new_iter(top->node, &iter);
+	if (top->buckets == NULL || iter == NULL)
+	{
+		free(iter);
+		return plist_fail(r->err, PLIST_ERR_NOMEM, "out of memory",
+						  "Failed to allocate the key buckets of a dictionary.");
+	}
+	for (;;)
+	{
+		plist_dict_next_item(top->node, iter, &key, NULL);
+		if (key == NULL)
+			break;
+		top->buckets[libplist_key_bucket(key)]++;
+		free(key);
+	}
+	free(iter);
+	return 1;
+}
+
+/*
+ * Count a new key of a dictionary in the bucket libplist will put it in.
+ *
+ * Each insertion into a hashed libplist dictionary walks the chain of its
+ * key's bucket twice (plist_dict_set_item: plist_dict_get_item, then
+ * hash_table_insert), and our duplicate check walks it once more.  Keys
+ * chosen to share one bucket (easy: the hash is djb2 and only 12 bits are
+ * used) make reading a dictionary quadratic: 16384 of them in 750 KB of
+ * XML took 3 s instead of 30 ms.  So a dictionary may hold at most
+ * BUCKET_SLACK keys in one bucket, plus eight times the mean load -- a
+ * bound random keys never come near, and under which insertions cost
+ * little more than libplist's hash table costs anyway.  libplist's binary
+ * reader does not hash keys, so binary plists need no such check.
+ */
+static int
+note_key_bucket(XmlReader *r, Frame *top, const char *key)
+{
+	int64_t		most;
+
+	top->nkeys++;
+	if (top->buckets == NULL)
+	{
+		if (top->nkeys <= LIBPLIST_HASH_AFTER)
+			return 1;
+		if (!start_buckets(r, top))
+			return 0;
+	}
+	most = BUCKET_SLACK + top->nkeys * 8 / LIBPLIST_HASH_BUCKETS;
+	if (++top->buckets[libplist_key_bucket(key)] > most)
+		return plist_fail(r->err, PLIST_ERR_NODES,
+						  "plist dictionary has too many colliding keys",
+						  "More than %lld of its first %lld keys fall into one bucket of libplist's hash table (byte %ld); reading them would take quadratic time.",
+						  (long long) most, (long long) top->nkeys, offset_of(r));
+	return 1;
+}
+
 /* In a dict that expects a key: read "<key>...</key>". */
 static int
 read_dict_key(XmlReader *r, Frame *top)
@@ -857,6 +950,8 @@ read_dict_key(XmlReader *r, Frame *top)
 						  "The key \"%.*s\" appears twice in one dictionary (byte %ld).",
 						  (int) (r->text_len > 60 ? 60 : r->text_len), r->text,
 						  offset_of(r));
+	if (!note_key_bucket(r, top, r->text))
+		return 0;
 	top->pending_key = strdup(r->text);
 	if (top->pending_key == NULL)
 		return plist_fail(r->err, PLIST_ERR_NOMEM, "out of memory",
@@ -888,6 +983,8 @@ read_value_tree(XmlReader *r)
 									  top->pending_key, offset_of(r));
 				if (!read_end_tag(r, top->is_dict ? "dict" : "array"))
 					return 0;
+				free(top->buckets);
+				top->buckets = NULL;
 				r->sp--;
 				if (r->sp == 0)
 					return 1;
@@ -932,6 +1029,8 @@ read_value_tree(XmlReader *r)
 			r->stack[r->sp].node = node;
 			r->stack[r->sp].is_dict = (tag.kind == EL_DICT);
 			r->stack[r->sp].pending_key = NULL;
+			r->stack[r->sp].nkeys = 0;
+			r->stack[r->sp].buckets = NULL;
 			r->sp++;
 			continue;
 		}
@@ -1018,7 +1117,10 @@ plist_read_xml(const unsigned char *buf, size_t len, const PlistLimits *limits,
 	ok = text_append(&r, "", 0) && read_document(&r);
 
 	for (i = 0; i < limits->max_depth + 1; i++)
+	{
 		free(r.stack[i].pending_key);
+		free(r.stack[i].buckets);
+	}
 	free(r.stack);
 	free(r.text);
 	if (!ok)

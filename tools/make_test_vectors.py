@@ -2,11 +2,13 @@
 """Write the project's own test vectors to test/vectors/own/.
 
 They complement the shared vectors with edge cases of the plist layer:
-integer limits, dates, UTF-16 strings, and hand-made hostile binary plists
-(reference cycles, duplicate keys, non-finite reals, 128-bit integers).
+integer limits, dates, UTF-16 strings, hand-made hostile binary plists
+(reference cycles, duplicate keys, non-finite reals, 128-bit integers), and
+the regression vectors of bugs found by fuzzing the reader.
 The files are committed; run this only to change them.
 """
 import datetime
+import itertools
 import os
 import plistlib
 import struct
@@ -94,6 +96,33 @@ def main():
         bytes([0xC1, 1]),
         bytes([0x10, 1]),
     ]))
+
+    # Regression vectors of bugs found by fuzzing (docs/fuzzing.md).
+    # A scalar root must count against mdm.max_plist_nodes like any node.
+    write("fuzz-scalar-root-node-limit.bplist", bplist([bytes([0x09])]))
+    # 2069-01-19T03:14:07.5Z: past the last whole second dates may have
+    write("fuzz-date-past-last-second.bplist", bplist([
+        b"\x33" + struct.pack(">d", 2147483647.5),
+    ]))
+    # Dates with microseconds, which libplist truncates when it hands them
+    # back: about half came back one microsecond short (or, before 2001,
+    # one long).  plistlib writes no fractions in XML, hence the template.
+    dates = [datetime.datetime(2026, 11, 28, 9, 46, 28, 1),
+             datetime.datetime(2001, 1, 1, 0, 0, 1, 22),
+             datetime.datetime(1999, 12, 31, 23, 59, 58, 15),
+             datetime.datetime(2069, 1, 19, 3, 14, 6, 1)]
+    write("date-microseconds.plist",
+          ("<plist><array>\n" + "".join(
+              "<date>%sZ</date>\n" % d.isoformat() for d in dates)
+           + "</array></plist>\n").encode("ascii"))
+    write("date-microseconds.bplist", plistlib.dumps(dates, fmt=plistlib.FMT_BINARY))
+    # 256 keys that all fall into one bucket of libplist's dictionary hash
+    # table ("aB" and "b!" add the same to djb2): refused before reading
+    # them gets quadratic
+    keys = ["".join(p) for p in itertools.product(("aB", "b!"), repeat=8)]
+    write("colliding-keys.plist",
+          ("<plist><dict>\n" + "".join("<key>%s</key><true/>\n" % k for k in keys)
+           + "</dict></plist>\n").encode("ascii"))
 
 
 if __name__ == "__main__":
