@@ -8,3 +8,5 @@ if ! make -s installcheck; then
     done
     exit 1
 fi
+echo "== pg_dump and pg_restore keep the extension's data"
+./test/dump_restore.sh
