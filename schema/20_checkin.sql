@@ -136,8 +136,10 @@ CREATE TABLE mdm.checkin_messages (
     PRIMARY KEY (device_id, id)
 );
 ALTER SEQUENCE mdm.checkin_messages_id_seq OWNED BY mdm.checkin_messages.id;
-CREATE INDEX checkin_messages_received_at ON mdm.checkin_messages (received_at);
-COMMENT ON TABLE mdm.checkin_messages IS 'Check-in messages as received, with the HTTP status of the reply; pruned after mdm.history_retention';
+-- BRIN: rows arrive in time order; retention deletes by time; cheap to keep up
+CREATE INDEX checkin_messages_received_at ON mdm.checkin_messages USING brin (received_at);
+COMMENT ON TABLE mdm.checkin_messages IS
+    'Check-in messages as received, with the HTTP status of the reply (unless mdm.checkin_log is none); pruned after mdm.history_retention';
 
 SELECT pg_catalog.pg_extension_config_dump('mdm.nano_devices', '');
 SELECT pg_catalog.pg_extension_config_dump('mdm.device_secrets', '');
@@ -414,7 +416,19 @@ END $$;
 
 -- Which channels a check-in message may arrive on, from Apple's schema
 -- (mdm.apple_checkin_messages): the user channel of a Mac or a Shared
--- iPad, or the device channel of any platform.
+-- iPad, or the device channel of any platform; User Enrollment only what
+-- it may send.  _checkin_channel_ok() is the test (inlined into the
+-- dispatcher's one lookup); _check_checkin_channel() says what is wrong.
+CREATE FUNCTION mdm._checkin_channel_ok(m mdm.apple_checkin_messages, p_type text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE
+    RETURN CASE WHEN p_type IN ('Device', 'User Enrollment (Device)')
+                THEN m.macos_device_channel OR m.ios_device_channel OR m.shared_ipad_device_channel
+                     OR m.tvos_supported OR m.visionos_supported OR m.watchos_supported
+                ELSE m.macos_user_channel OR m.shared_ipad_user_channel END
+           AND NOT (p_type IN ('User Enrollment (Device)', 'User Enrollment')
+                    AND m.macos_user_enrollment = 'forbidden'
+                    AND m.ios_user_enrollment IS DISTINCT FROM 'allowed');
+
 CREATE FUNCTION mdm._check_checkin_channel(p_message_type text, p_type text)
     RETURNS void
     LANGUAGE plpgsql STABLE AS $$
@@ -455,13 +469,29 @@ CREATE FUNCTION mdm._handle_checkin(p_device_id text, p_enrollment_id text, p_us
     LANGUAGE plpgsql AS $$
 DECLARE
     r mdm.reply;
+    channel_ok boolean;
+    identity_ok boolean;
+    enrolled boolean;
 BEGIN
-    PERFORM mdm._check_checkin_channel(p_message_type, p_type);
-    -- the device identity must be the one bound to this device (schema/70_security.sql)
-    PERFORM mdm._check_identity(p_device_id, p_message_type = 'Authenticate', p_identity_cert,
-                                p_identity_sha256, p_identity_not_after);
-    IF p_message_type <> 'Authenticate'
-       AND NOT EXISTS (SELECT FROM mdm.nano_devices WHERE id = p_device_id) THEN
+    -- three checks in one lookup; the functions that explain a failure (or
+    -- bind a first identity) run only when one does not pass
+    SELECT coalesce(mdm._checkin_channel_ok(m, p_type), false),
+           coalesce(mdm._identity_matches(b, p_identity_sha256), false),
+           d.id IS NOT NULL
+    INTO channel_ok, identity_ok, enrolled
+    FROM (SELECT) AS one
+    LEFT JOIN mdm.apple_checkin_messages m ON m.message_type = p_message_type
+    LEFT JOIN mdm.device_identities b ON b.device_id = p_device_id
+    LEFT JOIN mdm.nano_devices d ON d.id = p_device_id;
+    IF NOT channel_ok THEN
+        PERFORM mdm._check_checkin_channel(p_message_type, p_type);
+    END IF;
+    IF NOT identity_ok THEN
+        -- the device identity must be the one bound to it (schema/70_security.sql)
+        PERFORM mdm._check_identity(p_device_id, p_message_type = 'Authenticate', p_identity_cert,
+                                    p_identity_sha256, p_identity_not_after);
+    END IF;
+    IF p_message_type <> 'Authenticate' AND NOT enrolled THEN
         RAISE EXCEPTION 'device "%" is not enrolled', p_device_id
             USING ERRCODE = 'undefined_object',
                   DETAIL = format('A %s message arrived before the device''s Authenticate.', p_message_type);
@@ -493,11 +523,13 @@ BEGIN
         UPDATE mdm.nano_enrollments SET last_seen_at = now()
         WHERE device_id = p_device_id AND id = p_enrollment_id;
     END IF;
-    INSERT INTO mdm.checkin_messages
-        (device_id, enrollment_id, message_type, body, identity_cert_sha256, mdm_signature,
-         reply_status)
-    VALUES (p_device_id, p_enrollment_id, p_message_type, raw, p_identity_sha256,
-            p_mdm_signature, r.status);
+    IF mdm._setting('mdm.checkin_log') = 'all' THEN
+        INSERT INTO mdm.checkin_messages
+            (device_id, enrollment_id, message_type, body, identity_cert_sha256, mdm_signature,
+             reply_status)
+        VALUES (p_device_id, p_enrollment_id, p_message_type, raw, p_identity_sha256,
+                p_mdm_signature, r.status);
+    END IF;
     RETURN r;
 END $$;
 

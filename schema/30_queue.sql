@@ -83,7 +83,7 @@ CREATE TABLE mdm.orphan_reports (
     PRIMARY KEY (device_id, id)
 );
 ALTER SEQUENCE mdm.orphan_reports_id_seq OWNED BY mdm.orphan_reports.id;
-CREATE INDEX orphan_reports_received_at ON mdm.orphan_reports (received_at);
+CREATE INDEX orphan_reports_received_at ON mdm.orphan_reports USING brin (received_at);
 COMMENT ON TABLE mdm.orphan_reports IS 'Command reports whose CommandUUID was never queued to the reporting enrollment';
 
 SELECT pg_catalog.pg_extension_config_dump('mdm.nano_commands', '');
@@ -369,8 +369,11 @@ CREATE FUNCTION mdm._handle_report(p_device_id text, p_enrollment_id text, p_use
 DECLARE
     exchange_start timestamptz;
 BEGIN
-    PERFORM mdm._check_identity(p_device_id, false, p_identity_cert, p_identity_sha256,
-                                p_identity_not_after);
+    IF NOT EXISTS (SELECT FROM mdm.device_identities b
+                   WHERE b.device_id = p_device_id AND mdm._identity_matches(b, p_identity_sha256)) THEN
+        PERFORM mdm._check_identity(p_device_id, false, p_identity_cert, p_identity_sha256,
+                                    p_identity_not_after);
+    END IF;
     -- locks the enrollment row: reports of one channel are handled one at a time
     UPDATE mdm.nano_enrollments
     SET last_seen_at = now(),

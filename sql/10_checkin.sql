@@ -154,3 +154,12 @@ SELECT try($$SELECT mdm.checkin(convert_to(replace(convert_from(v('checkin/05-to
                                 '980E3D0B-5A28-537C-B7CB-7AFD15AFB933', 'UNKNOWN-DEVICE'), 'UTF8'))$$);
 SELECT try($$SELECT mdm.checkin(NULL)$$);
 SELECT table_counts() = :'before' AS still_unchanged;
+
+-- mdm.checkin_log = none keeps no log (bodies stay on their rows)
+SELECT count(*) AS logged FROM mdm.checkin_messages \gset
+SET mdm.checkin_log = 'none';
+SELECT (mdm.checkin(v('checkin/02-tokenupdate-device.plist'))).status;
+SELECT count(*) = :logged AS not_logged FROM mdm.checkin_messages;
+RESET mdm.checkin_log;
+SELECT (mdm.checkin(v('checkin/02-tokenupdate-device.plist'))).status;
+SELECT count(*) = :logged + 1 AS logged_again FROM mdm.checkin_messages;

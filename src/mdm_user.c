@@ -43,6 +43,14 @@ static const struct config_enum_entry payload_scope_options[] = {
 	{NULL, 0, false}
 };
 
+int			mdm_checkin_log = 0;
+
+static const struct config_enum_entry checkin_log_options[] = {
+	{"all", 0, false},
+	{"none", 1, false},
+	{NULL, 0, false}
+};
+
 static const struct config_enum_entry user_authenticate_options[] = {
 	{"accept", 0, false},
 	{"decline", 1, false},
@@ -96,6 +104,13 @@ _PG_init(void)
 							   "mdm.get_token_default",
 							   PGC_SUSET, 0,
 							   NULL, NULL, NULL);
+	DefineCustomEnumVariable("mdm.checkin_log",
+							 "Which check-in messages are kept as received in mdm.checkin_messages.",
+							 "all: every one (the default); none: no log (TokenUpdate, Authenticate and UserAuthenticate bodies are still kept on their rows).",
+							 &mdm_checkin_log,
+							 0, checkin_log_options,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 	DefineCustomIntVariable("mdm.history_retention",
 							"How long check-in messages and finished command history are kept.",
 							"mdm.run_maintenance() deletes what is older.",

@@ -33,6 +33,7 @@ extern bool mdm_require_identity;
 extern int	mdm_default_payload_scope;
 extern int	mdm_user_channel_wait_timeout;
 extern int	mdm_pending_command_lifetime;
+extern int	mdm_checkin_log;
 
 /*
  * plist_jsonb.c: plist bytes (XML or binary) to a libplist tree and to
