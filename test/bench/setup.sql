@@ -343,27 +343,7 @@ END;
 
 ------------------------------------------------------------------------------
 -- Poll latency against history (test/bench/run, phase history): Mac d's
--- device channel goes through n connect cycles, as the front end would
--- call them: enqueue, Idle poll (gets the command), Acknowledged (empty).
-CREATE PROCEDURE bench.history_cycles(d int, n int) LANGUAGE plpgsql AS $$
-DECLARE
-    c bytea := (SELECT der FROM bench.certs WHERE i = d);
-    cmd uuid;
-BEGIN
-    FOR k IN 1..n LOOP
-        cmd := mdm.enqueue(ARRAY[bench.udid(d)], '{"RequestType": "ProfileList"}'::jsonb);
-        IF length((mdm.connect(bench.report(d, 0, 'Idle', NULL), c)).body) = 0 THEN
-            RAISE EXCEPTION 'Idle poll got no command';
-        END IF;
-        IF length((mdm.connect(bench.report(d, 0, 'Acknowledged', cmd::text), c)).body) <> 0 THEN
-            RAISE EXCEPTION 'Acknowledged got a command';
-        END IF;
-        IF k % 500 = 0 THEN
-            COMMIT;
-        END IF;
-    END LOOP;
-END $$;
-
+-- device channel goes through n connect cycles (scripts/history_cycle.sql).
 -- The same history in NanoMDM's tables: n acknowledged commands.
 CREATE PROCEDURE bench.history_nanomdm(d int, n int) LANGUAGE sql
 BEGIN ATOMIC
