@@ -44,6 +44,13 @@ include $(PGXS)
 $(EXTENSION)--$(EXTVERSION).sql: $(SCHEMA_PARTS) $(EXTENSION).control
 	cat $(SCHEMA_PARTS) > $@
 
+# The benchmark at its default scale (docs/performance.md): a throwaway
+# cluster, the installed extension (or MDM_BENCH_STAGE=/dir to build and
+# stage this tree).  Not part of the tests.
+.PHONY: bench
+bench:
+	test/bench/run
+
 # Apple's MDM schema (a copy of github.com/apple/device-management) ->
 # schema/05_apple_schema.sql.  The output is committed: normal builds need
 # neither the copy nor Python.  See docs/apple-schema.md.

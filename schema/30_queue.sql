@@ -197,8 +197,13 @@ END $$;
 CREATE TYPE mdm._target AS (device_id text, enrollment_id text, type text, platform text);
 
 -- The enrollments behind a list of IDs; unknown IDs are an error naming them.
+-- Generic plans: with custom ones (the default, as a custom plan for a
+-- one-element array always looks cheaper than the generic plan for
+-- unnest()'s default 100 rows) both queries were planned again on every
+-- call, about 0.3 ms per enqueue.  The generic plans (nested loops over
+-- the primary keys) also suit large fan-outs.
 CREATE FUNCTION mdm._targets(enrollment_ids text[]) RETURNS SETOF mdm._target
-    LANGUAGE plpgsql STABLE AS $$
+    LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     missing text[];
 BEGIN

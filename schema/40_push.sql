@@ -106,8 +106,9 @@ COMMENT ON VIEW mdm.view_push_problems IS
 
 -- Create push jobs for targets (coalescing into pending ones) and NOTIFY
 -- once if any was created.  Disabled channels and dead tokens are skipped.
+-- Generic plan, for the reason given at mdm._targets().
 CREATE FUNCTION mdm._announce_pushes(targets mdm._target[]) RETURNS integer
-    LANGUAGE plpgsql AS $$
+    LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     created integer;
 BEGIN
