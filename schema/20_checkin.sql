@@ -219,9 +219,9 @@ CREATE FUNCTION mdm._checkin_token_update(p_device_id text, p_enrollment_id text
                                           raw bytea) RETURNS mdm.reply
     LANGUAGE plpgsql AS $$
 DECLARE
-    was_enabled boolean;
+    was_pushable boolean;
 BEGIN
-    SELECT enabled INTO was_enabled FROM mdm.nano_enrollments
+    SELECT enabled AND token_invalid_at IS NULL INTO was_pushable FROM mdm.nano_enrollments
     WHERE device_id = p_device_id AND id = p_enrollment_id;
     IF p_user_id IS NOT NULL THEN
         INSERT INTO mdm.nano_users AS u (device_id, id, user_short_name, user_long_name)
@@ -253,11 +253,17 @@ BEGIN
         not_on_console = coalesce(excluded.not_on_console, e.not_on_console),
         last_seen_at = excluded.last_seen_at, updated_at = now();
 
-    -- a channel's first TokenUpdate, or its first after a re-enrollment:
-    -- the profiles its labels assign, which may have waited for it, are
-    -- queued now, in this transaction (schema/60_profiles.sql)
-    IF NOT coalesce(was_enabled, false) THEN
+    -- a channel's first TokenUpdate, its first after a re-enrollment or
+    -- CheckOut, or its first since APNs called its token dead: the profiles
+    -- its labels assign, which may have waited for it, are queued now, in
+    -- this transaction (schema/60_profiles.sql), and commands queued while
+    -- it could not be pushed get their push
+    IF NOT coalesce(was_pushable, false) THEN
         PERFORM mdm._reconcile_devices(ARRAY[p_device_id]);
+        IF EXISTS (SELECT FROM mdm.nano_enrollment_queue q
+                   WHERE q.device_id = p_device_id AND q.id = p_enrollment_id AND q.active) THEN
+            PERFORM mdm._announce_pushes(ARRAY[ROW(p_device_id, p_enrollment_id, p_type, NULL)::mdm._target]);
+        END IF;
     END IF;
     RETURN mdm._reply_empty();
 END $$;

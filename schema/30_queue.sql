@@ -158,7 +158,7 @@ CREATE FUNCTION mdm._request_allowed(t mdm.apple_request_types, etype text, plat
 -- The command dictionary and CommandUUID of what a caller passed: the inner
 -- command ({"RequestType": ...}) or the full {CommandUUID, Command} form.
 CREATE FUNCTION mdm._command_parts(cmd jsonb, OUT command jsonb, OUT command_uuid uuid)
-    LANGUAGE plpgsql STABLE AS $$
+    LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
     IF jsonb_typeof(cmd) <> 'object' THEN
         RAISE EXCEPTION 'command must be a JSON object, not %', jsonb_typeof(cmd)
@@ -209,6 +209,9 @@ DECLARE
 BEGIN
     IF enrollment_ids IS NULL OR cardinality(enrollment_ids) = 0 THEN
         RAISE EXCEPTION 'no enrollment IDs given' USING ERRCODE = 'invalid_parameter_value';
+    ELSIF array_position(enrollment_ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'enrollment ID number % is NULL', array_position(enrollment_ids, NULL)
+            USING ERRCODE = 'null_value_not_allowed';
     END IF;
     SELECT array_agg(t.id ORDER BY t.id) INTO missing
     FROM (SELECT DISTINCT x.id FROM unnest(enrollment_ids) AS x(id)) t
@@ -262,6 +265,11 @@ DECLARE
     targets mdm._target[] := ARRAY(SELECT mdm._targets(enrollment_ids));
     refused text[];
 BEGIN
+    IF priority IS NULL OR allow_unknown_request_type IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL',
+                        CASE WHEN priority IS NULL THEN 'priority' ELSE 'allow_unknown_request_type' END
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     SELECT * INTO rt FROM mdm.apple_request_types WHERE request_type = rtype;
     IF NOT FOUND THEN
         IF NOT allow_unknown_request_type THEN
@@ -279,12 +287,17 @@ BEGIN
                             array_to_string(refused[1:10], ', ') ||
                             CASE WHEN cardinality(refused) > 10 THEN ', ...' ELSE '' END
                 USING ERRCODE = 'invalid_parameter_value',
-                      DETAIL = format('Apple''s schema allows %s on macOS %s.', rtype,
-                          CASE WHEN rt.macos_device_channel AND rt.macos_user_channel THEN 'on both channels'
-                               WHEN rt.macos_device_channel THEN 'on the device channel only'
-                               WHEN rt.macos_user_channel THEN 'on the user channel only'
-                               ELSE 'on no channel' END),
-                      HINT = 'Nothing was queued.';
+                      DETAIL = format('Apple''s schema allows %s on: %s. Nothing was queued.', rtype,
+                          coalesce(array_to_string(ARRAY[
+                              CASE WHEN rt.macos_device_channel THEN 'the macOS device channel' END,
+                              CASE WHEN rt.macos_user_channel THEN 'the macOS user channel' END,
+                              CASE WHEN rt.ios_device_channel THEN 'iOS and iPadOS devices' END,
+                              CASE WHEN rt.shared_ipad_device_channel THEN 'the Shared iPad device channel' END,
+                              CASE WHEN rt.shared_ipad_user_channel THEN 'the Shared iPad user channel' END,
+                              CASE WHEN rt.tvos_supported THEN 'tvOS' END,
+                              CASE WHEN rt.visionos_supported THEN 'visionOS' END,
+                              CASE WHEN rt.watchos_supported THEN 'watchOS' END], ', '),
+                              'no platform'));
         END IF;
     END IF;
 

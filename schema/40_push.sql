@@ -34,6 +34,7 @@ CREATE TABLE mdm.push_jobs (
     apns_status integer,
     apns_reason text,
     apns_id text,
+    token_hex text,
     PRIMARY KEY (device_id, id),
     FOREIGN KEY (device_id, enrollment_id) REFERENCES mdm.nano_enrollments ON DELETE CASCADE
 );
@@ -51,6 +52,8 @@ COMMENT ON TABLE mdm.push_jobs IS
     'APNs pushes to send: pending (waiting, perhaps for a certificate or a retry time), claimed by a front end, sent, failed or superseded';
 COMMENT ON COLUMN mdm.push_jobs.not_before IS 'Not claimable before this time (retry backoff)';
 COMMENT ON COLUMN mdm.push_jobs.attempts IS 'How many times the job was claimed';
+COMMENT ON COLUMN mdm.push_jobs.token_hex IS
+    'The push token of the last claim: a 410 invalidates the enrollment''s token only if it is still this one';
 
 CREATE TABLE mdm.push_attempts (
     device_id text NOT NULL,
@@ -59,11 +62,13 @@ CREATE TABLE mdm.push_attempts (
     apns_status integer NOT NULL,
     apns_reason text,
     apns_id text,
+    token_hex text,
     reported_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (device_id, job_id, attempt),
     FOREIGN KEY (device_id, job_id) REFERENCES mdm.push_jobs ON DELETE CASCADE
 );
 COMMENT ON TABLE mdm.push_attempts IS 'Every APNs outcome the front end reported';
+COMMENT ON COLUMN mdm.push_attempts.token_hex IS 'The push token that was pushed';
 
 SELECT pg_catalog.pg_extension_config_dump('mdm.push_certs', '');
 SELECT pg_catalog.pg_extension_config_dump('mdm.push_jobs', '');
@@ -112,13 +117,20 @@ CREATE FUNCTION mdm._announce_pushes(targets mdm._target[]) RETURNS integer
 DECLARE
     created integer;
 BEGIN
+    -- A pending job that a request coalesces into stays locked until this
+    -- transaction ends (DO UPDATE ... WHERE false locks the row and writes
+    -- nothing): a front end claiming meanwhile skips it, so the push cannot
+    -- go out, and be answered by a poll, before the work it announces is
+    -- visible.  Sorted, so that concurrent fan-outs lock in the same order.
     WITH created_jobs AS (
-        INSERT INTO mdm.push_jobs (device_id, enrollment_id)
+        INSERT INTO mdm.push_jobs AS j (device_id, enrollment_id)
         SELECT e.device_id, e.id
         FROM unnest(targets) t
         JOIN mdm.nano_enrollments e ON e.device_id = t.device_id AND e.id = t.enrollment_id
         WHERE e.enabled AND e.token_invalid_at IS NULL
-        ON CONFLICT (device_id, enrollment_id) WHERE state = 'pending' DO NOTHING
+        ORDER BY e.device_id, e.id
+        ON CONFLICT (device_id, enrollment_id) WHERE state = 'pending'
+            DO UPDATE SET not_before = j.not_before WHERE false
         RETURNING 1)
     SELECT count(*) INTO created FROM created_jobs;
     IF created > 0 THEN
@@ -147,17 +159,27 @@ DECLARE
 BEGIN
     WITH stale AS (
         SELECT j.device_id, j.id,
-               EXISTS (SELECT FROM mdm.push_jobs p WHERE p.device_id = j.device_id
-                       AND p.enrollment_id = j.enrollment_id AND p.state = 'pending') AS superseded
+               CASE WHEN EXISTS (SELECT FROM mdm.push_jobs p WHERE p.device_id = j.device_id
+                                 AND p.enrollment_id = j.enrollment_id AND p.state = 'pending')
+                        THEN 'superseded'
+                    -- a job whose claims keep timing out (a front end that
+                    -- dies on it) is not handed out for ever
+                    WHEN j.attempts >= mdm._setting('mdm.push_max_attempts')::integer THEN 'failed'
+                    ELSE 'pending' END AS new_state
         FROM mdm.push_jobs j
         WHERE j.state = 'claimed'
           AND j.claimed_at < now() - make_interval(secs => mdm._setting('mdm.push_claim_timeout')::integer)
+        ORDER BY j.claimed_at
+        LIMIT 10000
         FOR UPDATE SKIP LOCKED),
     upd AS (
         UPDATE mdm.push_jobs j
-        SET state = CASE WHEN s.superseded THEN 'superseded' ELSE 'pending' END,
-            finished_at = CASE WHEN s.superseded THEN now() END,
-            apns_reason = CASE WHEN s.superseded THEN 'claim timed out; a newer job is pending' END
+        SET state = s.new_state,
+            finished_at = CASE WHEN s.new_state <> 'pending' THEN now() END,
+            apns_reason = CASE s.new_state
+                              WHEN 'superseded' THEN 'claim timed out; a newer job is pending'
+                              WHEN 'failed' THEN 'claim timed out on every attempt'
+                          END
         FROM stale s WHERE j.device_id = s.device_id AND j.id = s.id
         RETURNING 1)
     SELECT count(*) INTO released FROM upd;
@@ -171,6 +193,10 @@ CREATE FUNCTION mdm.claim_pushes(max_jobs integer DEFAULT 500)
                    apns_priority integer, apns_push_type text)
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF max_jobs IS NULL OR max_jobs < 1 THEN
+        RAISE EXCEPTION 'max_jobs must be at least 1, not %', coalesce(max_jobs::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     PERFORM mdm._release_stale_claims();
     RETURN QUERY
     WITH picked AS (
@@ -184,8 +210,11 @@ BEGIN
         FOR UPDATE OF j SKIP LOCKED),
     claimed AS (
         UPDATE mdm.push_jobs j
-        SET state = 'claimed', claimed_at = now(), attempts = j.attempts + 1
-        FROM picked p WHERE j.device_id = p.device_id AND j.id = p.id
+        SET state = 'claimed', claimed_at = now(), attempts = j.attempts + 1,
+            token_hex = e.token_hex
+        FROM picked p, mdm.nano_enrollments e
+        WHERE j.device_id = p.device_id AND j.id = p.id
+          AND e.device_id = j.device_id AND e.id = j.enrollment_id
         RETURNING j.device_id, j.id, j.enrollment_id)
     SELECT c.id, c.enrollment_id, e.token_hex, e.push_magic, e.topic, pc.cert_pem, pc.key_pem,
            -- 0 asks APNs to deliver at once or not at all
@@ -200,7 +229,10 @@ END $$;
 COMMENT ON FUNCTION mdm.claim_pushes(integer) IS
     'Claim up to max_jobs pending push jobs (SKIP LOCKED) with token, PushMagic, topic, certificate and key';
 
--- The front end reports what APNs answered for a claimed job.
+-- The front end reports what APNs answered for a claimed job.  A report
+-- that comes after the claim timed out is still recorded; it decides the
+-- job if the job is waiting for its next claim, and a dead token is dead
+-- however late the news.
 CREATE FUNCTION mdm.push_result(job_id bigint, apns_status integer, apns_reason text DEFAULT NULL,
                                 apns_id text DEFAULT NULL)
     RETURNS text
@@ -209,46 +241,71 @@ DECLARE
     j mdm.push_jobs;
     new_state text;
     retry_at timestamptz;
+    token_dead boolean := apns_status = 410 OR (apns_status = 400 AND apns_reason = 'BadDeviceToken');
+    token_current boolean;
 BEGIN
+    IF apns_status IS NULL OR apns_status NOT BETWEEN 100 AND 599 THEN
+        RAISE EXCEPTION 'invalid APNs status %', coalesce(apns_status::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     SELECT * INTO j FROM mdm.push_jobs p WHERE p.id = push_result.job_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'push job % does not exist', job_id USING ERRCODE = 'undefined_object';
-    ELSIF j.state <> 'claimed' THEN
-        RAISE EXCEPTION 'push job % is not claimed', job_id
+    ELSIF j.attempts = 0 THEN
+        RAISE EXCEPTION 'push job % was never claimed', job_id
             USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = format('Its state is %s.', j.state);
-    ELSIF apns_status IS NULL OR apns_status NOT BETWEEN 100 AND 599 THEN
-        RAISE EXCEPTION 'invalid APNs status %', apns_status USING ERRCODE = 'invalid_parameter_value';
+                  DETAIL = 'Only jobs returned by mdm.claim_pushes() have an outcome to report.';
     END IF;
 
-    INSERT INTO mdm.push_attempts (device_id, job_id, attempt, apns_status, apns_reason, apns_id)
-    VALUES (j.device_id, j.id, j.attempts, apns_status, apns_reason, apns_id)
+    INSERT INTO mdm.push_attempts (device_id, job_id, attempt, apns_status, apns_reason, apns_id, token_hex)
+    VALUES (j.device_id, j.id, j.attempts, apns_status, apns_reason, apns_id, j.token_hex)
     ON CONFLICT ON CONSTRAINT push_attempts_pkey DO UPDATE SET
         apns_status = excluded.apns_status, apns_reason = excluded.apns_reason,
-        apns_id = excluded.apns_id, reported_at = excluded.reported_at;
+        apns_id = excluded.apns_id, token_hex = excluded.token_hex, reported_at = excluded.reported_at;
+
+    IF token_dead THEN
+        -- only the token that was pushed: a TokenUpdate may have brought a
+        -- new one since the claim
+        UPDATE mdm.nano_enrollments e SET token_invalid_at = now(),
+               token_invalid_reason = concat_ws(' ', apns_status, apns_reason)
+        WHERE e.device_id = j.device_id AND e.id = j.enrollment_id
+          AND e.token_hex = j.token_hex AND e.token_invalid_at IS NULL;
+        token_current := FOUND OR EXISTS (
+            SELECT FROM mdm.nano_enrollments e
+            WHERE e.device_id = j.device_id AND e.id = j.enrollment_id
+              AND e.token_hex = j.token_hex);
+        IF token_current THEN
+            -- no pushes to this channel until its next TokenUpdate
+            UPDATE mdm.push_jobs p SET state = 'failed', finished_at = now(),
+                   apns_reason = 'token invalidated by job ' || j.id
+            WHERE p.device_id = j.device_id AND p.enrollment_id = j.enrollment_id
+              AND p.state = 'pending' AND p.id <> j.id;
+        END IF;
+    END IF;
+
+    IF j.state NOT IN ('claimed', 'pending') THEN
+        -- decided already (sent, failed, superseded): the report is kept
+        RETURN j.state;
+    END IF;
 
     IF apns_status = 200 THEN
         new_state := 'sent';
-    ELSIF apns_status = 410 OR (apns_status = 400 AND apns_reason = 'BadDeviceToken') THEN
-        -- the token is dead: no pushes to this channel until its next TokenUpdate
+    ELSIF token_dead AND token_current THEN
         new_state := 'failed';
-        UPDATE mdm.nano_enrollments SET token_invalid_at = now(),
-               token_invalid_reason = concat_ws(' ', apns_status, apns_reason)
-        WHERE device_id = j.device_id AND id = j.enrollment_id;
-        UPDATE mdm.push_jobs SET state = 'failed', finished_at = now(),
-               apns_reason = 'token invalidated by job ' || j.id
-        WHERE device_id = j.device_id AND enrollment_id = j.enrollment_id AND state = 'pending';
-    ELSIF apns_status = 429 OR apns_status >= 500 THEN
-        IF j.attempts >= mdm._setting('mdm.push_max_attempts')::integer THEN
+    ELSIF token_dead OR apns_status = 429 OR apns_status >= 500 THEN
+        -- retry: after a backoff, or at once when the dead token was an old
+        -- one (the next claim reads the channel's new token)
+        IF j.attempts >= mdm._setting('mdm.push_max_attempts')::integer AND NOT token_dead THEN
             new_state := 'failed';
         ELSIF EXISTS (SELECT FROM mdm.push_jobs p WHERE p.device_id = j.device_id
-                      AND p.enrollment_id = j.enrollment_id AND p.state = 'pending') THEN
+                      AND p.enrollment_id = j.enrollment_id AND p.state = 'pending'
+                      AND p.id <> j.id) THEN
             new_state := 'superseded';
         ELSE
             new_state := 'pending';
-            retry_at := now() + least(
+            retry_at := CASE WHEN token_dead THEN now() ELSE now() + least(
                 make_interval(secs => mdm._setting('mdm.push_retry_base')::integer * 2 ^ (j.attempts - 1)),
-                make_interval(secs => mdm._setting('mdm.push_retry_max')::integer));
+                make_interval(secs => mdm._setting('mdm.push_retry_max')::integer)) END;
         END IF;
     ELSE
         -- certificate and topic errors: retrying will not help; operators see it

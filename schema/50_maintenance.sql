@@ -59,9 +59,12 @@ BEGIN
                               'commands', n_commands);
 END $$;
 
--- Push again to enrollments that have commands waiting and have not polled
--- since their last push, waiting mdm.repush_interval, doubled for each
--- unanswered push (at most a day).
+-- Push again to enrollments that have commands waiting and no push on the
+-- way: those that have not polled since their last push (after
+-- mdm.repush_interval, doubled for each unanswered push, at most a day),
+-- and those that polled without getting a command that was queued before
+-- the poll (its transaction committed after the poll had looked).  Driven
+-- by the pending work, not by every enrollment.
 CREATE FUNCTION mdm._repush(batch_size integer) RETURNS integer
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -70,17 +73,21 @@ DECLARE
 BEGIN
     SELECT array_agg(ROW(e.device_id, e.id, e.type, NULL)::mdm._target) INTO targets
     FROM (SELECT e.device_id, e.id, e.type
-          FROM mdm.nano_enrollments e
+          FROM (SELECT DISTINCT q.device_id, q.id FROM mdm.nano_enrollment_queue q
+                WHERE q.active) w
+          JOIN mdm.nano_enrollments e ON e.device_id = w.device_id AND e.id = w.id
           CROSS JOIN LATERAL (
               SELECT count(*) AS unanswered, max(j.finished_at) AS last_push
               FROM mdm.push_jobs j
               WHERE j.device_id = e.device_id AND j.enrollment_id = e.id
                 AND j.state = 'sent' AND j.finished_at > e.last_seen_at) p
           WHERE e.enabled AND e.token_invalid_at IS NULL
-            AND p.unanswered > 0
-            AND p.last_push < now() - least(base * 2 ^ (p.unanswered - 1), interval '1 day')
-            AND EXISTS (SELECT FROM mdm.nano_enrollment_queue q
-                        WHERE q.device_id = e.device_id AND q.id = e.id AND q.active)
+            AND (p.unanswered > 0
+                     AND p.last_push < now() - least(base * 2 ^ (p.unanswered - 1), interval '1 day')
+                 OR p.unanswered = 0 AND e.last_seen_at < now() - base
+                     AND EXISTS (SELECT FROM mdm.nano_enrollment_queue q
+                                 WHERE q.device_id = e.device_id AND q.id = e.id AND q.active
+                                   AND q.sent_at IS NULL AND q.created_at < e.last_seen_at))
             AND NOT EXISTS (SELECT FROM mdm.push_jobs j
                             WHERE j.device_id = e.device_id AND j.enrollment_id = e.id
                               AND j.state IN ('pending', 'claimed'))

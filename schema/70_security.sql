@@ -176,7 +176,7 @@ GRANT SELECT (device_id, id, user_short_name, user_long_name, user_authenticate_
               user_authenticate_digest_at, accepted_at, declined_at, created_at, updated_at)
     ON mdm.nano_users TO mdm_reader, mdm_admin;
 GRANT SELECT ON mdm.nano_enrollment_queue,
-    mdm.nano_command_results, mdm.orphan_reports, mdm.push_jobs, mdm.push_attempts,
+    mdm.nano_command_results, mdm.orphan_reports,
     mdm.profile_payloads, mdm.profile_bindings, mdm.labels, mdm.label_enrollments, mdm.idp_groups,
     mdm.idp_group_members, mdm.label_idp_users, mdm.idp_user_enrollments, mdm.idp_user_logins,
     mdm.profile_assignments, mdm.profile_deliveries, mdm.trust_anchors, mdm.device_identities,
@@ -190,6 +190,11 @@ GRANT SELECT (device_id, id, user_id, type, topic, enabled, token_update_tally, 
     ON mdm.nano_enrollments TO mdm_reader, mdm_admin;
 GRANT SELECT (command_uuid, request_type, payload_identifier, created_at)
     ON mdm.nano_commands TO mdm_reader, mdm_admin;
+GRANT SELECT (device_id, id, enrollment_id, state, created_at, not_before, attempts, claimed_at,
+              finished_at, apns_status, apns_reason, apns_id)
+    ON mdm.push_jobs TO mdm_reader, mdm_admin;
+GRANT SELECT (device_id, job_id, attempt, apns_status, apns_reason, apns_id, reported_at)
+    ON mdm.push_attempts TO mdm_reader, mdm_admin;
 GRANT SELECT (device_id, id, enrollment_id, message_type, received_at, identity_cert_sha256, reply_status)
     ON mdm.checkin_messages TO mdm_reader, mdm_admin;
 GRANT SELECT (id, payload_identifier, version, payload_uuid, display_name, scope, scope_from, sha256,

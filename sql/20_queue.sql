@@ -108,6 +108,9 @@ SELECT try(format($$SELECT mdm.enqueue(ARRAY[%L], '{"RequestType": "ActiveNSExte
 SELECT try(format($$SELECT mdm.enqueue(ARRAY[%L], '{"RequestType": "NoSuchCommand"}'::jsonb)$$, :'mac'));
 SELECT try(format($$SELECT mdm.enqueue(ARRAY[%L, 'NOPE-1', 'NOPE-2:someone'], '{"RequestType": "ProfileList"}'::jsonb)$$, :'mac'));
 SELECT try($$SELECT mdm.enqueue(ARRAY[]::text[], '{"RequestType": "ProfileList"}'::jsonb)$$);
+SELECT try(format($$SELECT mdm.enqueue(ARRAY[%L, NULL], '{"RequestType": "ProfileList"}'::jsonb)$$, :'mac'));
+SELECT try(format($$SELECT mdm.enqueue(ARRAY[%L], '{"RequestType": "ProfileList"}'::jsonb, priority => NULL)$$, :'mac'));
+SELECT try(format($$SELECT mdm.enqueue(ARRAY[%L], '{"RequestType": "NoSuchCommand"}'::jsonb, allow_unknown_request_type => NULL)$$, :'mac'));
 SELECT try(format($$SELECT mdm.enqueue(ARRAY[%L], '{"Queries": []}'::jsonb)$$, :'mac'));
 SELECT try(format($$SELECT mdm.enqueue(ARRAY[%L], '[1]'::jsonb)$$, :'mac'));
 SELECT try(format($$SELECT mdm.enqueue(ARRAY[%L], '{"CommandUUID": "x", "Command": {"RequestType": "ProfileList"}}'::jsonb)$$, :'mac'));

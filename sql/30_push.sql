@@ -13,6 +13,8 @@ SELECT reset_mdm();
 \set other_key `cat results/push_certs/other.key`
 \set nonmdm_cert `cat results/push_certs/nonmdm.crt`
 \set nonmdm_key `cat results/push_certs/nonmdm.key`
+\set nocert_cert `cat results/push_certs/nocert.crt`
+\set nocert_key `cat results/push_certs/nocert.key`
 \set mac '980E3D0B-5A28-537C-B7CB-7AFD15AFB933'
 \set victor '980E3D0B-5A28-537C-B7CB-7AFD15AFB933:23B1AB9F-5A19-4919-8610-0A74091497E1'
 
@@ -68,8 +70,11 @@ SELECT id, token_invalid_at IS NOT NULL AS token_invalid, token_invalid_reason
 FROM mdm.nano_enrollments ORDER BY id;
 SELECT enrollment_id, state, apns_status, apns_reason FROM mdm.push_jobs ORDER BY id;
 SELECT mdm.push(ARRAY[:'mac']) AS no_job_for_dead_token;
+-- the next TokenUpdate makes the channel pushable again, and pushes for the
+-- commands that waited meanwhile
 SELECT (mdm.checkin(v('checkin/02-tokenupdate-device.plist'))).status AS token_update;
-SELECT mdm.push(ARRAY[:'mac']) AS job_after_token_update;
+SELECT count(*) AS job_from_token_update FROM mdm.push_jobs WHERE enrollment_id = :'mac' AND state = 'pending';
+SELECT mdm.push(ARRAY[:'mac']) AS coalesced_into_it;
 
 -- 503: retried later with backoff, not claimable before then
 SELECT job_id AS retry_job FROM mdm.claim_pushes() \gset
@@ -113,15 +118,59 @@ SELECT mdm.push(ARRAY[:'victor']) AS newer_job;
 UPDATE mdm.push_jobs SET claimed_at = now() - interval '10 minutes' WHERE id = :lost_job;
 SELECT mdm.run_maintenance() -> 'released_push_claims' AS released;
 SELECT state, apns_reason FROM mdm.push_jobs WHERE id = :lost_job;
+-- a report that comes after the claim timed out is still recorded
+SELECT mdm.push_result(:lost_job, 200, NULL, 'apns-late') AS late_report;
+SELECT attempt, apns_status, apns_id FROM mdm.push_attempts WHERE job_id = :lost_job;
+-- a job that was never claimed has no outcome to report
+SELECT try(format('SELECT mdm.push_result(%s, 200)', j.id)) AS never_claimed
+FROM mdm.push_jobs j WHERE j.enrollment_id = :'victor' AND j.state = 'pending';
+-- a claim that keeps timing out gives up after mdm.push_max_attempts
+SET mdm.push_max_attempts = 1;
+SELECT job_id AS doomed_job FROM mdm.claim_pushes() WHERE enrollment_id = :'victor' \gset
+UPDATE mdm.push_jobs SET claimed_at = now() - interval '10 minutes' WHERE id = :doomed_job;
+SELECT mdm.run_maintenance() -> 'released_push_claims' AS released;
+SELECT state, apns_reason FROM mdm.push_jobs WHERE id = :doomed_job;
+RESET mdm.push_max_attempts;
+
+-- A 410 about a token the channel no longer has (a TokenUpdate came between
+-- the claim and the report) leaves the new token alone: the job is retried
+-- at once, with the new token
+SELECT mdm.push(ARRAY[:'victor']) AS pushed;
+SELECT job_id AS old_token_job, token_hex AS old_token FROM mdm.claim_pushes() \gset
+SELECT (mdm.checkin(mdm.jsonb_to_plist(jsonb_set(mdm.plist_to_jsonb(v('checkin/05-tokenupdate-user.plist')),
+        '{Token}', '{"$data": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="}')))).status AS new_token;
+SELECT mdm.push_result(:old_token_job, 410, 'Unregistered') AS stale_410;
+SELECT token_invalid_at IS NULL AS new_token_still_valid, token_hex <> :'old_token' AS changed
+FROM mdm.nano_enrollments WHERE id = :'victor';
+SELECT token_hex = '000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f' AS retried_with_new_token
+FROM mdm.claim_pushes();
+SELECT token_hex = :'old_token' AS attempt_records_old_token FROM mdm.push_attempts WHERE job_id = :old_token_job;
+
+-- Commands queued while a channel cannot be pushed (re-enrolled, waiting
+-- for its TokenUpdate) get their push with that TokenUpdate
+SELECT (mdm.checkin(v('checkin/01-authenticate.plist'))).status AS re_enrolled;
+SELECT mdm.enqueue(ARRAY[:'mac'], '{"RequestType": "ProfileList"}'::jsonb) IS NOT NULL AS queued_while_disabled;
+SELECT count(*) AS no_job_yet FROM mdm.push_jobs WHERE enrollment_id = :'mac' AND state = 'pending';
+SELECT (mdm.checkin(v('checkin/02-tokenupdate-device.plist'))).status AS token_update;
+SELECT count(*) AS job_with_token_update FROM mdm.push_jobs WHERE enrollment_id = :'mac' AND state = 'pending';
+SELECT (mdm.checkin(v('checkin/05-tokenupdate-user.plist'))).status AS user_token_update;
 
 -- A TokenUpdate whose topic has no certificate is accepted; its jobs wait,
 -- visible to operators, and become claimable once the certificate arrives
-SELECT (mdm.checkin(v(n))).status FROM unnest(ARRAY['checkin/20-authenticate-mac2.plist', 'checkin/21-tokenupdate-mac2-device.plist']) n;
-UPDATE mdm.nano_enrollments SET topic = 'com.apple.mgmt.External.no-cert-yet' WHERE device_id = '5B0C2E4A-1C3D-4E5F-8A9B-0C1D2E3F4A5B';
+SELECT (mdm.checkin(v('checkin/20-authenticate-mac2.plist'))).status AS authenticate;
+SELECT (mdm.checkin(mdm.jsonb_to_plist(jsonb_set(mdm.plist_to_jsonb(v('checkin/21-tokenupdate-mac2-device.plist')),
+        '{Topic}', '"com.apple.mgmt.External.no-cert-yet"')))).status AS token_update_other_topic;
 SELECT mdm.enqueue(ARRAY['5B0C2E4A-1C3D-4E5F-8A9B-0C1D2E3F4A5B'], '{"RequestType": "ProfileList"}'::jsonb) IS NOT NULL AS queued;
 SELECT enrollment_id, topic, waiting_jobs FROM mdm.view_enrollments_without_push_cert;
 SELECT enrollment_id, problem FROM mdm.view_push_problems WHERE problem = 'no push certificate';
 SELECT count(*) AS claimable FROM mdm.claim_pushes() WHERE enrollment_id = '5B0C2E4A-1C3D-4E5F-8A9B-0C1D2E3F4A5B';
+SELECT mdm.upload_push_cert(:'nocert_cert', :'nocert_key') AS uploaded;
+SELECT enrollment_id, topic FROM mdm.claim_pushes() WHERE enrollment_id = '5B0C2E4A-1C3D-4E5F-8A9B-0C1D2E3F4A5B';
+DELETE FROM mdm.push_certs WHERE topic = 'com.apple.mgmt.External.no-cert-yet';
+
+-- claim_pushes takes at least one job
+SELECT try('SELECT count(*) FROM mdm.claim_pushes(0)') AS zero_jobs;
+SELECT try('SELECT count(*) FROM mdm.claim_pushes(NULL)') AS null_jobs;
 
 -- Re-push: commands still waiting, no poll since the last push, and the
 -- interval (doubled per unanswered push) has passed
@@ -133,6 +182,14 @@ SELECT mdm.run_maintenance() -> 'repushed' AS repushed;
 SELECT mdm.run_maintenance() -> 'repushed' AS not_twice;
 UPDATE mdm.push_jobs SET state = 'sent', finished_at = now() - interval '90 minutes' WHERE state = 'pending';
 SELECT mdm.run_maintenance() -> 'repushed' AS two_unanswered_wait_longer;
+-- a poll that came while an enqueue was still uncommitted did not see its
+-- command: once the poll is mdm.repush_interval old, it is pushed again
+DELETE FROM mdm.push_jobs;
+UPDATE mdm.nano_enrollment_queue SET created_at = now() - interval '2 hours', sent_at = NULL
+WHERE id = :'mac' AND active;
+UPDATE mdm.nano_enrollments SET last_seen_at = now() - interval '90 minutes' WHERE id = :'mac';
+SELECT mdm.run_maintenance() -> 'repushed' AS missed_by_a_poll;
+SELECT enrollment_id, state FROM mdm.push_jobs;
 
 -- The enrollment profile: per-user connections, or no Mac opens a user channel
 SELECT jsonb_pretty(p - 'PayloadUUID' - 'PayloadContent') AS wrapper,

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Writes test APNs push certificates to $1 for sql/30_push.sql: an MDM topic
 # (mdm.crt/.key), its renewal (mdm2.*), another key (other.key) and a
-# certificate whose UID is not an MDM topic (nonmdm.*).  Silent.
+# certificate whose UID is not an MDM topic (nonmdm.*), and one for a second
+# topic (nocert.*).  Silent.
 set -e
 dir=$1
 mkdir -p "$dir"
@@ -13,4 +14,5 @@ mk() {
 mk mdm "$topic" 365
 mk mdm2 "$topic" 730
 mk nonmdm com.example.push 365
+mk nocert com.apple.mgmt.External.no-cert-yet 365
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$dir/other.key" >/dev/null 2>&1
