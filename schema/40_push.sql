@@ -335,8 +335,12 @@ REVOKE ALL ON FUNCTION mdm._inspect_push_cert(text, text) FROM PUBLIC;
 CREATE FUNCTION mdm.upload_push_cert(cert_pem text, key_pem text) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    c record := mdm._inspect_push_cert(cert_pem, key_pem);
+    c record;
 BEGIN
+    IF cert_pem IS NULL OR key_pem IS NULL THEN
+        RAISE EXCEPTION 'certificate and key must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    c := mdm._inspect_push_cert(cert_pem, key_pem);
     INSERT INTO mdm.push_certs (topic, cert_pem, key_pem, subject, not_before, not_after, sha256)
     VALUES (c.topic, cert_pem, key_pem, c.subject, c.not_before, c.not_after, c.sha256)
     ON CONFLICT (topic) DO UPDATE SET

@@ -5,6 +5,44 @@
 -- bounded batches so that a backlog drains over several runs instead of one
 -- long transaction.
 
+-- Where the reconcile sweep of run_maintenance() goes on from: the last
+-- device it reconciled.  One row; not dumped (a restore starts a new sweep).
+CREATE TABLE mdm.maintenance_state (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    reconcile_after text NOT NULL DEFAULT ''
+);
+INSERT INTO mdm.maintenance_state DEFAULT VALUES;
+COMMENT ON TABLE mdm.maintenance_state IS
+    'Progress of the reconcile sweep of mdm.run_maintenance(): the device ID it continues after';
+
+-- The safety net of profile delivery: reconcile the next batch_size
+-- devices after where the last run stopped, wrapping around, so that every
+-- device is reconciled every (devices / batch_size) runs without one long
+-- transaction.  Skipped while mdm.reconcile() runs.
+CREATE FUNCTION mdm._reconcile_slice(batch_size integer) RETURNS jsonb
+    LANGUAGE plpgsql AS $$
+DECLARE
+    after text;
+    batch text[];
+    result jsonb;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtext('mdm.reconcile')) THEN
+        RETURN jsonb_build_object('skipped', 'another reconcile() is running');
+    END IF;
+    INSERT INTO mdm.maintenance_state DEFAULT VALUES ON CONFLICT DO NOTHING;
+    SELECT reconcile_after INTO after FROM mdm.maintenance_state FOR UPDATE;
+    batch := ARRAY(SELECT id FROM mdm.nano_devices WHERE id > after ORDER BY id LIMIT batch_size);
+    IF cardinality(batch) = 0 AND after <> '' THEN
+        batch := ARRAY(SELECT id FROM mdm.nano_devices ORDER BY id LIMIT batch_size);
+    END IF;
+    IF cardinality(batch) = 0 THEN
+        RETURN jsonb_build_object('devices', 0, 'installs', 0, 'removes', 0);
+    END IF;
+    result := mdm._reconcile_devices(batch);
+    UPDATE mdm.maintenance_state SET reconcile_after = batch[cardinality(batch)];
+    RETURN jsonb_build_object('devices', cardinality(batch)) || result;
+END $$;
+
 -- Delete up to batch_size rows of finished history older than the retention.
 CREATE FUNCTION mdm._prune_history(batch_size integer) RETURNS jsonb
     LANGUAGE plpgsql AS $$
@@ -132,6 +170,10 @@ CREATE FUNCTION mdm.run_maintenance(batch_size integer DEFAULT 10000) RETURNS js
 DECLARE
     result jsonb;
 BEGIN
+    IF batch_size IS NULL OR batch_size < 1 THEN
+        RAISE EXCEPTION 'batch_size must be at least 1, not %', coalesce(batch_size::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF pg_is_in_recovery() THEN
         RETURN jsonb_build_object('skipped', 'standby');
     END IF;
@@ -140,12 +182,13 @@ BEGIN
     END IF;
     result := jsonb_build_object('released_push_claims', mdm._release_stale_claims(),
                                  'expired_commands', mdm._expire_pending(batch_size),
-                                 'repushed', mdm._repush(batch_size))
+                                 'repushed', mdm._repush(batch_size),
+                                 'reconciled', mdm._reconcile_slice(batch_size))
               || mdm._prune_history(batch_size);
     RETURN result;
 END $$;
 COMMENT ON FUNCTION mdm.run_maintenance(integer) IS
-    'Periodic upkeep (single-flight, bounded batches, a no-op on a standby): stale push claims, expired commands, re-push, history pruning';
+    'Periodic upkeep (single-flight, bounded batches, a no-op on a standby): stale push claims, expired commands, re-push, a slice of reconcile, history pruning';
 
 -- Register run_maintenance() with pg_cron when pg_cron is there.
 CREATE FUNCTION mdm.schedule_maintenance(schedule text DEFAULT '* * * * *') RETURNS text

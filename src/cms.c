@@ -92,9 +92,9 @@ PG_FUNCTION_INFO_V1(mdm_open_signed);
 Datum
 mdm_open_signed(PG_FUNCTION_ARGS)
 {
-	bytea	   *data = PG_GETARG_BYTEA_PP(0);
+	bytea	   *data;
 	MemoryContext cxt;
-	CmsHolder  *h = holder_create("mdm cms", sizeof(CmsHolder), cms_holder_release, &cxt);
+	CmsHolder  *h;
 	TupleDesc	tupdesc;
 	Datum		values[4];
 	bool		nulls[4] = {false, false, false, false};
@@ -104,6 +104,14 @@ mdm_open_signed(PG_FUNCTION_ARGS)
 	unsigned char digest[EVP_MAX_MD_SIZE];
 	unsigned int digest_len = 0;
 	HeapTuple	tuple;
+
+	/* not STRICT: anchors_pem is NULL when there are none */
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("profile must not be NULL")));
+	data = PG_GETARG_BYTEA_PP(0);
+	h = holder_create("mdm cms", sizeof(CmsHolder), cms_holder_release, &cxt);
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
