@@ -1,9 +1,12 @@
 -- Security: device identities bound to devices, and least-privilege roles.
 --
 -- Binding rule (docs/security.md):
---   - the first identity a device presents is bound to it (trust on first
---     use); when device_identity trust anchors are stored, it must chain to
---     one of them and be valid;
+--   - the identity a device presents in its first Authenticate is bound to
+--     it (trust on first use); when device_identity trust anchors are
+--     stored, it must chain to one of them and be valid, and then any
+--     message may bind it.  Without anchors, no other message binds: a
+--     device with no binding (enrolled while mdm.require_identity was off,
+--     or released by an administrator) must enroll again;
 --   - every later message of the device or of any of its user channels must
 --     present that same certificate (the user channel uses the device's);
 --   - a certificate bound to one device is refused for any other;
@@ -89,6 +92,14 @@ BEGIN
     ELSIF anchors IS NOT NULL AND NOT anchored THEN
         PERFORM mdm._refuse_identity('device identity certificate is not trusted',
             'It does not chain to a stored device_identity trust anchor, or it is not valid now.');
+    ELSIF NOT p_authenticate AND NOT anchored THEN
+        -- trust on first use happens at enrollment only: else whoever
+        -- speaks first for a device with no binding would own it
+        IF mdm._setting('mdm.require_identity') = 'on' THEN
+            PERFORM mdm._refuse_identity(format('device "%s" has no bound identity', p_device_id),
+                'An identity is bound at the device''s Authenticate; the device enrolled while mdm.require_identity was off, or its identity was released. It must enroll again.');
+        END IF;
+        RETURN;
     END IF;
     IF EXISTS (SELECT FROM mdm.device_identities i WHERE i.cert_sha256 = _check_identity.cert_sha256
                AND i.device_id <> p_device_id) THEN
@@ -124,7 +135,7 @@ CREATE FUNCTION mdm.release_device_identity(device_id text) RETURNS boolean
         RETURNING true;
     END;
 COMMENT ON FUNCTION mdm.release_device_identity(text) IS
-    'Release a device''s identity binding, e.g. after a wipe: its next message binds a new certificate';
+    'Release a device''s identity binding, e.g. after a wipe: its next Authenticate binds a new certificate';
 
 -- Roles.  They are cluster-wide, so they are created only if missing (and
 -- stay when the extension is dropped); privileges are this database's.

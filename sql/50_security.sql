@@ -67,6 +67,13 @@ SELECT checkin_as('checkin/20-authenticate-mac2.plist', :'mac2_pem') AS mac2_own
 -- only after an administrator releases the old binding...
 SELECT checkin_as('checkin/01-authenticate.plist', :'mac_new_pem') AS new_identity;
 SELECT mdm.release_device_identity('980E3D0B-5A28-537C-B7CB-7AFD15AFB933') AS released;
+-- ... and then only by an Authenticate: a device without a binding is not
+-- bound by whoever speaks for it first, on either channel
+SELECT counts() AS before \gset
+SELECT checkin_as('checkin/02-tokenupdate-device.plist', :'mac_new_pem') AS token_update_binds_nothing;
+SELECT try(format('SELECT mdm.connect(v(%L), %L::bytea)', 'connect/02-idle-user-seed.plist',
+                  convert_to(:'mac2_pem', 'UTF8'))) AS poll_binds_nothing;
+SELECT counts() = :'before' AS nothing_changed;
 SELECT checkin_as('checkin/01-authenticate.plist', :'mac_new_pem') AS new_identity_after_release;
 SELECT checkin_as('checkin/02-tokenupdate-device.plist', :'mac_pem') AS old_identity_now_refused;
 
