@@ -14,6 +14,8 @@ CREATE TABLE mdm.nano_commands (
     payload_identifier text,
     created_at timestamptz NOT NULL DEFAULT now()
 );
+-- maintenance prunes commands by age: rows arrive in time order
+CREATE INDEX nano_commands_created_at ON mdm.nano_commands USING brin (created_at);
 COMMENT ON TABLE mdm.nano_commands IS 'Commands, one row however many enrollments they are queued to';
 COMMENT ON COLUMN mdm.nano_commands.command IS 'The inner command dictionary ({"RequestType": ..., ...})';
 COMMENT ON COLUMN mdm.nano_commands.plist IS 'The XML plist the device receives: {CommandUUID, Command}';
