@@ -64,7 +64,8 @@ ifeq ($(shell test $(VERSION_NUM) -ge 150000 && echo yes),)
 $(error mdm_user requires PostgreSQL 15 or later)
 endif
 
-# Fuzzing the plist reader outside the server (docs/fuzzing.md):
+# Fuzzing the plist reader and the message decoder outside the server
+# (docs/fuzzing.md):
 #   make fuzz        build test/fuzz/build/fuzz_plist
 #   make fuzz-run    bounded run for CI (FUZZ_RUNS executions, at most 120 s)
 #   make fuzz-long   long run (FUZZ_SECONDS, FUZZ_JOBS processes)
@@ -72,8 +73,9 @@ endif
 FUZZ_CC ?= clang-14
 FUZZ_DIR = test/fuzz
 FUZZ_BIN = $(FUZZ_DIR)/build/fuzz_plist
-FUZZ_SRCS = src/plist_read.c src/plist_bscan.c src/plist_xml.c \
-	$(FUZZ_DIR)/fuzz_plist.c $(FUZZ_DIR)/fuzz_walk.c $(FUZZ_DIR)/fuzz_text.c
+FUZZ_SRCS = src/plist_read.c src/plist_bscan.c src/plist_xml.c src/mdm_message.c \
+	$(FUZZ_DIR)/fuzz_plist.c $(FUZZ_DIR)/fuzz_walk.c $(FUZZ_DIR)/fuzz_text.c \
+	$(FUZZ_DIR)/fuzz_message.c
 FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined \
 	-fno-sanitize-recover=all -Wall -Wextra -Werror -Isrc
 FUZZ_PLIST_FLAGS ?= $(shell $(PKG_CONFIG) --cflags --libs libplist-2.0)
@@ -87,7 +89,7 @@ EXTRA_CLEAN += $(FUZZ_DIR)/build
 
 fuzz: $(FUZZ_BIN)
 
-$(FUZZ_BIN): $(FUZZ_SRCS) $(FUZZ_DIR)/fuzz_plist.h src/plist_read.h
+$(FUZZ_BIN): $(FUZZ_SRCS) $(FUZZ_DIR)/fuzz_plist.h src/plist_read.h src/mdm_message.h
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $(FUZZ_SRCS) $(FUZZ_PLIST_FLAGS) -lm
 

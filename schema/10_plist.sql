@@ -12,17 +12,20 @@ CREATE FUNCTION mdm.jsonb_to_plist(value jsonb) RETURNS bytea
 COMMENT ON FUNCTION mdm.jsonb_to_plist(jsonb) IS
     'Convert jsonb (in the mapping of mdm.plist_to_jsonb) to an XML plist';
 
+-- The tagged values, read with the rules of mdm.jsonb_to_plist: the same
+-- base64, the same date form (UTC, no time zone, no special values), so
+-- both are truly immutable.
 CREATE FUNCTION mdm.plist_data(value jsonb) RETURNS bytea
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    RETURN pg_catalog.decode(value OPERATOR(pg_catalog.->>) '$data', 'base64');
+    AS 'MODULE_PATHNAME', 'mdm_plist_data'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION mdm.plist_data(jsonb) IS
-    'The bytes of a plist data value in jsonb form ({"$data": base64}); NULL for anything else';
+    'The bytes of a plist data value in jsonb form ({"$data": base64}); NULL for other jsonb; an error if the base64 is invalid';
 
 CREATE FUNCTION mdm.plist_date(value jsonb) RETURNS timestamptz
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    RETURN (value OPERATOR(pg_catalog.->>) '$date')::pg_catalog.timestamptz;
+    AS 'MODULE_PATHNAME', 'mdm_plist_date'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION mdm.plist_date(jsonb) IS
-    'The time of a plist date value in jsonb form ({"$date": "...Z"}); NULL for anything else';
+    'The time of a plist date value in jsonb form ({"$date": "YYYY-MM-DDTHH:MM:SS[.ffffff]Z"}); NULL for other jsonb; an error for any other date text';
 
 CREATE FUNCTION mdm.backend_memory(OUT malloc_bytes bigint, OUT context_bytes bigint)
     AS 'MODULE_PATHNAME', 'mdm_backend_memory'

@@ -195,9 +195,12 @@ BEGIN
         authenticate = excluded.authenticate, authenticate_at = excluded.authenticate_at,
         checked_out_at = NULL, updated_at = now();
 
-    -- a re-enrollment: every channel waits for its next TokenUpdate
-    UPDATE mdm.nano_enrollments SET enabled = false, updated_at = now()
-    WHERE device_id = p_device_id AND enabled;
+    -- a re-enrollment: every channel waits for its next TokenUpdate; the
+    -- device channel, which this message came on, was seen now
+    UPDATE mdm.nano_enrollments
+    SET enabled = false, updated_at = now(),
+        last_seen_at = CASE WHEN id = p_device_id THEN now() ELSE last_seen_at END
+    WHERE device_id = p_device_id AND (enabled OR id = p_device_id);
     UPDATE mdm.device_secrets SET bootstrap_token = NULL, bootstrap_token_at = now()
     WHERE device_id = p_device_id AND bootstrap_token IS NOT NULL;
     -- and the commands still waiting for any of its channels are dropped,
@@ -380,12 +383,60 @@ CREATE FUNCTION mdm.get_token_default(enrollment_id text, token_service_type tex
 COMMENT ON FUNCTION mdm.get_token_default(text, text, jsonb, jsonb) IS
     'Default GetToken answer: 404, no token service configured';
 
--- The handler function a setting names, with the argument types it must take.
+-- The handler function a setting names.  It must be a function (not a
+-- procedure or aggregate) taking exactly argtypes and returning one
+-- mdm.reply; otherwise the check-in fails here with 42883 or 42P13, before
+-- the handler is called.
 CREATE FUNCTION mdm._handler(setting text, argtypes text) RETURNS regproc
-    LANGUAGE sql STABLE
-    RETURN (mdm._setting(setting) OPERATOR(pg_catalog.||) '(' OPERATOR(pg_catalog.||) argtypes
-            OPERATOR(pg_catalog.||) ')')::pg_catalog.regprocedure::pg_catalog.oid::pg_catalog.regproc;
+    LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    fn_name text := mdm._setting(setting);
+    wanted text := replace(argtypes, ',', ', ');
+    fn regprocedure;
+    p pg_proc;
+    parts text[];
+BEGIN
+    BEGIN
+        fn := to_regprocedure(fn_name || '(' || argtypes || ')');
+        parts := parse_ident(fn_name);
+    EXCEPTION WHEN invalid_name OR invalid_parameter_value THEN
+        fn := NULL;             -- not a function name at all
+    END;
+    IF fn IS NULL THEN
+        -- a function of that name with other argument types?
+        IF EXISTS (SELECT FROM pg_proc f JOIN pg_namespace n ON n.oid = f.pronamespace
+                   WHERE f.proname = parts[cardinality(parts)]
+                     AND CASE cardinality(parts) WHEN 2 THEN n.nspname = parts[1]
+                              ELSE n.nspname = ANY (current_schemas(true)) END) THEN
+            RAISE EXCEPTION 'function "%(%)" does not exist', fn_name, argtypes
+                USING ERRCODE = 'undefined_function',
+                      DETAIL = format('A function "%s" exists, but the handler that %s names must take (%s).',
+                                      fn_name, setting, wanted);
+        END IF;
+        RAISE EXCEPTION 'function "%(%)" does not exist', fn_name, argtypes
+            USING ERRCODE = 'undefined_function',
+                  DETAIL = format('%s names no function that takes (%s).', setting, wanted),
+                  HINT = 'Schema-qualify the name: it is resolved with search_path pg_catalog, pg_temp.';
+    END IF;
+    SELECT * INTO p FROM pg_proc WHERE oid = fn;
+    IF p.prokind <> 'f' THEN
+        RAISE EXCEPTION 'handler % is not a function', fn
+            USING ERRCODE = 'invalid_function_definition',
+                  DETAIL = format('It is %s; the handler that %s names must be a function returning mdm.reply.',
+                                  CASE p.prokind WHEN 'p' THEN 'a procedure' WHEN 'a' THEN 'an aggregate'
+                                                 ELSE 'a window function' END, setting);
+    ELSIF p.proretset OR p.prorettype <> 'mdm.reply'::regtype THEN
+        RAISE EXCEPTION 'handler % does not return mdm.reply', fn
+            USING ERRCODE = 'invalid_function_definition',
+                  DETAIL = format('It returns %s%s; the handler that %s names must return one mdm.reply.',
+                                  CASE WHEN p.proretset THEN 'SETOF ' ELSE '' END,
+                                  p.prorettype::regtype, setting);
+    END IF;
+    RETURN fn::oid::regproc;
+END $$;
 
+-- The handlers are called once per check-in: "SELECT * FROM fn(...)"
+-- (not "SELECT (fn(...)).*", which calls fn once per column of mdm.reply).
 CREATE FUNCTION mdm._checkin_declarative_management(p_enrollment_id text, msg jsonb)
     RETURNS mdm.reply
     LANGUAGE plpgsql AS $$
@@ -393,7 +444,7 @@ DECLARE
     fn regproc := mdm._handler('mdm.declarative_management_handler', 'text,text,bytea,jsonb');
     r mdm.reply;
 BEGIN
-    EXECUTE format('SELECT (%s($1, $2, $3, $4)).*', fn) INTO r
+    EXECUTE format('SELECT * FROM %s($1, $2, $3, $4)', fn) INTO r
         USING p_enrollment_id, msg->>'Endpoint', mdm.plist_data(msg->'Data'), msg;
     RETURN mdm._checked_reply(r, fn);
 END $$;
@@ -404,7 +455,7 @@ DECLARE
     fn regproc := mdm._handler('mdm.get_token_handler', 'text,text,jsonb,jsonb');
     r mdm.reply;
 BEGIN
-    EXECUTE format('SELECT (%s($1, $2, $3, $4)).*', fn) INTO r
+    EXECUTE format('SELECT * FROM %s($1, $2, $3, $4)', fn) INTO r
         USING p_enrollment_id, msg->>'TokenServiceType', msg->'TokenParameters', msg;
     RETURN mdm._checked_reply(r, fn);
 END $$;
@@ -525,6 +576,8 @@ BEGIN
             USING ERRCODE = 'feature_not_supported';
     END CASE;
 
+    -- every check-in sets last_seen_at of its channel (Authenticate and
+    -- TokenUpdate set it themselves, in the update they make anyway)
     IF p_message_type NOT IN ('Authenticate', 'TokenUpdate') THEN
         UPDATE mdm.nano_enrollments SET last_seen_at = now()
         WHERE device_id = p_device_id AND id = p_enrollment_id;

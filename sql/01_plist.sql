@@ -33,6 +33,26 @@ SELECT convert_from(mdm.jsonb_to_plist(mdm.plist_to_jsonb(v('own/edge-values.bpl
 -- Data and dates in SQL
 SELECT mdm.plist_data(mdm.plist_to_jsonb(v('checkin/02-tokenupdate-device.plist')) -> 'Token') AS token,
        mdm.plist_date('{"$date": "2026-11-28T09:46:28Z"}') AT TIME ZONE 'UTC' AS date;
+-- plist_date reads only the form the mapping writes, in UTC whatever the
+-- TimeZone, so it is immutable; plist_data only base64, as jsonb_to_plist
+SET TimeZone = 'America/New_York';
+SELECT mdm.plist_date('{"$date": "2026-11-28T09:46:28.25Z"}') AS date_ny,
+       mdm.plist_date('{"$date": "1969-07-20T20:17:40Z"}') AS before_2001,
+       mdm.plist_date('{"$date": "1932-12-13T20:45:52Z"}') AS first_date;
+RESET TimeZone;
+SELECT p.oid::regprocedure AS function, l.lanname, p.provolatile, p.proisstrict
+FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+WHERE p.oid IN ('mdm.plist_data(jsonb)'::regprocedure, 'mdm.plist_date(jsonb)'::regprocedure) ORDER BY 1;
+SELECT t AS value, try(format('SELECT mdm.plist_date(%L)', t)) AS result
+FROM unnest(ARRAY['{"$date": "now"}', '{"$date": "2026-11-28T09:46:28"}', '{"$date": "2026-11-28 09:46:28Z"}',
+                  '{"$date": "2026-11-28T09:46:28+01:00"}', '{"$date": "2026-02-30T00:00:00Z"}',
+                  '{"$date": "2070-01-01T00:00:00Z"}', '{"$date": 1}', '{"$date": null}']) AS t;
+SELECT t AS value, try(format('SELECT mdm.plist_data(%L)', t)) AS result
+FROM unnest(ARRAY['{"$data": "not base64!"}', '{"$data": 1}', '{"$data": null}']) AS t;
+-- anything that is not a tagged value of the kind is NULL
+SELECT t AS value, mdm.plist_data(t::jsonb) IS NULL AS data_null, mdm.plist_date(t::jsonb) IS NULL AS date_null
+FROM unnest(ARRAY['"AAEC"', '"2026-11-28T09:46:28Z"', '[{"$data": "AAEC"}]', '{"$data": "AAEC", "x": 1}',
+                  '{"$dict": {"$date": "2026-11-28T09:46:28Z"}}']) AS t;
 
 -- Integers: negative values and the int64 limits, in both directions
 SELECT mdm.plist_to_jsonb(convert_to('<plist><array><integer>-42</integer><integer>9223372036854775807</integer>'
@@ -117,6 +137,28 @@ SET mdm.max_message_bytes = '16MB';
 SELECT try($$SELECT mdm.plist_to_jsonb(v('bad/10-deep-nesting.plist'))$$);
 SELECT length(mdm.plist_to_jsonb(v('bad/13-huge-string.plist')) ->> 'UDID') AS huge_string_udid;
 RESET mdm.max_message_bytes;
+
+-- Characters XML 1.0 cannot represent at all (C0 controls other than tab,
+-- LF and CR; U+FFFE, U+FFFF) are refused when writing, naming where they are
+SELECT t AS value, try(format('SELECT mdm.jsonb_to_plist(%L)', t)) AS result
+FROM unnest(ARRAY['"a\u0001b"', '{"Command": {"Items": ["ok", "x\u001fy"]}}', '{"a": {"ke\u0007y": 1}}',
+                  '{"a": {"$dict": {"$data": "\uffff"}}}', '["\ufffe"]', '{"name": "Zoë\u000b"}']) AS t;
+-- tab, LF, CR, DEL, C1 controls and U+FFFD are written
+SELECT mdm.plist_to_jsonb(mdm.jsonb_to_plist('"\t\n\r\u007f\u0085\ufffd"'))
+       = '"\t\n\r\u007f\u0085\ufffd"'::jsonb AS allowed_kept;
+-- a binary plist may carry a control character, and jsonb too; XML cannot
+SELECT mdm.plist_to_jsonb(v('own/control-char.bplist')) AS from_binary,
+       try($$SELECT mdm.jsonb_to_plist(mdm.plist_to_jsonb(v('own/control-char.bplist')))$$) AS to_xml;
+-- and the XML reader refuses them, raw or as character references
+SELECT d AS input, try(format('SELECT mdm.plist_to_jsonb(convert_to(%L, ''UTF8''))', x)) AS result
+FROM (VALUES ('&#1; in a string', '<plist><string>&#1;</string></plist>'),
+             ('&#x1F; in a key', '<dict><key>&#x1F;</key><true/></dict>'),
+             ('&#xFFFE;', '<string>&#xFFFE;</string>'),
+             ('&#xFFFF;', '<string>&#xFFFF;</string>'),
+             ('raw U+0001 in a string', E'<plist><string>a\x01b</string></plist>'),
+             ('raw U+001B in a comment', E'<!-- \x1b --><plist><true/></plist>'),
+             ('raw U+FFFF in a key', E'<dict><key>\uFFFF</key><true/></dict>'),
+             ('&#9;&#10;&#13; are fine', '<string>&#9;&#10;&#13;</string>')) AS t(d, x);
 
 -- jsonb that has no plist form
 SELECT try($$SELECT mdm.jsonb_to_plist('{"a": null}')$$);

@@ -7,12 +7,21 @@ CREATE FUNCTION reply_text(r mdm.reply) RETURNS text LANGUAGE sql AS $$
     SELECT r.status || coalesce(' ' || r.content_type, '') ||
            CASE WHEN length(r.body) > 0 THEN E'\n' || convert_from(r.body, 'UTF8') ELSE '' END
 $$;
-CREATE FUNCTION table_counts() RETURNS text LANGUAGE sql AS $$
-    SELECT format('devices=%s secrets=%s users=%s enrollments=%s messages=%s',
-        (SELECT count(*) FROM mdm.nano_devices), (SELECT count(*) FROM mdm.device_secrets),
-        (SELECT count(*) FROM mdm.nano_users), (SELECT count(*) FROM mdm.nano_enrollments),
-        (SELECT count(*) FROM mdm.checkin_messages))
-$$;
+-- the row count of every table of the extension (as reset_mdm() finds them)
+CREATE FUNCTION table_counts() RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    t regclass;
+    n bigint;
+    counts text := '';
+BEGIN
+    FOR t IN SELECT c.oid FROM pg_class c JOIN pg_namespace ns ON ns.oid = c.relnamespace
+             WHERE ns.nspname = 'mdm' AND c.relkind IN ('r', 'p') ORDER BY c.relname
+    LOOP
+        EXECUTE format('SELECT count(*) FROM %s', t) INTO n;
+        counts := counts || format('%s=%s ', t, n);
+    END LOOP;
+    RETURN counts;
+END $$;
 
 -- The seed's Mac enrolls: Authenticate, then the device channel's TokenUpdate
 SELECT reply_text(mdm.checkin(v('checkin/01-authenticate.plist')));
@@ -49,9 +58,52 @@ CREATE FUNCTION my_tokens(enrollment_id text, service text, parameters jsonb, me
                                                    (parameters->>'SecurityToken'), 'UTF8')))))::mdm.reply;
 SET mdm.get_token_handler = 'public.my_tokens';
 SELECT mdm.plist_data(mdm.plist_to_jsonb((mdm.checkin(v('checkin/10-gettoken.plist'))).body)->'TokenData');
-SET mdm.get_token_handler = 'public.no_such_function';
-SELECT try($$SELECT mdm.checkin(v('checkin/10-gettoken.plist'))$$);
 RESET mdm.get_token_handler;
+
+-- A handler runs exactly once per check-in (a call written as
+-- "SELECT (f(...)).*" would run it once per column of mdm.reply)
+CREATE TABLE handler_calls (handler text, argument text);
+CREATE FUNCTION counting_ddm(enrollment_id text, endpoint text, data bytea, message jsonb)
+    RETURNS mdm.reply LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.handler_calls VALUES ('DeclarativeManagement', endpoint);
+    RETURN mdm.declarative_management_default(enrollment_id, endpoint, data, message);
+END $$;
+CREATE FUNCTION counting_tokens(enrollment_id text, service text, parameters jsonb, message jsonb)
+    RETURNS mdm.reply LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.handler_calls VALUES ('GetToken', service);
+    RETURN mdm.get_token_default(enrollment_id, service, parameters, message);
+END $$;
+SET mdm.declarative_management_handler = 'public.counting_ddm';
+SET mdm.get_token_handler = 'public.counting_tokens';
+SELECT n AS message, (mdm.checkin(v(n))).status
+FROM unnest(ARRAY['checkin/08-declarativemanagement-tokens.plist', 'checkin/09-declarativemanagement-status.plist',
+                  'checkin/10-gettoken.plist']) n;
+SELECT handler, argument, count(*) AS calls FROM handler_calls GROUP BY 1, 2 ORDER BY 1, 2;
+RESET mdm.declarative_management_handler;
+RESET mdm.get_token_handler;
+
+-- A setting that names no function of the right arguments, or a function
+-- that does not return one mdm.reply, fails before anything is called
+CREATE FUNCTION int_tokens(text, text, jsonb, jsonb) RETURNS integer LANGUAGE sql RETURN 200;
+CREATE FUNCTION set_tokens(text, text, jsonb, jsonb) RETURNS SETOF mdm.reply LANGUAGE sql
+    AS $$ SELECT 200, NULL::text, '\x'::bytea $$;
+CREATE PROCEDURE proc_tokens(text, text, jsonb, jsonb) LANGUAGE sql AS $$ SELECT 1 $$;
+CREATE FUNCTION try_handler(setting text, handler text, vector text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config(setting, handler, true);
+    RETURN try(format('SELECT mdm.checkin(v(%L))', vector));
+END $$;
+SELECT s AS setting, h AS handler, try_handler(s, h, m) AS result
+FROM (VALUES ('mdm.get_token_handler', 'public.no_such_function', 'checkin/10-gettoken.plist'),
+             ('mdm.get_token_handler', 'my_tokens', 'checkin/10-gettoken.plist'),
+             ('mdm.get_token_handler', 'public.int_tokens', 'checkin/10-gettoken.plist'),
+             ('mdm.get_token_handler', 'public.set_tokens', 'checkin/10-gettoken.plist'),
+             ('mdm.get_token_handler', 'public.proc_tokens', 'checkin/10-gettoken.plist'),
+             ('mdm.declarative_management_handler', 'public.my_tokens', 'checkin/09-declarativemanagement-status.plist'))
+     AS t(s, h, m);
+SELECT count(*) AS calls_after_refusals FROM handler_calls;
 
 -- The second Mac and its user Ada; nothing of the first Mac changes
 SELECT reply_text(mdm.checkin(v('checkin/20-authenticate-mac2.plist')));
@@ -100,10 +152,14 @@ SELECT (SELECT rows FROM snapshots WHERE encoding = 'xml') = (SELECT rows FROM s
        jsonb_array_length((SELECT rows FROM snapshots WHERE encoding = 'binary')->'enrollments') AS enrollments;
 
 -- Re-enrollment: Authenticate disables both channels until their next
--- TokenUpdate and clears the bootstrap token
+-- TokenUpdate and clears the bootstrap token; like every check-in it sets
+-- last_seen_at of its channel, the device channel
 SELECT (mdm.checkin(v('checkin/06-setbootstraptoken.plist'))).status;
+UPDATE mdm.nano_enrollments SET last_seen_at = now() - interval '1 day'
+WHERE device_id = '980E3D0B-5A28-537C-B7CB-7AFD15AFB933';
 SELECT (mdm.checkin(v('checkin/01-authenticate.plist'))).status;
-SELECT id, enabled FROM mdm.nano_enrollments WHERE device_id = '980E3D0B-5A28-537C-B7CB-7AFD15AFB933' ORDER BY id;
+SELECT id, enabled, last_seen_at > now() - interval '1 hour' AS seen_now
+FROM mdm.nano_enrollments WHERE device_id = '980E3D0B-5A28-537C-B7CB-7AFD15AFB933' ORDER BY id;
 SELECT bootstrap_token IS NULL AS bootstrap_cleared FROM mdm.device_secrets
 WHERE device_id = '980E3D0B-5A28-537C-B7CB-7AFD15AFB933';
 SELECT reply_text(mdm.checkin(v('checkin/07-getbootstraptoken.plist'))) AS no_token;

@@ -10,7 +10,9 @@
  * limit.  This reader accepts the subset of XML 1.0 that plists use and
  * refuses everything else with a precise error:
  *
- *   - the input must be UTF-8 (an optional BOM is skipped), without NUL;
+ *   - the input must be UTF-8 (an optional BOM is skipped) made of XML 1.0
+ *     characters: no NUL, no other C0 control but tab, LF and CR, no
+ *     U+FFFE or U+FFFF, neither raw nor as character references;
  *   - an optional XML declaration (encoding UTF-8), processing
  *     instructions, comments and a DOCTYPE without an internal subset (so
  *     no entity declarations: entity bombs are refused before expansion);
@@ -474,6 +476,48 @@ append_code_point(XmlReader *r, uint32_t cp)
 	return text_append(r, b, n);
 }
 
+/*
+ * XML 1.0's Char production, for a Unicode scalar value other than U+0000:
+ * no C0 control but tab, LF and CR; not U+FFFE or U+FFFF.
+ */
+static int
+xml_char_allowed(uint32_t cp)
+{
+	if (cp < 0x20)
+		return cp == '\t' || cp == '\n' || cp == '\r';
+	return cp != 0xFFFE && cp != 0xFFFF;
+}
+
+/*
+ * The first character of valid UTF-8 without NUL that XML 1.0 does not
+ * allow: returns 0 and its offset and code point, or 1 if there is none.
+ */
+static int
+xml_chars_valid(const unsigned char *buf, size_t len, size_t *bad_offset,
+				uint32_t *bad_cp)
+{
+	size_t		i;
+
+	for (i = 0; i < len; i++)
+	{
+		if (buf[i] < 0x20 && !xml_char_allowed(buf[i]))
+		{
+			*bad_offset = i;
+			*bad_cp = buf[i];
+			return 0;
+		}
+		/* EF BF BE and EF BF BF: U+FFFE, U+FFFF */
+		if (buf[i] == 0xEF && i + 2 < len && buf[i + 1] == 0xBF &&
+			(buf[i + 2] == 0xBE || buf[i + 2] == 0xBF))
+		{
+			*bad_offset = i;
+			*bad_cp = 0xFFFC | (buf[i + 2] & 0x03);
+			return 0;
+		}
+	}
+	return 1;
+}
+
 /* An entity reference; the cursor is at "&". */
 static int
 read_entity(XmlReader *r)
@@ -524,6 +568,11 @@ read_entity(XmlReader *r)
 							  "invalid character reference in XML plist",
 							  "The character reference at byte %ld is not a Unicode scalar value.",
 							  offset_of(r));
+		if (!xml_char_allowed(cp))
+			return plist_fail(r->err, PLIST_ERR_ENCODING,
+							  "invalid character reference in XML plist",
+							  "The character reference at byte %ld is U+%04X, which XML 1.0 does not allow.",
+							  offset_of(r), (unsigned) cp);
 		if (!append_code_point(r, cp))
 			return 0;
 	}
@@ -1089,6 +1138,7 @@ plist_read_xml(const unsigned char *buf, size_t len, const PlistLimits *limits,
 {
 	XmlReader	r;
 	size_t		bad;
+	uint32_t	bad_cp;
 	size_t		skip = 0;
 	int			ok;
 	int			i;
@@ -1102,6 +1152,12 @@ plist_read_xml(const unsigned char *buf, size_t len, const PlistLimits *limits,
 						  : "invalid byte sequence for encoding \"UTF8\"",
 						  "The XML plist has byte 0x%02x at offset %zu, which is not valid UTF-8 there.",
 						  buf[skip + bad], skip + bad);
+
+	if (!xml_chars_valid(buf + skip, len - skip, &bad, &bad_cp))
+		return plist_fail(err, PLIST_ERR_ENCODING,
+						  "XML plist contains a character that XML does not allow",
+						  "The XML plist has U+%04X at byte %zu; XML 1.0 allows no control character but tab, line feed and carriage return, and neither U+FFFE nor U+FFFF.",
+						  (unsigned) bad_cp, skip + bad);
 
 	memset(&r, 0, sizeof(r));
 	r.start = (const char *) buf;

@@ -91,6 +91,13 @@ def main():
         ascii_obj("s"),
         bytes([0x53]) + b"a\x00b",
     ]))
+    # {"s": "a\x01b"}: a control character, which a binary plist may hold
+    # and jsonb too, but an XML plist cannot (mdm.jsonb_to_plist refuses it)
+    write("control-char.bplist", bplist([
+        bytes([0xD1, 1, 2]),
+        ascii_obj("s"),
+        bytes([0x53]) + b"a\x01b",
+    ]))
     # a set object (marker 0xC), which plists do not use
     write("set-object.bplist", bplist([
         bytes([0xC1, 1]),

@@ -1,7 +1,8 @@
 /*
  * fuzz_plist.c
  *		libFuzzer target for the server-independent plist reader
- *		(src/plist_read.c, src/plist_bscan.c, src/plist_xml.c).
+ *		(src/plist_read.c, src/plist_bscan.c, src/plist_xml.c) and the
+ *		message decoder (src/mdm_message.c).
  *
  * Every message a device sends reaches this layer before anything else, so
  * it must refuse hostile bytes cleanly: no crash, no hang, no leak, and
@@ -13,7 +14,9 @@
  *
  *   - plist_read() with the server's default limits (max_depth 64,
  *     max_nodes 100000), then walks the tree the way plist_jsonb.c does
- *     (fuzz_walk.c) and frees it;
+ *     (fuzz_walk.c), decodes it with mdm_message_decode() as a check-in
+ *     and as a command report (fuzz_message.c), and frees it; the trees
+ *     plist_read_xml() returns below are walked and decoded the same way;
  *   - plist_bscan() alone, and plist_read_xml() alone (on any input, not
  *     only on what looks like XML), walking what the latter returns;
  *   - when the read succeeded, the same read again with limits set exactly
@@ -28,9 +31,13 @@
  *
  *   - success: a non-NULL tree and err.kind == PLIST_OK; failure: a NULL
  *     tree, a kind other than PLIST_OK and a non-empty message;
- *   - every string and key in a tree is valid UTF-8 without NUL, reals are
+ *   - every string and key in a tree is valid UTF-8 without NUL (and, in
+ *     a tree read from XML, only of characters XML 1.0 allows), reals are
  *     finite, no node is of a type the server does not map, containers
  *     hold as many entries as they report;
+ *   - decoding a message fails with PLIST_ERR_MESSAGE and a message, or
+ *     returns IDs that come from the tree and follow the identity rules
+ *     (fuzz_message.c);
  *   - the tree is at most max_depth containers deep and has at most
  *     max_nodes nodes, and those limits are exact: the read succeeds with
  *     limits equal to the tree's depth and node count and fails with
@@ -155,7 +162,10 @@ check_tight_limits(Reader reader, const uint8_t *buf, size_t len,
 				   PLIST_ERR_NODES);
 }
 
-/* Read with the server's limits, walk and free; returns the outcome. */
+/*
+ * Read with the server's limits, walk, decode as both kinds of message and
+ * free; returns the outcome.
+ */
 static int
 read_walk_free(Reader reader, const uint8_t *buf, size_t len, PlistError *err)
 {
@@ -165,6 +175,11 @@ read_walk_free(Reader reader, const uint8_t *buf, size_t len, PlistError *err)
 	if (!run_reader(reader, buf, len, &server_limits, &tree, err))
 		return 0;
 	fuzz_walk_tree(tree, &server_limits, &stats);
+	if (reader == READ_XML || plist_detect_format(buf, len) == PLIST_FORMAT_XML)
+		FUZZ_CHECK(stats.non_xml_text == 0,
+				   "%s returned %lld strings or keys with characters XML 1.0 does not allow",
+				   reader_name(reader), (long long) stats.non_xml_text);
+	fuzz_check_messages(tree);
 	plist_free(tree);
 	check_tight_limits(reader, buf, len, &stats);
 	return 1;

@@ -31,11 +31,16 @@ typedef struct TreeStats
 {
 	int			depth;			/* most containers on one path from the root */
 	int64_t		nodes;			/* libplist nodes, dictionary keys included */
+	int64_t		non_xml_text;	/* strings and keys with a character XML 1.0
+								 * cannot represent */
 } TreeStats;
 
 /* fuzz_walk.c */
 extern void fuzz_walk_tree(plist_t tree, const PlistLimits *limits,
 						   TreeStats *stats);
+
+/* fuzz_message.c */
+extern void fuzz_check_messages(plist_t tree);
 
 /* fuzz_text.c */
 extern void fuzz_check_date_text(const char *s, size_t len);

@@ -11,7 +11,8 @@
  *
  * Checked here: every node has a type the server maps (no keys as values,
  * no UIDs), containers hold as many entries as they report, strings and
- * keys are valid UTF-8 without NUL, reals are finite, dates lie in the
+ * keys are valid UTF-8 without NUL (and counted when they hold a character
+ * XML 1.0 cannot represent), reals are finite, dates lie in the
  * range the date helpers can write back, data survives base64, and neither
  * depth nor node count exceeds the limits.
  */
@@ -38,8 +39,22 @@ count_node(Walk *w)
 			   (long long) w->limits->max_nodes);
 }
 
+/* Whether valid UTF-8 text holds a character XML 1.0 cannot represent. */
+static int
+has_non_xml_char(const unsigned char *s, size_t len)
+{
+	size_t		i;
+
+	for (i = 0; i < len; i++)
+		if ((s[i] < 0x20 && s[i] != '\t' && s[i] != '\n' && s[i] != '\r') ||
+			(s[i] == 0xEF && i + 2 < len && s[i + 1] == 0xBF &&
+			 (s[i + 2] == 0xBE || s[i + 2] == 0xBF)))
+			return 1;
+	return 0;
+}
+
 static void
-check_text(const char *s, size_t len, const char *what)
+check_text(Walk *w, const char *s, size_t len, const char *what)
 {
 	size_t		bad = 0;
 
@@ -48,6 +63,8 @@ check_text(const char *s, size_t len, const char *what)
 			   what, len, strlen(s));
 	FUZZ_CHECK(plist_utf8_valid((const unsigned char *) s, len, &bad),
 			   "%s is not valid UTF-8 at byte %zu", what, bad);
+	if (has_non_xml_char((const unsigned char *) s, len))
+		w->stats->non_xml_text++;
 }
 
 /* Enter a container: it is one level deeper than its parent. */
@@ -79,7 +96,7 @@ walk_dict(Walk *w, plist_t node, int depth)
 		plist_dict_next_item(node, iter, &key, &vals[i]);
 		FUZZ_CHECK(key != NULL && vals[i] != NULL,
 				   "dictionary reports %u entries but entry %u is missing", n, i);
-		check_text(key, strlen(key), "dictionary key");
+		check_text(w, key, strlen(key), "dictionary key");
 		free(key);
 		key = NULL;
 		count_node(w);			/* the key node */
@@ -172,7 +189,7 @@ walk_node(Walk *w, plist_t node, int depth)
 				uint64_t	len = 0;
 				const char *s = plist_get_string_ptr(node, &len);
 
-				check_text(s, (size_t) len, "string");
+				check_text(w, s, (size_t) len, "string");
 				return;
 			}
 		case PLIST_BOOLEAN:
@@ -218,6 +235,7 @@ fuzz_walk_tree(plist_t tree, const PlistLimits *limits, TreeStats *stats)
 
 	stats->depth = 0;
 	stats->nodes = 0;
+	stats->non_xml_text = 0;
 	w.limits = limits;
 	w.stats = stats;
 	FUZZ_CHECK(tree != NULL, "no tree to walk");
