@@ -10,6 +10,8 @@ SELECT reset_mdm();
 \set other_ca `cat results/profile_files/other-ca.pem`
 \set tampered `cat results/profile_files/tampered.der.b64`
 \set vars_signed `cat results/profile_files/vars-signed.der.b64`
+\set tls_ca `cat results/profile_files/tls-ca.pem`
+\set tls_signed `cat results/profile_files/tls-signed.der.b64`
 \set mac '980E3D0B-5A28-537C-B7CB-7AFD15AFB933'
 \set victor '980E3D0B-5A28-537C-B7CB-7AFD15AFB933:23B1AB9F-5A19-4919-8610-0A74091497E1'
 \set mac2 '5B0C2E4A-1C3D-4E5F-8A9B-0C1D2E3F4A5B'
@@ -53,9 +55,14 @@ SELECT mdm.upload_profile(convert_to(replace(convert_from(v('profiles/04-no-payl
 SELECT try(format('SELECT mdm.upload_profile(decode(%L, ''base64''))', :'tampered')) AS tampered;
 -- with trust anchors configured, the signer must chain to one
 INSERT INTO mdm.trust_anchors (purpose, cert_pem) VALUES ('profile_signer', :'other_ca');
-SELECT left(try($$SELECT mdm._read_profile(v('profiles/08-user-scoped-certificate.signed.mobileconfig'))$$), 100) AS untrusted;
+SELECT try($$SELECT mdm._read_profile(v('profiles/08-user-scoped-certificate.signed.mobileconfig'))$$) AS untrusted;
 INSERT INTO mdm.trust_anchors (purpose, cert_pem) VALUES ('profile_signer', :'signer_pem');
 SELECT (mdm._read_profile(v('profiles/08-user-scoped-certificate.signed.mobileconfig'))).signer_subject AS trusted;
+-- whatever the signer's extended key usage: a TLS server certificate
+-- (serverAuth) issued by an anchor signs profiles too
+SELECT try(format('SELECT mdm._read_profile(decode(%L, ''base64''))', :'tls_signed')) AS server_auth_signer_untrusted;
+INSERT INTO mdm.trust_anchors (purpose, cert_pem) VALUES ('profile_signer', :'tls_ca');
+SELECT (mdm._read_profile(decode(:'tls_signed', 'base64'))).signer_subject AS server_auth_signer;
 DELETE FROM mdm.trust_anchors;
 -- a signed profile cannot carry variables
 SELECT try(format('SELECT mdm.upload_profile(decode(%L, ''base64''))', :'vars_signed')) AS signed_with_variables;
