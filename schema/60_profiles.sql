@@ -213,17 +213,60 @@ BEGIN
     signer_sha256 := s.signer_sha256;
 END $$;
 
--- The ${MDM_...} variables a profile uses; unknown ones are an error.
+-- The ${MDM_...} variables a profile uses; unknown ones are an error, and
+-- so are variables outside string values: in dictionary keys, or in the
+-- fields that identify the profile and its payloads and decide their
+-- channel.  Those must be the same for every target: the binding guard and
+-- RemoveProfile use the PayloadIdentifier as uploaded, and the channel
+-- checks the PayloadScope and PayloadTypes as uploaded.
 CREATE FUNCTION mdm._profile_variables(content jsonb) RETURNS text[]
     LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
     vars text[] := ARRAY(SELECT DISTINCT m[1] FROM regexp_matches(content::text, '\$\{(MDM_[A-Za-z0-9_.-]*)\}', 'g') m
                          ORDER BY 1);
-    bad text[] := ARRAY(SELECT v FROM unnest(vars) v
-                        WHERE v NOT IN ('MDM_USER_SHORT_NAME', 'MDM_USER_LONG_NAME', 'MDM_USER_ID',
-                                        'MDM_ENROLLMENT_ID', 'MDM_UDID', 'MDM_SERIAL_NUMBER')
-                          AND v !~ '^MDM_VALUE_[A-Za-z0-9_.-]+$');
+    bad text[];
+    misplaced record;
+    key jsonb;
 BEGIN
+    IF cardinality(vars) = 0 THEN
+        RETURN vars;
+    END IF;
+    SELECT x.item, x.field, x.value INTO misplaced
+    FROM (SELECT 0::bigint AS item, f.n, f.field, content->f.field AS value
+          FROM unnest(ARRAY['PayloadIdentifier', 'PayloadUUID', 'PayloadType', 'PayloadScope', 'PayloadVersion'])
+               WITH ORDINALITY AS f(field, n)
+          UNION ALL
+          SELECT p.ord, f.n, f.field, p.payload->f.field
+          FROM jsonb_array_elements(CASE WHEN jsonb_typeof(content->'PayloadContent') = 'array'
+                                         THEN content->'PayloadContent' END) WITH ORDINALITY AS p(payload, ord),
+               unnest(ARRAY['PayloadIdentifier', 'PayloadUUID', 'PayloadType', 'PayloadScope', 'PayloadVersion'])
+               WITH ORDINALITY AS f(field, n)
+          WHERE jsonb_typeof(p.payload) = 'object') x
+    WHERE x.value::text ~ '\$\{MDM_[A-Za-z0-9_.-]*\}'
+    ORDER BY x.item, x.n
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'profile variables cannot be used in %', misplaced.field
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('%s is %s. PayloadIdentifier, PayloadUUID, PayloadType, PayloadScope and '
+                                  'PayloadVersion, of the profile and of each payload, must be the same for every '
+                                  'target: they identify the profile and decide its channel.',
+                                  CASE WHEN misplaced.item = 0 THEN 'The top-level ' || misplaced.field
+                                       ELSE format('%s of payload %s in PayloadContent', misplaced.field, misplaced.item) END,
+                                  CASE jsonb_typeof(misplaced.value) WHEN 'string' THEN format('"%s"', misplaced.value #>> '{}')
+                                       ELSE misplaced.value::text END);
+    END IF;
+    key := jsonb_path_query_first(content,
+        'strict $.** ? (@.type() == "object").keyvalue() ? (@.key like_regex "\\$\\{MDM_[A-Za-z0-9_.-]*\\}").key');
+    IF key IS NOT NULL THEN
+        RAISE EXCEPTION 'profile variables cannot be used in dictionary keys'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The key "%s" contains one. Variables are substituted in string values only.', key #>> '{}');
+    END IF;
+    bad := ARRAY(SELECT v FROM unnest(vars) v
+                 WHERE v NOT IN ('MDM_USER_SHORT_NAME', 'MDM_USER_LONG_NAME', 'MDM_USER_ID',
+                                 'MDM_ENROLLMENT_ID', 'MDM_UDID', 'MDM_SERIAL_NUMBER')
+                   AND v !~ '^MDM_VALUE_[A-Za-z0-9_.-]+$');
     IF cardinality(bad) > 0 THEN
         RAISE EXCEPTION 'unrecognized profile variable(s): %', array_to_string(bad, ', ')
             USING ERRCODE = 'invalid_parameter_value',

@@ -69,6 +69,35 @@ SELECT try(format('SELECT mdm.upload_profile(decode(%L, ''base64''))', :'vars_si
 SELECT try($$SELECT mdm.upload_profile(convert_to('<plist><dict><key>PayloadType</key><string>Configuration</string><key>PayloadIdentifier</key><string>x</string><key>PayloadUUID</key><string>u</string><key>PayloadContent</key><array/><key>PayloadDisplayName</key><string>${MDM_PASSWORD}</string></dict></plist>', 'UTF8'))$$) AS unknown_variable;
 SELECT try($$SELECT mdm.upload_profile(convert_to('<plist><dict><key>PayloadType</key><string>Configuration</string><key>PayloadIdentifier</key><string>x</string><key>PayloadUUID</key><string>u</string></dict></plist>', 'UTF8'))$$) AS no_content;
 
+-- variables stand in string values only: not in the fields that identify
+-- the profile and its payloads and decide their channel (top level and
+-- every payload), nor in dictionary keys
+CREATE FUNCTION var_profile(place text, field text, value jsonb) RETURNS bytea LANGUAGE sql AS $$
+    SELECT mdm.jsonb_to_plist(CASE place
+        WHEN 'top' THEN base || jsonb_build_object(field, value)
+        ELSE jsonb_set(base, '{PayloadContent,0}', (base #> '{PayloadContent,0}') || jsonb_build_object(field, value)) END)
+    FROM (SELECT '{"PayloadType": "Configuration", "PayloadIdentifier": "com.example.vars", "PayloadScope": "User",
+                   "PayloadUUID": "8B5A4F31-0000-4000-8000-000000000001", "PayloadVersion": 1,
+                   "PayloadContent": [{"PayloadType": "com.apple.security.pkcs12", "PayloadIdentifier": "com.example.vars.p12",
+                                       "PayloadUUID": "8B5A4F31-0000-4000-8000-000000000002", "PayloadVersion": 1,
+                                       "Password": "${MDM_VALUE_p12}", "PayloadContent": {"$data": "AAEC"}}]}'::jsonb) b(base)
+$$;
+SELECT place, field, try(format('SELECT mdm.upload_profile(var_profile(%L, %L, %L))', place, field, value)) AS result
+FROM (VALUES ('top', 'PayloadIdentifier', '"com.example.cert.${MDM_UDID}"'::jsonb),
+             ('top', 'PayloadUUID', '"${MDM_VALUE_uuid}"'),
+             ('top', 'PayloadType', '"${MDM_VALUE_t}"'),
+             ('top', 'PayloadScope', '"${MDM_VALUE_scope}"'),
+             ('top', 'PayloadVersion', '"${MDM_VALUE_v}"'),
+             ('top', 'Key-${MDM_USER_SHORT_NAME}', '"x"'),
+             ('payload', 'PayloadIdentifier', '"com.example.vars.${MDM_USER_ID}"'),
+             ('payload', 'PayloadUUID', '"${MDM_VALUE_uuid}"'),
+             ('payload', 'PayloadType', '"${MDM_VALUE_t}"'),
+             ('payload', 'PayloadScope', '"${MDM_VALUE_scope}"'),
+             ('payload', 'PayloadVersion', '"${MDM_VALUE_v}"'),
+             ('payload', 'Settings', '{"${MDM_UDID}": true}'),
+             ('payload', 'PayloadCertificateFileName', '"${MDM_USER_SHORT_NAME}.p12"')) AS t(place, field, value);
+SELECT count(*) AS accepted_with_variables FROM mdm.profiles WHERE payload_identifier = 'com.example.vars';
+
 SELECT id AS cert_v1 FROM mdm.profiles WHERE payload_identifier = 'com.example.user-cert' AND version = 1 \gset
 SELECT id AS signed_cert FROM mdm.profiles WHERE payload_identifier = 'com.example.user-cert' AND signed \gset
 SELECT id AS filevault FROM mdm.profiles WHERE payload_identifier = 'com.example.filevault' \gset
