@@ -12,6 +12,7 @@ CREATE TABLE mdm.nano_commands (
     command jsonb NOT NULL,
     plist bytea NOT NULL,
     payload_identifier text,
+    payload_scope text CHECK (payload_scope IN ('System', 'User')),
     created_at timestamptz NOT NULL DEFAULT now()
 );
 -- maintenance prunes commands by age: rows arrive in time order
@@ -21,6 +22,8 @@ COMMENT ON COLUMN mdm.nano_commands.command IS 'The inner command dictionary ({"
 COMMENT ON COLUMN mdm.nano_commands.plist IS 'The XML plist the device receives: {CommandUUID, Command}';
 COMMENT ON COLUMN mdm.nano_commands.payload_identifier IS
     'InstallProfile: the PayloadIdentifier of the profile it carries (set by a trigger, schema/60_profiles.sql)';
+COMMENT ON COLUMN mdm.nano_commands.payload_scope IS
+    'InstallProfile: the scope of the profile it carries, System or User (set by the same trigger)';
 
 CREATE TABLE mdm.nano_enrollment_queue (
     device_id text NOT NULL,
@@ -301,6 +304,12 @@ BEGIN
                               CASE WHEN rt.watchos_supported THEN 'watchOS' END], ', '),
                               'no platform'));
         END IF;
+    END IF;
+    IF rtype = 'InstallProfile' THEN
+        -- the profile's payloads against its scope's channel, as at upload
+        -- (the scope against the targets' channels is checked by the queue,
+        -- schema/60_profiles.sql)
+        PERFORM mdm._installprofile_profile(parts.command, true);
     END IF;
 
     PERFORM mdm._queue_command(targets, parts.command_uuid, parts.command, priority);

@@ -139,6 +139,7 @@ CREATE TABLE mdm.profile_assignments (
     label_id bigint NOT NULL REFERENCES mdm.labels ON DELETE CASCADE,
     payload_identifier text NOT NULL,
     mode text NOT NULL DEFAULT 'include' CHECK (mode IN ('include', 'exclude')),
+    assigned_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (label_id, payload_identifier)
 );
 COMMENT ON TABLE mdm.labels IS 'Labels: sets of enrollments, IdP users and IdP groups that profiles are assigned to';
@@ -149,6 +150,8 @@ COMMENT ON TABLE mdm.label_idp_users IS 'IdP users placed in labels directly';
 COMMENT ON TABLE mdm.idp_user_enrollments IS 'Explicit mapping of an IdP user to a user channel enrollment ID (it may not exist yet)';
 COMMENT ON TABLE mdm.idp_user_logins IS 'An IdP user logs in on a device with this UserShortName';
 COMMENT ON TABLE mdm.profile_assignments IS 'Profiles (by PayloadIdentifier) included in or excluded from labels';
+COMMENT ON COLUMN mdm.profile_assignments.assigned_at IS
+    'When the assignment was made: mdm.user_channel_wait_timeout counts from it (or from the device''s latest Authenticate, if later)';
 
 -- What was queued to each enrollment, and how it went.
 CREATE TABLE mdm.profile_deliveries (
@@ -213,17 +216,60 @@ BEGIN
     signer_sha256 := s.signer_sha256;
 END $$;
 
--- The ${MDM_...} variables a profile uses; unknown ones are an error.
+-- The ${MDM_...} variables a profile uses; unknown ones are an error, and
+-- so are variables outside string values: in dictionary keys, or in the
+-- fields that identify the profile and its payloads and decide their
+-- channel.  Those must be the same for every target: the binding guard and
+-- RemoveProfile use the PayloadIdentifier as uploaded, and the channel
+-- checks the PayloadScope and PayloadTypes as uploaded.
 CREATE FUNCTION mdm._profile_variables(content jsonb) RETURNS text[]
     LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
     vars text[] := ARRAY(SELECT DISTINCT m[1] FROM regexp_matches(content::text, '\$\{(MDM_[A-Za-z0-9_.-]*)\}', 'g') m
                          ORDER BY 1);
-    bad text[] := ARRAY(SELECT v FROM unnest(vars) v
-                        WHERE v NOT IN ('MDM_USER_SHORT_NAME', 'MDM_USER_LONG_NAME', 'MDM_USER_ID',
-                                        'MDM_ENROLLMENT_ID', 'MDM_UDID', 'MDM_SERIAL_NUMBER')
-                          AND v !~ '^MDM_VALUE_[A-Za-z0-9_.-]+$');
+    bad text[];
+    misplaced record;
+    key jsonb;
 BEGIN
+    IF cardinality(vars) = 0 THEN
+        RETURN vars;
+    END IF;
+    SELECT x.item, x.field, x.value INTO misplaced
+    FROM (SELECT 0::bigint AS item, f.n, f.field, content->f.field AS value
+          FROM unnest(ARRAY['PayloadIdentifier', 'PayloadUUID', 'PayloadType', 'PayloadScope', 'PayloadVersion'])
+               WITH ORDINALITY AS f(field, n)
+          UNION ALL
+          SELECT p.ord, f.n, f.field, p.payload->f.field
+          FROM jsonb_array_elements(CASE WHEN jsonb_typeof(content->'PayloadContent') = 'array'
+                                         THEN content->'PayloadContent' END) WITH ORDINALITY AS p(payload, ord),
+               unnest(ARRAY['PayloadIdentifier', 'PayloadUUID', 'PayloadType', 'PayloadScope', 'PayloadVersion'])
+               WITH ORDINALITY AS f(field, n)
+          WHERE jsonb_typeof(p.payload) = 'object') x
+    WHERE x.value::text ~ '\$\{MDM_[A-Za-z0-9_.-]*\}'
+    ORDER BY x.item, x.n
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'profile variables cannot be used in %', misplaced.field
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('%s is %s. PayloadIdentifier, PayloadUUID, PayloadType, PayloadScope and '
+                                  'PayloadVersion, of the profile and of each payload, must be the same for every '
+                                  'target: they identify the profile and decide its channel.',
+                                  CASE WHEN misplaced.item = 0 THEN 'The top-level ' || misplaced.field
+                                       ELSE format('%s of payload %s in PayloadContent', misplaced.field, misplaced.item) END,
+                                  CASE jsonb_typeof(misplaced.value) WHEN 'string' THEN format('"%s"', misplaced.value #>> '{}')
+                                       ELSE misplaced.value::text END);
+    END IF;
+    key := jsonb_path_query_first(content,
+        'strict $.** ? (@.type() == "object").keyvalue() ? (@.key like_regex "\\$\\{MDM_[A-Za-z0-9_.-]*\\}").key');
+    IF key IS NOT NULL THEN
+        RAISE EXCEPTION 'profile variables cannot be used in dictionary keys'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The key "%s" contains one. Variables are substituted in string values only.', key #>> '{}');
+    END IF;
+    bad := ARRAY(SELECT v FROM unnest(vars) v
+                 WHERE v NOT IN ('MDM_USER_SHORT_NAME', 'MDM_USER_LONG_NAME', 'MDM_USER_ID',
+                                 'MDM_ENROLLMENT_ID', 'MDM_UDID', 'MDM_SERIAL_NUMBER')
+                   AND v !~ '^MDM_VALUE_[A-Za-z0-9_.-]+$');
     IF cardinality(bad) > 0 THEN
         RAISE EXCEPTION 'unrecognized profile variable(s): %', array_to_string(bad, ', ')
             USING ERRCODE = 'invalid_parameter_value',
@@ -353,56 +399,174 @@ END $$;
 COMMENT ON FUNCTION mdm.upload_profile(bytea, boolean) IS
     'Store a .mobileconfig (XML, binary or CMS-signed) as a new version of its PayloadIdentifier; returns the version id';
 
--- The identifier of the profile an InstallProfile command carries.
-CREATE FUNCTION mdm._installprofile_identifier(command jsonb) RETURNS text
+-- The profile an InstallProfile command carries: its PayloadIdentifier and
+-- scope, after the checks an upload makes on its structure and
+-- PayloadScope.  A payload that is an uploaded version (the same bytes,
+-- or, for a profile with variables, a rendering of it: the same
+-- PayloadIdentifier and PayloadUUID) keeps the scope it was uploaded with.
+-- With check_payloads (mdm.enqueue), every payload is also checked against
+-- the scope's channel, as at upload, unless the version was uploaded with
+-- allow_channel_mismatch.  (Not in the trigger: a pg_restore may load the
+-- commands before the profiles.)
+CREATE FUNCTION mdm._installprofile_profile(command jsonb, check_payloads boolean,
+                                            OUT payload_identifier text, OUT scope text)
     LANGUAGE plpgsql STABLE AS $$
 DECLARE
     payload bytea := mdm.plist_data(command->'Payload');
-    content jsonb;
+    profile_content jsonb;
+    sc record;
+    stored mdm.profiles;
+    off_channel text[];
 BEGIN
     IF payload IS NULL THEN
         RAISE EXCEPTION 'InstallProfile command has no Payload data'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    content := (mdm._read_profile(payload)).content;
-    IF content->>'PayloadIdentifier' IS NULL THEN
+    profile_content := (mdm._read_profile(payload)).content;
+    IF profile_content->>'PayloadIdentifier' IS NULL THEN
         RAISE EXCEPTION 'InstallProfile Payload has no PayloadIdentifier'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    RETURN content->>'PayloadIdentifier';
+    payload_identifier := profile_content->>'PayloadIdentifier';
+    sc := mdm._profile_scope(profile_content);
+    scope := sc.scope;
+    SELECT * INTO stored FROM mdm.profiles p WHERE p.sha256 = sha256(payload);
+    IF stored.id IS NULL THEN
+        SELECT * INTO stored FROM mdm.profiles p
+        WHERE p.payload_identifier = profile_content->>'PayloadIdentifier' AND p.payload_uuid = profile_content->>'PayloadUUID'
+          AND cardinality(p.variables) > 0
+        ORDER BY p.version DESC LIMIT 1;
+    END IF;
+    IF stored.id IS NOT NULL AND sc.scope_from = 'default' THEN
+        -- the default in force at upload, not today's
+        scope := stored.scope;
+    END IF;
+    IF check_payloads AND (stored.id IS NULL OR NOT stored.channel_mismatch_allowed) THEN
+        off_channel := mdm._payloads_off_channel(profile_content, scope);
+        IF cardinality(off_channel) > 0 THEN
+            RAISE EXCEPTION 'payload type(s) % cannot be installed on the % channel',
+                            array_to_string(off_channel, ', '), CASE scope WHEN 'User' THEN 'user' ELSE 'device' END
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('The InstallProfile''s profile is %s-scoped (%s), and Apple''s schema does not support those payloads there.',
+                                      scope, CASE sc.scope_from WHEN 'default' THEN 'the mdm.default_payload_scope setting' ELSE 'PayloadScope' END),
+                      HINT = 'Upload it with mdm.upload_profile(..., allow_channel_mismatch => true) and queue it with mdm.install_profile().';
+        END IF;
+    END IF;
 END $$;
 
+-- Identify the profile of every InstallProfile command.  The plist is what
+-- the device receives: a changed command must come with the plist made
+-- from it, so that what is checked is what is sent.
 CREATE FUNCTION mdm._commands_identify_profile() RETURNS trigger
     LANGUAGE plpgsql AS $$
+DECLARE
+    p record;
 BEGIN
+    IF NEW.request_type IS DISTINCT FROM NEW.command->>'RequestType' THEN
+        RAISE EXCEPTION 'command "%" has request_type "%" but RequestType "%"',
+                        NEW.command_uuid, NEW.request_type, NEW.command->>'RequestType'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF TG_OP = 'UPDATE' AND NEW.plist IS DISTINCT FROM
+           mdm.jsonb_to_plist(jsonb_build_object('CommandUUID', upper(NEW.command_uuid::text), 'Command', NEW.command)) THEN
+        RAISE EXCEPTION 'plist of command "%" does not match its command', NEW.command_uuid
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The plist is what the device receives; it must be {CommandUUID, Command} of the row, so that the checks made on the command hold for what is sent.',
+                  HINT = 'Set plist = mdm.jsonb_to_plist(jsonb_build_object(''CommandUUID'', upper(command_uuid::text), ''Command'', command)) in the same UPDATE.';
+    END IF;
     IF NEW.request_type = 'InstallProfile' THEN
-        NEW.payload_identifier := mdm._installprofile_identifier(NEW.command);
+        p := mdm._installprofile_profile(NEW.command, false);
+        NEW.payload_identifier := p.payload_identifier;
+        NEW.payload_scope := p.scope;
     ELSE
         NEW.payload_identifier := NULL;
+        NEW.payload_scope := NULL;
     END IF;
     RETURN NEW;
 END $$;
-CREATE TRIGGER identify_profile BEFORE INSERT OR UPDATE OF command ON mdm.nano_commands
+CREATE TRIGGER identify_profile BEFORE INSERT OR UPDATE OF command, plist, request_type, command_uuid
+    ON mdm.nano_commands
     FOR EACH ROW EXECUTE FUNCTION mdm._commands_identify_profile();
 
--- The guarantee for user-bound profiles: whatever path queues an
--- InstallProfile, it reaches no enrollment but the bound one.
+-- A changed InstallProfile is checked again against the queue items that
+-- are still to be delivered: touching them runs the queue's checks.
+CREATE FUNCTION mdm._commands_recheck_queue() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE mdm.nano_enrollment_queue q SET active = q.active
+    WHERE q.command_uuid = NEW.command_uuid AND q.active;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER recheck_queue AFTER UPDATE OF command, plist, request_type, command_uuid ON mdm.nano_commands
+    FOR EACH ROW WHEN (NEW.payload_identifier IS NOT NULL)
+    EXECUTE FUNCTION mdm._commands_recheck_queue();
+
+-- The error for targets outside a profile's scope.
+CREATE FUNCTION mdm._refuse_scope(payload_identifier text, scope text, wrong text[]) RETURNS void
+    LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RAISE EXCEPTION 'profile "%" is %-scoped and cannot go to % enrollment(s): %',
+                    payload_identifier, scope, cardinality(wrong),
+                    array_to_string(wrong[1:10], ', ') || CASE WHEN cardinality(wrong) > 10 THEN ', ...' ELSE '' END
+        USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = CASE scope WHEN 'User' THEN 'User-scoped profiles go to user channels (UDID:UserID) only.'
+                                  ELSE 'System-scoped profiles go to device channels only.' END
+                       || ' Nothing was queued.';
+END $$;
+
+-- What every queued InstallProfile must satisfy, whatever path queued it
+-- (install_profile, enqueue, reconcile, or rows written by hand):
+--   - a user-bound profile reaches no enrollment but the bound one;
+--   - a profile reaches channels of its scope only.
+-- Only items still to be delivered (active) are checked: a report that
+-- finishes an item never fails here.
+--
+-- Race with mdm.bind_profile: each identifier's advisory lock is taken
+-- shared here and exclusive by bind_profile, so a binding and an
+-- InstallProfile of one identifier never commit unaware of each other.
+-- The check runs in a statement after the lock, so under READ COMMITTED
+-- its snapshot sees a binding committed while this one waited.
 CREATE FUNCTION mdm._queue_check_bindings() RETURNS trigger
     LANGUAGE plpgsql AS $$
 DECLARE
+    identifiers text[];
     v record;
 BEGIN
+    identifiers := ARRAY(SELECT DISTINCT c.payload_identifier FROM mdm.nano_commands c
+                         WHERE c.command_uuid IN (SELECT q.command_uuid FROM new_items q WHERE q.active)
+                           AND c.payload_identifier IS NOT NULL
+                         ORDER BY 1);
+    IF cardinality(identifiers) = 0 THEN
+        RETURN NULL;
+    END IF;
+    -- sorted: concurrent callers lock in the same order
+    PERFORM pg_advisory_xact_lock_shared(hashtextextended('mdm.bind:' || i, 0))
+    FROM unnest(identifiers) AS i;
+
     SELECT q.id AS enrollment_id, c.payload_identifier, b.enrollment_id AS bound_to INTO v
     FROM new_items q
     JOIN mdm.nano_commands c ON c.command_uuid = q.command_uuid
     JOIN mdm.profile_bindings b ON b.payload_identifier = c.payload_identifier
-    WHERE (q.device_id, q.id) IS DISTINCT FROM (b.device_id, b.enrollment_id)
+    WHERE q.active AND (q.device_id, q.id) IS DISTINCT FROM (b.device_id, b.enrollment_id)
     LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'profile "%" is bound to enrollment "%"', v.payload_identifier, v.bound_to
-            USING ERRCODE = 'insufficient_privilege',
+            USING ERRCODE = '23M01',
                   DETAIL = format('Its InstallProfile cannot be queued to "%s".', v.enrollment_id),
                   HINT = 'A user-bound profile goes to its bound user channel only; see mdm.profile_bindings.';
+    END IF;
+
+    SELECT c.payload_identifier, c.payload_scope, array_agg(q.id ORDER BY q.id) AS wrong INTO v
+    FROM new_items q
+    JOIN mdm.nano_commands c ON c.command_uuid = q.command_uuid
+    JOIN mdm.nano_enrollments e ON e.device_id = q.device_id AND e.id = q.id
+    WHERE q.active AND c.payload_scope IS NOT NULL
+      AND (e.type IN ('User', 'Shared iPad', 'User Enrollment')) <> (c.payload_scope = 'User')
+    GROUP BY c.payload_identifier, c.payload_scope
+    ORDER BY 1
+    LIMIT 1;
+    IF FOUND THEN
+        PERFORM mdm._refuse_scope(v.payload_identifier, v.payload_scope, v.wrong);
     END IF;
     RETURN NULL;
 END $$;
@@ -425,6 +589,11 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'profile version % does not exist', profile_version USING ERRCODE = 'undefined_object';
     END IF;
+    -- waits for transactions that are queueing an InstallProfile of this
+    -- identifier (the queue trigger holds the lock shared), and makes them
+    -- wait for this one; the checks below, each a statement of its own,
+    -- see what they committed
+    PERFORM pg_advisory_xact_lock(hashtextextended('mdm.bind:' || p.payload_identifier, 0));
     SELECT * INTO t FROM mdm._targets(ARRAY[enrollment_id]);
     IF t.type NOT IN ('User', 'Shared iPad', 'User Enrollment') THEN
         RAISE EXCEPTION 'enrollment "%" is not a user channel', enrollment_id
@@ -481,13 +650,7 @@ BEGIN
                    WHERE (t.type IN ('User', 'Shared iPad', 'User Enrollment')) <> (p.scope = 'User')
                    ORDER BY 1);
     IF cardinality(wrong) > 0 THEN
-        RAISE EXCEPTION 'profile "%" is %-scoped and cannot go to % enrollment(s): %',
-                        p.payload_identifier, p.scope, cardinality(wrong),
-                        array_to_string(wrong[1:10], ', ') || CASE WHEN cardinality(wrong) > 10 THEN ', ...' ELSE '' END
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = CASE p.scope WHEN 'User' THEN 'User-scoped profiles go to user channels (UDID:UserID) only.'
-                                        ELSE 'System-scoped profiles go to device channels only.' END,
-                  HINT = 'Nothing was queued.';
+        PERFORM mdm._refuse_scope(p.payload_identifier, p.scope, wrong);
     END IF;
 END $$;
 
@@ -718,8 +881,9 @@ $$;
 -- Reconcile some devices: queue installs of desired profiles that are not
 -- queued or installed in their latest version, and removes of label-
 -- delivered profiles no longer desired.  A failed version is not retried
--- until a new version exists.  Idempotent.
-CREATE FUNCTION mdm._reconcile_devices(device_ids text[]) RETURNS jsonb
+-- until a new version exists.  Idempotent.  The caller holds the locks
+-- (see mdm._reconcile_devices and mdm.reconcile).
+CREATE FUNCTION mdm._reconcile_batch(device_ids text[]) RETURNS jsonb
     LANGUAGE plpgsql AS $$
 DECLARE
     r record;
@@ -766,7 +930,33 @@ BEGIN
     RETURN jsonb_build_object('installs', installs, 'removes', removes);
 END $$;
 
--- Reconcile every device, in batches of devices.
+-- Reconcile some devices outside mdm.reconcile(): a channel's first
+-- TokenUpdate reconciles its device (schema/20_checkin.sql).
+--
+-- A reconcile() running at the same time would compute the difference
+-- from its own snapshot, and both would queue the same install.  So they
+-- share the transaction-level advisory lock 'mdm.reconcile.devices':
+-- shared here, exclusive in mdm.reconcile().  A check-in waits while a
+-- reconcile() transaction runs (it may have queued work for this device
+-- already), and reconcile() waits for the check-ins in progress.  (Not the
+-- single-flight 'mdm.reconcile' lock: reconcile() only tries that one, and
+-- would skip while check-ins held it.)  One lock for all devices, because
+-- reconcile() cannot hold one per device for 100k devices; check-ins do
+-- not wait for each other (a device's channels check in concurrently), and
+-- only a channel's first TokenUpdate takes it, never a poll or another
+-- check-in.  The lock is taken in a statement before the work, so the work
+-- (new statements, new READ COMMITTED snapshots) sees what the reconcile()
+-- committed.
+CREATE FUNCTION mdm._reconcile_devices(device_ids text[]) RETURNS jsonb
+    LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(hashtext('mdm.reconcile.devices'));
+    RETURN mdm._reconcile_batch(device_ids);
+END $$;
+
+-- Reconcile every device, in batches of devices.  Single-flight: the
+-- 'mdm.reconcile' lock; then 'mdm.reconcile.devices' exclusive (see
+-- mdm._reconcile_devices).
 CREATE FUNCTION mdm.reconcile(batch_size integer DEFAULT 5000) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -780,10 +970,11 @@ BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('mdm.reconcile')) THEN
         RETURN jsonb_build_object('skipped', 'another reconcile() is running');
     END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('mdm.reconcile.devices'));
     LOOP
         batch := ARRAY(SELECT id FROM mdm.nano_devices WHERE id > last_device ORDER BY id LIMIT batch_size);
         EXIT WHEN cardinality(batch) = 0;
-        result := mdm._reconcile_devices(batch);
+        result := mdm._reconcile_batch(batch);
         installs := installs + (result->>'installs')::bigint;
         removes := removes + (result->>'removes')::bigint;
         batches := batches + 1;
@@ -812,12 +1003,15 @@ WHERE NOT EXISTS (SELECT FROM mdm.profile_deliveries d
 UNION ALL
 SELECT c.device_id, c.enrollment_id, c.user_short_name, lp.payload_identifier, lp.id, lp.version,
        CASE WHEN mdm._setting('mdm.user_channel_wait_timeout')::integer > 0
-                 AND dev.enrolled_at < now() - make_interval(secs => mdm._setting('mdm.user_channel_wait_timeout')::integer)
+                 AND greatest(dev.authenticate_at, a.assigned_at)
+                     < now() - make_interval(secs => mdm._setting('mdm.user_channel_wait_timeout')::integer)
             THEN 'failed' ELSE 'waiting' END,
        CASE WHEN mdm._setting('mdm.user_channel_wait_timeout')::integer > 0
-                 AND dev.enrolled_at < now() - make_interval(secs => mdm._setting('mdm.user_channel_wait_timeout')::integer)
+                 AND greatest(dev.authenticate_at, a.assigned_at)
+                     < now() - make_interval(secs => mdm._setting('mdm.user_channel_wait_timeout')::integer)
             THEN jsonb_build_array(jsonb_build_object('LocalizedDescription',
-                     'The user channel does not exist: the user has not logged in since the device enrolled.'))
+                     'The user channel does not exist: the user has not logged in since the device enrolled '
+                     'or the profile was assigned.'))
        END,
        NULL
 FROM (SELECT l.idp_user_id, l.device_id, NULL::text AS enrollment_id, l.user_short_name

@@ -199,7 +199,7 @@ GRANT SELECT (device_id, id, user_id, type, topic, enabled, token_update_tally, 
               awaiting_configuration, not_on_console, last_seen_at, exchange_started_at,
               token_invalid_at, token_invalid_reason, created_at, updated_at)
     ON mdm.nano_enrollments TO mdm_reader, mdm_admin;
-GRANT SELECT (command_uuid, request_type, payload_identifier, created_at)
+GRANT SELECT (command_uuid, request_type, payload_identifier, payload_scope, created_at)
     ON mdm.nano_commands TO mdm_reader, mdm_admin;
 GRANT SELECT (device_id, id, enrollment_id, state, created_at, not_before, attempts, claimed_at,
               finished_at, apns_status, apns_reason, apns_id)
@@ -221,4 +221,7 @@ GRANT INSERT, UPDATE, DELETE ON mdm.labels, mdm.label_enrollments, mdm.idp_group
     mdm.profile_assignments, mdm.enrollment_values, mdm.trust_anchors
     TO mdm_admin;
 GRANT SELECT ON mdm.enrollment_values, mdm.profiles TO mdm_admin;
-GRANT USAGE ON ALL SEQUENCES IN SCHEMA mdm TO mdm_admin;
+-- No sequence privileges: the admin-writable tables with generated IDs
+-- (labels, trust_anchors) use identity columns, whose INSERTs need none.
+-- (nextval()/currval() on any sequence of the schema stay the owner's;
+-- use INSERT ... RETURNING id.)

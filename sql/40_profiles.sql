@@ -10,6 +10,8 @@ SELECT reset_mdm();
 \set other_ca `cat results/profile_files/other-ca.pem`
 \set tampered `cat results/profile_files/tampered.der.b64`
 \set vars_signed `cat results/profile_files/vars-signed.der.b64`
+\set tls_ca `cat results/profile_files/tls-ca.pem`
+\set tls_signed `cat results/profile_files/tls-signed.der.b64`
 \set mac '980E3D0B-5A28-537C-B7CB-7AFD15AFB933'
 \set victor '980E3D0B-5A28-537C-B7CB-7AFD15AFB933:23B1AB9F-5A19-4919-8610-0A74091497E1'
 \set mac2 '5B0C2E4A-1C3D-4E5F-8A9B-0C1D2E3F4A5B'
@@ -53,14 +55,47 @@ SELECT mdm.upload_profile(convert_to(replace(convert_from(v('profiles/04-no-payl
 SELECT try(format('SELECT mdm.upload_profile(decode(%L, ''base64''))', :'tampered')) AS tampered;
 -- with trust anchors configured, the signer must chain to one
 INSERT INTO mdm.trust_anchors (purpose, cert_pem) VALUES ('profile_signer', :'other_ca');
-SELECT left(try($$SELECT mdm._read_profile(v('profiles/08-user-scoped-certificate.signed.mobileconfig'))$$), 100) AS untrusted;
+SELECT try($$SELECT mdm._read_profile(v('profiles/08-user-scoped-certificate.signed.mobileconfig'))$$) AS untrusted;
 INSERT INTO mdm.trust_anchors (purpose, cert_pem) VALUES ('profile_signer', :'signer_pem');
 SELECT (mdm._read_profile(v('profiles/08-user-scoped-certificate.signed.mobileconfig'))).signer_subject AS trusted;
+-- whatever the signer's extended key usage: a TLS server certificate
+-- (serverAuth) issued by an anchor signs profiles too
+SELECT try(format('SELECT mdm._read_profile(decode(%L, ''base64''))', :'tls_signed')) AS server_auth_signer_untrusted;
+INSERT INTO mdm.trust_anchors (purpose, cert_pem) VALUES ('profile_signer', :'tls_ca');
+SELECT (mdm._read_profile(decode(:'tls_signed', 'base64'))).signer_subject AS server_auth_signer;
 DELETE FROM mdm.trust_anchors;
 -- a signed profile cannot carry variables
 SELECT try(format('SELECT mdm.upload_profile(decode(%L, ''base64''))', :'vars_signed')) AS signed_with_variables;
 SELECT try($$SELECT mdm.upload_profile(convert_to('<plist><dict><key>PayloadType</key><string>Configuration</string><key>PayloadIdentifier</key><string>x</string><key>PayloadUUID</key><string>u</string><key>PayloadContent</key><array/><key>PayloadDisplayName</key><string>${MDM_PASSWORD}</string></dict></plist>', 'UTF8'))$$) AS unknown_variable;
 SELECT try($$SELECT mdm.upload_profile(convert_to('<plist><dict><key>PayloadType</key><string>Configuration</string><key>PayloadIdentifier</key><string>x</string><key>PayloadUUID</key><string>u</string></dict></plist>', 'UTF8'))$$) AS no_content;
+-- variables stand in string values only: not in the fields that identify
+-- the profile and its payloads and decide their channel (top level and
+-- every payload), nor in dictionary keys
+CREATE FUNCTION var_profile(place text, field text, value jsonb) RETURNS bytea LANGUAGE sql AS $$
+    SELECT mdm.jsonb_to_plist(CASE place
+        WHEN 'top' THEN base || jsonb_build_object(field, value)
+        ELSE jsonb_set(base, '{PayloadContent,0}', (base #> '{PayloadContent,0}') || jsonb_build_object(field, value)) END)
+    FROM (SELECT '{"PayloadType": "Configuration", "PayloadIdentifier": "com.example.vars", "PayloadScope": "User",
+                   "PayloadUUID": "8B5A4F31-0000-4000-8000-000000000001", "PayloadVersion": 1,
+                   "PayloadContent": [{"PayloadType": "com.apple.security.pkcs12", "PayloadIdentifier": "com.example.vars.p12",
+                                       "PayloadUUID": "8B5A4F31-0000-4000-8000-000000000002", "PayloadVersion": 1,
+                                       "Password": "${MDM_VALUE_p12}", "PayloadContent": {"$data": "AAEC"}}]}'::jsonb) b(base)
+$$;
+SELECT place, field, try(format('SELECT mdm.upload_profile(var_profile(%L, %L, %L))', place, field, value)) AS result
+FROM (VALUES ('top', 'PayloadIdentifier', '"com.example.cert.${MDM_UDID}"'::jsonb),
+             ('top', 'PayloadUUID', '"${MDM_VALUE_uuid}"'),
+             ('top', 'PayloadType', '"${MDM_VALUE_t}"'),
+             ('top', 'PayloadScope', '"${MDM_VALUE_scope}"'),
+             ('top', 'PayloadVersion', '"${MDM_VALUE_v}"'),
+             ('top', 'Key-${MDM_USER_SHORT_NAME}', '"x"'),
+             ('payload', 'PayloadIdentifier', '"com.example.vars.${MDM_USER_ID}"'),
+             ('payload', 'PayloadUUID', '"${MDM_VALUE_uuid}"'),
+             ('payload', 'PayloadType', '"${MDM_VALUE_t}"'),
+             ('payload', 'PayloadScope', '"${MDM_VALUE_scope}"'),
+             ('payload', 'PayloadVersion', '"${MDM_VALUE_v}"'),
+             ('payload', 'Settings', '{"${MDM_UDID}": true}'),
+             ('payload', 'PayloadCertificateFileName', '"${MDM_USER_SHORT_NAME}.p12"')) AS t(place, field, value);
+SELECT count(*) AS accepted_with_variables FROM mdm.profiles WHERE payload_identifier = 'com.example.vars';
 
 SELECT id AS cert_v1 FROM mdm.profiles WHERE payload_identifier = 'com.example.user-cert' AND version = 1 \gset
 SELECT id AS signed_cert FROM mdm.profiles WHERE payload_identifier = 'com.example.user-cert' AND signed \gset
@@ -156,8 +191,53 @@ SELECT try(format($$INSERT INTO mdm.nano_enrollment_queue (device_id, id, comman
 SELECT try(format($$UPDATE mdm.nano_enrollment_queue SET device_id = %L, id = %L
                     WHERE active AND command_uuid IN (SELECT command_uuid FROM mdm.nano_commands WHERE payload_identifier = 'com.example.user-cert')$$,
                   :'mac2', :'ada')) AS queue_update;
+-- 5. nor can a queued command be rewritten into it: the plist the device
+-- receives must be made from the command, and a changed InstallProfile is
+-- checked again against its queue
+SELECT mdm.enqueue(ARRAY[:'ada'], '{"CommandUUID": "0D0D0D0D-0000-4000-8000-00000000ADA1", "Command": {"RequestType": "ProfileList"}}'::jsonb) AS ada_cmd \gset
+SELECT jsonb_build_object('RequestType', 'InstallProfile',
+                          'Payload', mdm.plist_data_value(v('profiles/01-user-scoped-certificate.mobileconfig'))) AS cert_cmd \gset
+SELECT try(format($$UPDATE mdm.nano_commands SET plist = mdm.jsonb_to_plist(jsonb_build_object('CommandUUID', upper(%L), 'Command', %L::jsonb))
+                    WHERE command_uuid = %L$$, :'ada_cmd', :'cert_cmd', :'ada_cmd')) AS plist_rewritten;
+SELECT try(format($$UPDATE mdm.nano_commands SET request_type = 'InstallProfile', command = %L
+                    WHERE command_uuid = %L$$, :'cert_cmd', :'ada_cmd')) AS command_rewritten;
+SELECT try(format($$UPDATE mdm.nano_commands SET request_type = 'InstallProfile', command = %L,
+                        plist = mdm.jsonb_to_plist(jsonb_build_object('CommandUUID', upper(%L), 'Command', %L::jsonb))
+                    WHERE command_uuid = %L$$, :'cert_cmd', :'ada_cmd', :'cert_cmd', :'ada_cmd')) AS both_rewritten;
+SELECT jsonb_build_object('RequestType', 'InstallProfile',
+                          'Payload', mdm.plist_data_value(v('profiles/02-system-scoped-filevault.mobileconfig'))) AS fv_cmd \gset
+SELECT try(format($$UPDATE mdm.nano_commands SET request_type = 'InstallProfile', command = %L,
+                        plist = mdm.jsonb_to_plist(jsonb_build_object('CommandUUID', upper(%L), 'Command', %L::jsonb))
+                    WHERE command_uuid = %L$$, :'fv_cmd', :'ada_cmd', :'fv_cmd', :'ada_cmd')) AS rewritten_to_other_scope;
+SELECT request_type, payload_identifier FROM mdm.nano_commands WHERE command_uuid = :'ada_cmd';
 -- an InstallProfile whose Payload is not a readable profile is refused
 SELECT try(format('SELECT mdm.enqueue(ARRAY[%L], ''{"RequestType": "InstallProfile", "Payload": {"$data": "AAEC"}}''::jsonb)', :'ada')) AS unreadable_payload;
+
+-- A raw InstallProfile through mdm.enqueue gets the checks of
+-- install_profile: its scope against the channels, its payloads against
+-- the scope (an uploaded version keeps its scope and allow_channel_mismatch)
+CREATE FUNCTION enqueue_profile(target text, profile bytea) RETURNS text LANGUAGE sql AS $$
+    SELECT try(format('SELECT mdm.enqueue(ARRAY[%L], jsonb_build_object(''RequestType'', ''InstallProfile'', ''Payload'', %L::jsonb))',
+                      target, mdm.plist_data_value(profile)))
+$$;
+SELECT count(*) AS commands_before FROM mdm.nano_commands \gset
+SELECT enqueue_profile(:'mac', v('profiles/05-user-scoped-wifi-and-cert.mobileconfig')) AS user_profile_to_device;
+SELECT enqueue_profile(:'ada', v('profiles/02-system-scoped-filevault.mobileconfig')) AS system_profile_to_user;
+SELECT enqueue_profile(:'mac', v('profiles/03-user-scope-with-device-only-payload.mobileconfig')) AS forced_user_profile_to_device;
+SELECT enqueue_profile(:'ada', convert_to(replace(convert_from(v('profiles/03-user-scope-with-device-only-payload.mobileconfig'), 'UTF8'),
+                                                  'com.example.bad-mix<', 'com.example.never-uploaded<'), 'UTF8')) AS device_payload_in_user_profile;
+SELECT enqueue_profile(:'mac', v('profiles/06-bad-scope-value.mobileconfig')) AS bad_scope;
+SELECT count(*) = :commands_before AS nothing_queued FROM mdm.nano_commands;
+SELECT enqueue_profile(:'ada', v('profiles/05-user-scoped-wifi-and-cert.mobileconfig')) AS user_profile_to_user;
+SELECT enqueue_profile(:'ada', v('profiles/03-user-scope-with-device-only-payload.mobileconfig')) AS forced_as_uploaded;
+-- the scope set by mdm.default_payload_scope at upload, not today's
+SELECT enqueue_profile(:'ada', convert_to(replace(convert_from(v('profiles/04-no-payloadscope-dock.mobileconfig'), 'UTF8'),
+                                                  'com.example.dock<', 'com.example.user-dock<'), 'UTF8')) AS default_scope_at_upload;
+SELECT c.payload_identifier, c.payload_scope
+FROM mdm.nano_commands c JOIN mdm.nano_enrollment_queue q USING (command_uuid)
+WHERE q.id = :'ada' AND c.request_type = 'InstallProfile'
+  AND NOT EXISTS (SELECT FROM mdm.profile_deliveries d WHERE d.command_uuid = c.command_uuid)
+ORDER BY 1;
 SELECT mdm.unbind_profile('com.example.user-cert') AS unbound;
 -- reconcile removes what labels delivered once the assignment goes
 DELETE FROM mdm.profile_assignments WHERE payload_identifier = 'com.example.user-cert';
@@ -206,11 +286,17 @@ INSERT INTO mdm.idp_group_members VALUES ('grp-wifi', 'idp-grace');
 SELECT mdm.reconcile() AS nothing_to_queue_yet;
 SELECT device_id, enrollment_id, user_short_name, version, status FROM mdm.view_profile_status
 WHERE status IN ('waiting', 'pending', 'failed') ORDER BY 1, 2;
--- with a wait timeout, like Fleet's two hours, it shows as failed once the device has waited that long
-UPDATE mdm.nano_devices SET enrolled_at = now() - interval '3 hours' WHERE id = :'mac2';
+-- with a wait timeout, like Fleet's two hours, it shows as failed once the
+-- device's latest enrollment and the assignment are that old
+UPDATE mdm.nano_devices SET enrolled_at = now() - interval '3 days', authenticate_at = now() - interval '3 hours'
+WHERE id = :'mac2';
 SET mdm.user_channel_wait_timeout = '2h';
+SELECT user_short_name, status AS assigned_just_now FROM mdm.view_profile_status WHERE user_short_name = 'grace';
+UPDATE mdm.profile_assignments SET assigned_at = now() - interval '3 hours' WHERE label_id = :wifi_label;
 SELECT user_short_name, status, error_chain #>> '{0,LocalizedDescription}' AS why FROM mdm.view_profile_status
 WHERE user_short_name = 'grace';
+UPDATE mdm.nano_devices SET authenticate_at = now() - interval '1 hour' WHERE id = :'mac2';
+SELECT user_short_name, status AS enrolled_again_an_hour_ago FROM mdm.view_profile_status WHERE user_short_name = 'grace';
 RESET mdm.user_channel_wait_timeout;
 SELECT (mdm.checkin(convert_to(replace(replace(replace(replace(convert_from(v('checkin/22-tokenupdate-mac2-user.plist'), 'UTF8'),
         '7D41E2B0-9A8C-4B6D-8E1F-2A3B4C5D6E7F', '9F9F9F9F-0000-4000-8000-000000000042'),
@@ -252,3 +338,11 @@ SELECT (mdm.checkin(convert_to(replace(replace(replace(replace(convert_from(v('c
         '<string>ada</string>', '<string>grace</string>'), 'Ada Lovelace', 'Grace Hopper'),
         '3C5E7A9B-1D2F-4B4C-8E6A-0F2B4D6E8A1C', 'GRACE-MAGIC'), 'UTF8'))).status AS grace_token_update;
 SELECT payload_identifier, status FROM mdm.view_profile_status WHERE device_id = :'mac2' ORDER BY 1;
+
+-- Readers and administrators read the status too (the view calls
+-- mdm._desired_profiles and mdm._setting, which are granted to them)
+SET ROLE mdm_reader;
+SELECT status, count(*) FROM mdm.view_profile_status GROUP BY 1 ORDER BY 1;
+SET ROLE mdm_admin;
+SELECT count(*) AS admin_rows FROM mdm.view_profile_status;
+RESET ROLE;

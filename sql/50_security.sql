@@ -131,6 +131,9 @@ INSERT INTO checks VALUES
     ('mdm_admin', 'mdm.enqueue', $$SELECT mdm.enqueue(ARRAY['980E3D0B-5A28-537C-B7CB-7AFD15AFB933'], '{"RequestType": "ProfileList"}'::jsonb)$$),
     ('mdm_admin', 'mdm.upload_profile', $$SELECT mdm.upload_profile(v('profiles/02-system-scoped-filevault.mobileconfig'))$$),
     ('mdm_admin', 'write labels', $$INSERT INTO mdm.labels (name) VALUES ('admins can')$$),
+    ('mdm_admin', 'write trust anchors', $$INSERT INTO mdm.trust_anchors (purpose, cert_pem, note) VALUES ('profile_signer', '-', 'admins can') RETURNING id$$),
+    ('mdm_admin', 'nextval on a sequence', $$SELECT nextval('mdm.push_jobs_id_seq')$$),
+    ('mdm_admin', 'read view_profile_status', $$SELECT count(*) FROM mdm.view_profile_status$$),
     ('mdm_admin', 'mdm.reconcile', $$SELECT mdm.reconcile()$$),
     ('mdm_admin', 'mdm.checkin', $$SELECT mdm.checkin(v('checkin/07-getbootstraptoken.plist'))$$),
     ('mdm_admin', 'mdm.claim_pushes', $$SELECT mdm.claim_pushes()$$),
@@ -139,6 +142,7 @@ INSERT INTO checks VALUES
     ('mdm_admin', 'write profiles directly', $$DELETE FROM mdm.profiles$$),
     ('mdm_admin', 'mdm.schedule_maintenance', $$SELECT mdm.schedule_maintenance()$$),
     ('mdm_reader', 'read devices and queue views', $$SELECT count(*) FROM mdm.nano_devices, mdm.view_queue$$),
+    ('mdm_reader', 'read view_profile_status', $$SELECT count(*) FROM mdm.view_profile_status$$),
     ('mdm_reader', 'read every view', $$SELECT (SELECT count(*) FROM mdm.view_profile_status) + (SELECT count(*) FROM mdm.view_push_problems)
         + (SELECT count(*) FROM mdm.view_command_results) + (SELECT count(*) FROM mdm.view_enrollments_without_push_cert)
         + (SELECT count(*) FROM mdm.view_push_certs)$$),
@@ -160,6 +164,11 @@ BEGIN
     RETURN result;
 END $$;
 SELECT role, action, as_role(role, statement) AS allowed FROM checks;
+DELETE FROM mdm.trust_anchors WHERE note = 'admins can';
+-- admin inserts need no sequence privilege (identity columns), so none is granted
+SELECT count(*) AS sequence_grants FROM pg_class c, aclexplode(c.relacl) a
+WHERE c.relnamespace = 'mdm'::regnamespace AND c.relkind = 'S'
+  AND a.grantee IN ('mdm_admin'::regrole, 'mdm_reader'::regrole, 'mdm_frontend'::regrole);
 -- the front end's GetBootstrapToken returns the token it cannot read
 SELECT mdm.plist_to_jsonb(body) ? 'BootstrapToken' AS through_get_bootstrap_token
 FROM mdm.checkin(v('checkin/07-getbootstraptoken.plist'));

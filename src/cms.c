@@ -52,7 +52,50 @@ cms_holder_release(void *arg)
 	memset(h, 0, sizeof(*h));
 }
 
-/* Load every PEM certificate of anchors_pem into a new store. */
+/*
+ * The earliest error on OpenSSL's queue, with the text OpenSSL attached to
+ * it: for a signer whose chain does not verify, the reason, as in
+ * "error:17000064:CMS routines::certificate verify error (Verify error:
+ * unable to get local issuer certificate)".  Clears the queue.
+ */
+static const char *
+cms_error_text(void)
+{
+	static char buf[512];
+	const char *data = NULL;
+	int			flags = 0;
+	unsigned long e;
+
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+	e = ERR_get_error_all(NULL, NULL, NULL, &data, &flags);
+#else
+	e = ERR_get_error_line_data(NULL, NULL, &data, &flags);
+#endif
+	if (e == 0)
+		strlcpy(buf, "no further information", sizeof(buf));
+	else
+	{
+		char		code[256];
+
+		ERR_error_string_n(e, code, sizeof(code));
+		/* data belongs to the queue: copied before the queue is cleared */
+		if (data != NULL && (flags & ERR_TXT_STRING) && data[0] != '\0')
+			snprintf(buf, sizeof(buf), "%s (%s)", code, data);
+		else
+			strlcpy(buf, code, sizeof(buf));
+	}
+	ERR_clear_error();
+	return buf;
+}
+
+/*
+ * Load every PEM certificate of anchors_pem into a new store.
+ *
+ * Any purpose: OpenSSL would otherwise check the signer against the S/MIME
+ * signing purpose, and refuse the TLS server certificates (extendedKeyUsage
+ * serverAuth) that many consoles sign profiles with.  The chain to a stored
+ * anchor is what is checked.
+ */
 static void
 load_anchors(CmsHolder *h, text *anchors_pem)
 {
@@ -77,6 +120,11 @@ load_anchors(CmsHolder *h, text *anchors_pem)
 	ERR_clear_error();			/* the end of the PEM text */
 	/* an intermediate CA may be the anchor */
 	X509_STORE_set_flags(h->store, X509_V_FLAG_PARTIAL_CHAIN);
+	if (!X509_STORE_set_purpose(h->store, X509_PURPOSE_ANY))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not set the purpose of the profile signer check: %s",
+						openssl_error_text())));
 	if (n == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -152,7 +200,7 @@ mdm_open_signed(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid profile signature"),
 				 errdetail("OpenSSL could not verify the signed profile: %s.",
-						   openssl_error_text())));
+						   cms_error_text())));
 
 	h->signers = CMS_get0_signers(h->cms);
 	if (h->signers == NULL || sk_X509_num(h->signers) < 1)

@@ -33,6 +33,7 @@ typedef struct CertHolder
 	X509	   *cert;
 	EVP_PKEY   *key;
 	char	   *subject;		/* OPENSSL_malloc'ed */
+	unsigned char *uid_utf8;	/* OPENSSL_malloc'ed */
 } CertHolder;
 
 static void
@@ -45,17 +46,20 @@ cert_holder_release(void *arg)
 	X509_free(h->cert);
 	EVP_PKEY_free(h->key);
 	OPENSSL_free(h->subject);
+	OPENSSL_free(h->uid_utf8);
 	memset(h, 0, sizeof(*h));
 }
 
-/* The subject's UID attribute, validated as UTF-8. */
+/*
+ * The subject's UID attribute, validated as UTF-8.  OpenSSL's copy of it is
+ * held in h->uid_utf8, so that it is freed even if pnstrdup() raises.
+ */
 static char *
-subject_uid(X509 *cert)
+subject_uid(CertHolder *h)
 {
-	X509_NAME  *name = X509_get_subject_name(cert);
+	X509_NAME  *name = X509_get_subject_name(h->cert);
 	int			idx = X509_NAME_get_index_by_NID(name, NID_userId, -1);
 	ASN1_STRING *data;
-	unsigned char *utf8 = NULL;
 	int			len;
 	char	   *result;
 
@@ -65,14 +69,15 @@ subject_uid(X509 *cert)
 				 errmsg("push certificate has no topic"),
 				 errdetail("Its subject has no UID attribute (0.9.2342.19200300.100.1.1).")));
 	data = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
-	len = ASN1_STRING_to_UTF8(&utf8, data);
+	len = ASN1_STRING_to_UTF8(&h->uid_utf8, data);
 	if (len < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("push certificate has an unreadable topic"),
 				 errdetail("%s", openssl_error_text())));
-	result = pnstrdup((char *) utf8, len);
-	OPENSSL_free(utf8);
+	result = pnstrdup((char *) h->uid_utf8, len);
+	OPENSSL_free(h->uid_utf8);
+	h->uid_utf8 = NULL;
 	if (strlen(result) != (size_t) len || !pg_verify_mbstr(PG_UTF8, result, len, true))
 		ereport(ERROR,
 				(errcode(ERRCODE_CHARACTER_NOT_IN_REPERTOIRE),
@@ -148,7 +153,7 @@ mdm_inspect_push_cert(PG_FUNCTION_ARGS)
 				 errmsg("private key does not match the push certificate")));
 	}
 
-	topic = subject_uid(h->cert);
+	topic = subject_uid(h);
 	if (strncmp(topic, MDM_TOPIC_PREFIX, strlen(MDM_TOPIC_PREFIX)) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
