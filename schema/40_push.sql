@@ -150,39 +150,52 @@ END $$;
 COMMENT ON FUNCTION mdm.push(text[]) IS
     'Create push jobs for enrollments (coalescing with pending ones); returns how many were created';
 
--- Claimed jobs that were never reported go back to pending, or are
--- superseded when a newer pending job exists for the same enrollment.
+-- Claimed jobs that were never reported within mdm.push_claim_timeout end
+-- (superseded), and a new pending job takes their place, unless one is
+-- pending already or the claims keep timing out (mdm.push_max_attempts:
+-- then the job fails, so a job that makes the front end die is not handed
+-- out for ever).  A new job rather than the same one claimed again: a late
+-- report of the lost claim names its job, so it is never taken for the
+-- report of a later claim, with another token.
 CREATE FUNCTION mdm._release_stale_claims() RETURNS integer
     LANGUAGE plpgsql AS $$
 DECLARE
     released integer;
+    renewed integer;
 BEGIN
     WITH stale AS (
         SELECT j.device_id, j.id,
-               CASE WHEN EXISTS (SELECT FROM mdm.push_jobs p WHERE p.device_id = j.device_id
-                                 AND p.enrollment_id = j.enrollment_id AND p.state = 'pending')
-                        THEN 'superseded'
-                    -- a job whose claims keep timing out (a front end that
-                    -- dies on it) is not handed out for ever
-                    WHEN j.attempts >= mdm._setting('mdm.push_max_attempts')::integer THEN 'failed'
-                    ELSE 'pending' END AS new_state
+               CASE WHEN j.attempts >= mdm._setting('mdm.push_max_attempts')::integer THEN 'failed'
+                    ELSE 'superseded' END AS new_state
         FROM mdm.push_jobs j
         WHERE j.state = 'claimed'
           AND j.claimed_at < now() - make_interval(secs => mdm._setting('mdm.push_claim_timeout')::integer)
         ORDER BY j.claimed_at
         LIMIT 10000
         FOR UPDATE SKIP LOCKED),
-    upd AS (
+    ended AS (
         UPDATE mdm.push_jobs j
-        SET state = s.new_state,
-            finished_at = CASE WHEN s.new_state <> 'pending' THEN now() END,
+        SET state = s.new_state, finished_at = now(),
             apns_reason = CASE s.new_state
-                              WHEN 'superseded' THEN 'claim timed out; a newer job is pending'
                               WHEN 'failed' THEN 'claim timed out on every attempt'
-                          END
+                              ELSE 'claim timed out' END
         FROM stale s WHERE j.device_id = s.device_id AND j.id = s.id
+        RETURNING j.device_id, j.enrollment_id, j.attempts, j.state),
+    counted AS (SELECT count(*) AS n FROM ended),
+    renewed_jobs AS (
+        INSERT INTO mdm.push_jobs AS p (device_id, enrollment_id, attempts)
+        SELECT e.device_id, e.id, x.attempts
+        FROM ended x
+        JOIN mdm.nano_enrollments e ON e.device_id = x.device_id AND e.id = x.enrollment_id
+        WHERE x.state = 'superseded' AND e.enabled AND e.token_invalid_at IS NULL
+        ORDER BY e.device_id, e.id
+        ON CONFLICT (device_id, enrollment_id) WHERE state = 'pending'
+            DO UPDATE SET not_before = p.not_before WHERE false
         RETURNING 1)
-    SELECT count(*) INTO released FROM upd;
+    SELECT (SELECT n FROM counted), (SELECT count(*) FROM renewed_jobs) INTO released, renewed;
+    IF renewed > 0 THEN
+        PERFORM pg_notify('mdm_push', '');
+    END IF;
     RETURN released;
 END $$;
 
@@ -230,9 +243,9 @@ COMMENT ON FUNCTION mdm.claim_pushes(integer) IS
     'Claim up to max_jobs pending push jobs (SKIP LOCKED) with token, PushMagic, topic, certificate and key';
 
 -- The front end reports what APNs answered for a claimed job.  A report
--- that comes after the claim timed out is still recorded; it decides the
--- job if the job is waiting for its next claim, and a dead token is dead
--- however late the news.
+-- that comes after the claim timed out is still recorded, and a dead token
+-- is dead however late the news; the job, ended by the timeout, keeps its
+-- state.
 CREATE FUNCTION mdm.push_result(job_id bigint, apns_status integer, apns_reason text DEFAULT NULL,
                                 apns_id text DEFAULT NULL)
     RETURNS text
@@ -283,8 +296,9 @@ BEGIN
         END IF;
     END IF;
 
-    IF j.state NOT IN ('claimed', 'pending') THEN
-        -- decided already (sent, failed, superseded): the report is kept
+    IF j.state <> 'claimed' THEN
+        -- decided already: a late report of a claim that timed out (its
+        -- job superseded by a new one), or a report sent twice; it is kept
         RETURN j.state;
     END IF;
 

@@ -18,7 +18,12 @@ COMMENT ON TABLE mdm.maintenance_state IS
 -- The safety net of profile delivery: reconcile the next batch_size
 -- devices after where the last run stopped, wrapping around, so that every
 -- device is reconciled every (devices / batch_size) runs without one long
--- transaction.  Skipped while mdm.reconcile() runs.
+-- transaction.  Like mdm.reconcile() it holds 'mdm.reconcile.devices'
+-- exclusively, so that no first TokenUpdate reconciles one of its devices
+-- at the same time (docs/profiles.md); it only tries, and skips the slice
+-- while a reconcile() or such a TokenUpdate runs.  Not the single-flight
+-- lock of reconcile(): an administrator's reconcile() waits for this run
+-- instead of being skipped.
 CREATE FUNCTION mdm._reconcile_slice(batch_size integer) RETURNS jsonb
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -26,8 +31,8 @@ DECLARE
     batch text[];
     result jsonb;
 BEGIN
-    IF NOT pg_try_advisory_xact_lock(hashtext('mdm.reconcile')) THEN
-        RETURN jsonb_build_object('skipped', 'another reconcile() is running');
+    IF NOT pg_try_advisory_xact_lock(hashtext('mdm.reconcile.devices')) THEN
+        RETURN jsonb_build_object('skipped', 'a reconcile() or a first TokenUpdate is running');
     END IF;
     INSERT INTO mdm.maintenance_state DEFAULT VALUES ON CONFLICT DO NOTHING;
     SELECT reconcile_after INTO after FROM mdm.maintenance_state FOR UPDATE;
@@ -38,7 +43,7 @@ BEGIN
     IF cardinality(batch) = 0 THEN
         RETURN jsonb_build_object('devices', 0, 'installs', 0, 'removes', 0);
     END IF;
-    result := mdm._reconcile_devices(batch);
+    result := mdm._reconcile_batch(batch);
     UPDATE mdm.maintenance_state SET reconcile_after = batch[cardinality(batch)];
     RETURN jsonb_build_object('devices', cardinality(batch)) || result;
 END $$;
@@ -182,9 +187,10 @@ BEGIN
     END IF;
     result := jsonb_build_object('released_push_claims', mdm._release_stale_claims(),
                                  'expired_commands', mdm._expire_pending(batch_size),
-                                 'repushed', mdm._repush(batch_size),
-                                 'reconciled', mdm._reconcile_slice(batch_size))
+                                 'repushed', mdm._repush(batch_size))
               || mdm._prune_history(batch_size);
+    -- last: it holds its lock until the end of the transaction
+    result := result || jsonb_build_object('reconciled', mdm._reconcile_slice(batch_size));
     RETURN result;
 END $$;
 COMMENT ON FUNCTION mdm.run_maintenance(integer) IS

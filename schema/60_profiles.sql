@@ -484,7 +484,9 @@ BEGIN
     END IF;
     RETURN NEW;
 END $$;
-CREATE TRIGGER identify_profile BEFORE INSERT OR UPDATE OF command, plist, request_type, command_uuid
+-- (the derived columns too: they are what the queue's checks read)
+CREATE TRIGGER identify_profile BEFORE INSERT OR UPDATE OF command, plist, request_type, command_uuid,
+        payload_identifier, payload_scope
     ON mdm.nano_commands
     FOR EACH ROW EXECUTE FUNCTION mdm._commands_identify_profile();
 
@@ -497,7 +499,8 @@ BEGIN
     WHERE q.command_uuid = NEW.command_uuid AND q.active;
     RETURN NULL;
 END $$;
-CREATE TRIGGER recheck_queue AFTER UPDATE OF command, plist, request_type, command_uuid ON mdm.nano_commands
+CREATE TRIGGER recheck_queue AFTER UPDATE OF command, plist, request_type, command_uuid,
+        payload_identifier, payload_scope ON mdm.nano_commands
     FOR EACH ROW WHEN (NEW.payload_identifier IS NOT NULL)
     EXECUTE FUNCTION mdm._commands_recheck_queue();
 

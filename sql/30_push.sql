@@ -106,21 +106,26 @@ SELECT mdm.push_result(job_id, 400, 'BadDeviceToken') FROM mdm.claim_pushes();
 SELECT token_invalid_reason FROM mdm.nano_enrollments WHERE id = :'victor';
 SELECT (mdm.checkin(v('checkin/05-tokenupdate-user.plist'))).status AS user_token_update;
 
--- The claim timeout returns a job that was claimed and never reported
+-- A claim that is never reported: after the timeout its job ends and a new
+-- pending job takes its place, counting the attempts on
 SELECT mdm.push(ARRAY[:'victor']);
 SELECT job_id AS lost_job FROM mdm.claim_pushes() \gset
 SELECT count(*) AS not_yet FROM mdm.claim_pushes();
 UPDATE mdm.push_jobs SET claimed_at = now() - interval '10 minutes' WHERE id = :lost_job;
-SELECT job_id = :lost_job AS claimed_again, enrollment_id FROM mdm.claim_pushes();
-SELECT attempts FROM mdm.push_jobs WHERE id = :lost_job;
--- ... or, when a newer job is pending meanwhile, is superseded by it
-SELECT mdm.push(ARRAY[:'victor']) AS newer_job;
-UPDATE mdm.push_jobs SET claimed_at = now() - interval '10 minutes' WHERE id = :lost_job;
-SELECT mdm.run_maintenance() -> 'released_push_claims' AS released;
+SELECT job_id AS new_job FROM mdm.claim_pushes() \gset
+SELECT id <> :lost_job AS a_new_job, enrollment_id, attempts FROM mdm.push_jobs WHERE id = :new_job;
 SELECT state, apns_reason FROM mdm.push_jobs WHERE id = :lost_job;
--- a report that comes after the claim timed out is still recorded
+-- a late report of the lost claim is recorded against its own job, and
+-- does not decide the new claim
 SELECT mdm.push_result(:lost_job, 200, NULL, 'apns-late') AS late_report;
 SELECT attempt, apns_status, apns_id FROM mdm.push_attempts WHERE job_id = :lost_job;
+SELECT count(*) AS new_claim_still_open FROM mdm.push_jobs WHERE enrollment_id = :'victor' AND state = 'claimed';
+-- when a newer job is pending meanwhile, the timed-out one just ends
+SELECT id AS second_job FROM mdm.push_jobs WHERE enrollment_id = :'victor' AND state = 'claimed' \gset
+SELECT mdm.push(ARRAY[:'victor']) AS newer_job;
+UPDATE mdm.push_jobs SET claimed_at = now() - interval '10 minutes' WHERE id = :second_job;
+SELECT mdm.run_maintenance() -> 'released_push_claims' AS released;
+SELECT state, count(*) FROM mdm.push_jobs WHERE enrollment_id = :'victor' AND id >= :second_job GROUP BY 1 ORDER BY 1;
 -- a job that was never claimed has no outcome to report
 SELECT try(format('SELECT mdm.push_result(%s, 200)', j.id)) AS never_claimed
 FROM mdm.push_jobs j WHERE j.enrollment_id = :'victor' AND j.state = 'pending';

@@ -210,6 +210,12 @@ SELECT try(format($$UPDATE mdm.nano_commands SET request_type = 'InstallProfile'
                         plist = mdm.jsonb_to_plist(jsonb_build_object('CommandUUID', upper(%L), 'Command', %L::jsonb))
                     WHERE command_uuid = %L$$, :'fv_cmd', :'ada_cmd', :'fv_cmd', :'ada_cmd')) AS rewritten_to_other_scope;
 SELECT request_type, payload_identifier FROM mdm.nano_commands WHERE command_uuid = :'ada_cmd';
+-- the columns the checks read cannot be cleared by hand either: they are
+-- derived again from the command
+SELECT try($$UPDATE mdm.nano_commands SET payload_identifier = NULL, payload_scope = NULL
+             WHERE payload_identifier = 'com.example.user-cert'$$) AS derived_columns_cleared;
+SELECT count(*) FILTER (WHERE payload_identifier IS NULL) AS unidentified
+FROM mdm.nano_commands WHERE request_type = 'InstallProfile';
 -- an InstallProfile whose Payload is not a readable profile is refused
 SELECT try(format('SELECT mdm.enqueue(ARRAY[%L], ''{"RequestType": "InstallProfile", "Payload": {"$data": "AAEC"}}''::jsonb)', :'ada')) AS unreadable_payload;
 
