@@ -121,10 +121,11 @@ BEGIN
     -- transaction ends (DO UPDATE ... WHERE false locks the row and writes
     -- nothing): a front end claiming meanwhile skips it, so the push cannot
     -- go out, and be answered by a poll, before the work it announces is
-    -- visible.  Sorted, so that concurrent fan-outs lock in the same order.
+    -- visible.  Sorted, so that concurrent fan-outs lock in the same order;
+    -- distinct, as ON CONFLICT DO UPDATE must not meet one key twice.
     WITH created_jobs AS (
         INSERT INTO mdm.push_jobs AS j (device_id, enrollment_id)
-        SELECT e.device_id, e.id
+        SELECT DISTINCT e.device_id, e.id
         FROM unnest(targets) t
         JOIN mdm.nano_enrollments e ON e.device_id = t.device_id AND e.id = t.enrollment_id
         WHERE e.enabled AND e.token_invalid_at IS NULL
@@ -184,11 +185,12 @@ BEGIN
     counted AS (SELECT count(*) AS n FROM ended),
     renewed_jobs AS (
         INSERT INTO mdm.push_jobs AS p (device_id, enrollment_id, attempts)
-        SELECT e.device_id, e.id, x.attempts
+        -- one per enrollment, though two claims of it may time out at once
+        SELECT DISTINCT ON (e.device_id, e.id) e.device_id, e.id, x.attempts
         FROM ended x
         JOIN mdm.nano_enrollments e ON e.device_id = x.device_id AND e.id = x.enrollment_id
         WHERE x.state = 'superseded' AND e.enabled AND e.token_invalid_at IS NULL
-        ORDER BY e.device_id, e.id
+        ORDER BY e.device_id, e.id, x.attempts DESC
         ON CONFLICT (device_id, enrollment_id) WHERE state = 'pending'
             DO UPDATE SET not_before = p.not_before WHERE false
         RETURNING 1)
@@ -264,7 +266,7 @@ BEGIN
     SELECT * INTO j FROM mdm.push_jobs p WHERE p.id = push_result.job_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'push job % does not exist', job_id USING ERRCODE = 'undefined_object';
-    ELSIF j.attempts = 0 THEN
+    ELSIF j.claimed_at IS NULL THEN
         RAISE EXCEPTION 'push job % was never claimed', job_id
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   DETAIL = 'Only jobs returned by mdm.claim_pushes() have an outcome to report.';

@@ -126,6 +126,16 @@ SELECT mdm.push(ARRAY[:'victor']) AS newer_job;
 UPDATE mdm.push_jobs SET claimed_at = now() - interval '10 minutes' WHERE id = :second_job;
 SELECT mdm.run_maintenance() -> 'released_push_claims' AS released;
 SELECT state, count(*) FROM mdm.push_jobs WHERE enrollment_id = :'victor' AND id >= :second_job GROUP BY 1 ORDER BY 1;
+-- two claims of one enrollment timing out at once: one new job
+SELECT count(*) AS claimed FROM mdm.claim_pushes() WHERE enrollment_id = :'victor';
+SELECT mdm.push(ARRAY[:'victor']) AS another_job;
+SELECT count(*) AS claimed FROM mdm.claim_pushes() WHERE enrollment_id = :'victor';
+UPDATE mdm.push_jobs SET claimed_at = now() - interval '10 minutes' WHERE enrollment_id = :'victor' AND state = 'claimed';
+SELECT mdm.run_maintenance() -> 'released_push_claims' AS released_two;
+SELECT count(*) AS pending FROM mdm.push_jobs WHERE enrollment_id = :'victor' AND state = 'pending';
+-- and a list of targets naming one enrollment twice makes one job
+SELECT mdm._announce_pushes(ARRAY[ROW(:'mac', :'mac', 'Device', NULL)::mdm._target,
+                                  ROW(:'mac', :'mac', 'Device', NULL)::mdm._target]) AS one_job;
 -- a job that was never claimed has no outcome to report
 SELECT try(format('SELECT mdm.push_result(%s, 200)', j.id)) AS never_claimed
 FROM mdm.push_jobs j WHERE j.enrollment_id = :'victor' AND j.state = 'pending';
