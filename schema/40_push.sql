@@ -146,7 +146,7 @@ END $$;
 CREATE FUNCTION mdm.push(enrollment_ids text[]) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    RETURN mdm._announce_pushes(ARRAY(SELECT mdm._targets(enrollment_ids)));
+    RETURN mdm._announce_pushes(mdm._targets(enrollment_ids));
 END $$;
 COMMENT ON FUNCTION mdm.push(text[]) IS
     'Create push jobs for enrollments (coalescing with pending ones); returns how many were created';

@@ -597,7 +597,7 @@ BEGIN
     -- wait for this one; the checks below, each a statement of its own,
     -- see what they committed
     PERFORM pg_advisory_xact_lock(hashtextextended('mdm.bind:' || p.payload_identifier, 0));
-    SELECT * INTO t FROM mdm._targets(ARRAY[enrollment_id]);
+    SELECT * INTO t FROM unnest(mdm._targets(ARRAY[enrollment_id]));
     IF t.type NOT IN ('User', 'Shared iPad', 'User Enrollment') THEN
         RAISE EXCEPTION 'enrollment "%" is not a user channel', enrollment_id
             USING ERRCODE = 'invalid_parameter_value',
@@ -791,7 +791,7 @@ CREATE FUNCTION mdm.install_profile(profile_version bigint, enrollment_ids text[
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     p mdm.profiles := mdm._profile(profile_version);
-    targets mdm._target[] := ARRAY(SELECT mdm._targets(enrollment_ids));
+    targets mdm._target[] := mdm._targets(enrollment_ids);
 BEGIN
     PERFORM mdm._check_scope(p, targets);
     RETURN QUERY SELECT * FROM mdm._deliver(p, targets, 'install', 'manual');
@@ -804,7 +804,7 @@ CREATE FUNCTION mdm.remove_profile(profile_version bigint, enrollment_ids text[]
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     p mdm.profiles := mdm._profile(profile_version);
-    targets mdm._target[] := ARRAY(SELECT mdm._targets(enrollment_ids));
+    targets mdm._target[] := mdm._targets(enrollment_ids);
 BEGIN
     PERFORM mdm._check_scope(p, targets);
     RETURN QUERY SELECT * FROM mdm._deliver(p, targets, 'remove', 'manual');

@@ -44,7 +44,7 @@ FROM mdm.backend_memory();
 -- its owner: a documented error or a result, never a crashed backend (C
 -- functions that are not STRICT read their arguments themselves).
 -- Functions that change settings or schedules are left out.
-SELECT p.proname, split_part(try(format('SELECT count(*) FROM (SELECT %s.%I(%s)) x', 'mdm', p.proname,
+SELECT p.proname, split_part(try(format('SELECT count(x.r::text) FROM (SELECT %s.%I(%s) AS r) x', 'mdm', p.proname,
            (SELECT string_agg(format('NULL::%s', t::regtype), ', ' ORDER BY i)
             FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY a(t, i)))), ':', 1) AS sqlstate
 FROM pg_proc p
