@@ -217,15 +217,13 @@ BEGIN
 END $$;
 
 -- TokenUpdate: push token, PushMagic and topic of one channel.
+-- was_pushable: the channel existed, enabled, with a live token, before
+-- this message (the dispatcher read it in its one lookup).
 CREATE FUNCTION mdm._checkin_token_update(p_device_id text, p_enrollment_id text,
                                           p_user_id text, p_type text, msg jsonb,
-                                          raw bytea) RETURNS mdm.reply
+                                          raw bytea, was_pushable boolean) RETURNS mdm.reply
     LANGUAGE plpgsql AS $$
-DECLARE
-    was_pushable boolean;
 BEGIN
-    SELECT enabled AND token_invalid_at IS NULL INTO was_pushable FROM mdm.nano_enrollments
-    WHERE device_id = p_device_id AND id = p_enrollment_id;
     IF p_user_id IS NOT NULL THEN
         INSERT INTO mdm.nano_users AS u (device_id, id, user_short_name, user_long_name)
         VALUES (p_device_id, p_user_id, msg->>'UserShortName', msg->>'UserLongName')
@@ -261,7 +259,7 @@ BEGIN
     -- its labels assign, which may have waited for it, are queued now, in
     -- this transaction (schema/60_profiles.sql), and commands queued while
     -- it could not be pushed get their push
-    IF NOT coalesce(was_pushable, false) THEN
+    IF NOT was_pushable THEN
         PERFORM mdm._reconcile_devices(ARRAY[p_device_id]);
         IF EXISTS (SELECT FROM mdm.nano_enrollment_queue q
                    WHERE q.device_id = p_device_id AND q.id = p_enrollment_id AND q.active) THEN
@@ -529,17 +527,21 @@ DECLARE
     channel_ok boolean;
     identity_ok boolean;
     enrolled boolean;
+    pushable boolean;
 BEGIN
     -- three checks in one lookup; the functions that explain a failure (or
-    -- bind a first identity) run only when one does not pass
+    -- bind a first identity) run only when one does not pass.  The same
+    -- lookup reads whether the channel can be pushed (for TokenUpdate).
     SELECT coalesce(mdm._checkin_channel_ok(m, p_type), false),
            coalesce(mdm._identity_matches(b, p_identity_sha256), false),
-           d.id IS NOT NULL
-    INTO channel_ok, identity_ok, enrolled
+           d.id IS NOT NULL,
+           coalesce(e.enabled AND e.token_invalid_at IS NULL, false)
+    INTO channel_ok, identity_ok, enrolled, pushable
     FROM (SELECT) AS one
     LEFT JOIN mdm.apple_checkin_messages m ON m.message_type = p_message_type
     LEFT JOIN mdm.device_identities b ON b.device_id = p_device_id
-    LEFT JOIN mdm.nano_devices d ON d.id = p_device_id;
+    LEFT JOIN mdm.nano_devices d ON d.id = p_device_id
+    LEFT JOIN mdm.nano_enrollments e ON e.device_id = p_device_id AND e.id = p_enrollment_id;
     IF NOT channel_ok THEN
         PERFORM mdm._check_checkin_channel(p_message_type, p_type);
     END IF;
@@ -558,7 +560,8 @@ BEGIN
     WHEN 'Authenticate' THEN
         r := mdm._checkin_authenticate(p_device_id, msg, raw, p_identity_cert);
     WHEN 'TokenUpdate' THEN
-        r := mdm._checkin_token_update(p_device_id, p_enrollment_id, p_user_id, p_type, msg, raw);
+        r := mdm._checkin_token_update(p_device_id, p_enrollment_id, p_user_id, p_type, msg, raw,
+                                       pushable);
     WHEN 'UserAuthenticate' THEN
         r := mdm._checkin_user_authenticate(p_device_id, p_user_id, msg, raw);
     WHEN 'CheckOut' THEN
