@@ -1005,13 +1005,8 @@ WHERE NOT EXISTS (SELECT FROM mdm.profile_deliveries d
                     AND d.operation = 'install')
 UNION ALL
 SELECT c.device_id, c.enrollment_id, c.user_short_name, lp.payload_identifier, lp.id, lp.version,
-       CASE WHEN mdm._setting('mdm.user_channel_wait_timeout')::integer > 0
-                 AND greatest(dev.authenticate_at, a.assigned_at)
-                     < now() - make_interval(secs => mdm._setting('mdm.user_channel_wait_timeout')::integer)
-            THEN 'failed' ELSE 'waiting' END,
-       CASE WHEN mdm._setting('mdm.user_channel_wait_timeout')::integer > 0
-                 AND greatest(dev.authenticate_at, a.assigned_at)
-                     < now() - make_interval(secs => mdm._setting('mdm.user_channel_wait_timeout')::integer)
+       CASE WHEN w.timed_out THEN 'failed' ELSE 'waiting' END,
+       CASE WHEN w.timed_out
             THEN jsonb_build_array(jsonb_build_object('LocalizedDescription',
                      'The user channel does not exist: the user has not logged in since the device enrolled '
                      'or the profile was assigned.'))
@@ -1030,6 +1025,11 @@ JOIN mdm.nano_devices dev ON dev.id = c.device_id
 JOIN mdm._idp_user_labels il ON il.idp_user_id = c.idp_user_id
 JOIN mdm.profile_assignments a ON a.label_id = il.label_id AND a.mode = 'include'
 JOIN mdm.latest_profiles lp ON lp.payload_identifier = a.payload_identifier AND lp.scope = 'User'
+CROSS JOIN LATERAL (
+    SELECT mdm._setting('mdm.user_channel_wait_timeout')::integer > 0
+           AND greatest(dev.authenticate_at, a.assigned_at)
+               < now() - make_interval(secs => mdm._setting('mdm.user_channel_wait_timeout')::integer)
+           AS timed_out) w
 WHERE NOT EXISTS (SELECT FROM mdm.profile_assignments x
                   JOIN mdm._idp_user_labels il2 ON il2.label_id = x.label_id
                   WHERE il2.idp_user_id = c.idp_user_id AND x.payload_identifier = a.payload_identifier

@@ -96,6 +96,15 @@ extern int	plist_utf8_valid(const unsigned char *buf, size_t len,
 							 size_t *bad_offset);
 
 /*
+ * XML 1.0 characters (plist_xml.c), for valid UTF-8 without NUL: 1 if every
+ * character is one; else 0, with the offset and code point of the first
+ * that is not (C0 controls but tab, LF and CR; U+FFFE, U+FFFF).  The
+ * reader checks its input with it, the writer (plist_write.c) its strings.
+ */
+extern int	plist_xml_chars_valid(const unsigned char *buf, size_t len,
+								  size_t *bad_offset, uint32_t *bad_cp);
+
+/*
  * Dates.  libplist 2.2 keeps a date as seconds since 2001-01-01 00:00:00 UTC
  * and hands it out as int32 seconds plus microseconds, so that is the range
  * (1932-12-13T20:45:52Z to 2069-01-19T03:14:07Z, whole seconds) this layer

@@ -99,18 +99,17 @@ append_path(StringInfo buf, const WritePath *path)
 }
 
 /*
- * A character XML 1.0 cannot represent, not even as a character reference
- * (its Char production): C0 controls other than tab, LF and CR, and
- * U+FFFE and U+FFFF.  Surrogates cannot occur in valid UTF-8.
+ * A string holds a character XML 1.0 cannot represent, not even as a
+ * character reference (plist_xml_chars_valid): code point cp at byte at of
+ * its UTF-8 form u.
  */
 static pg_attribute_noreturn() void
-report_unrepresentable(const unsigned char *u, int ulen, int at, bool is_key,
+report_unrepresentable(const unsigned char *u, size_t at, uint32_t cp, bool is_key,
 					   const WritePath *path)
 {
 	StringInfoData where;
 	int			charpos = 1;
-	int			i;
-	unsigned int cp = u[at] < 0x80 ? u[at] : 0xFFFC | (u[at + 2] & 0x03);
+	size_t		i;
 
 	for (i = 0; i < at; i++)
 		if ((u[i] & 0xC0) != 0x80)
@@ -122,9 +121,9 @@ report_unrepresentable(const unsigned char *u, int ulen, int at, bool is_key,
 			 errmsg("string contains a character that XML cannot represent"),
 			 is_key ?
 			 errdetail("A key of the dictionary at %s has U+%04X at character %d; XML 1.0 has no form for it, not even a character reference.",
-					   where.data, cp, charpos) :
+					   where.data, (unsigned) cp, charpos) :
 			 errdetail("The string at %s has U+%04X at character %d; XML 1.0 has no form for it, not even a character reference.",
-					   where.data, cp, charpos)));
+					   where.data, (unsigned) cp, charpos)));
 	pg_unreachable();
 }
 
@@ -138,9 +137,12 @@ append_escaped(StringInfo out, const char *s, int len, bool is_key,
 {
 	const char *u = pg_server_to_any(s, len, PG_UTF8);
 	int			ulen = (u == s) ? len : (int) strlen(u);
-	const unsigned char *b = (const unsigned char *) u;
+	size_t		bad;
+	uint32_t	bad_cp;
 	int			i;
 
+	if (!plist_xml_chars_valid((const unsigned char *) u, ulen, &bad, &bad_cp))
+		report_unrepresentable((const unsigned char *) u, bad, bad_cp, is_key, path);
 	for (i = 0; i < ulen; i++)
 	{
 		switch (u[i])
@@ -158,15 +160,7 @@ append_escaped(StringInfo out, const char *s, int len, bool is_key,
 				/* XML readers turn a raw CR into LF */
 				appendStringInfoString(out, "&#13;");
 				break;
-			case '\t':
-			case '\n':
-				appendStringInfoChar(out, u[i]);
-				break;
 			default:
-				if (b[i] < 0x20 ||
-					(b[i] == 0xEF && i + 2 < ulen && b[i + 1] == 0xBF &&
-					 (b[i + 2] == 0xBE || b[i + 2] == 0xBF)))
-					report_unrepresentable(b, ulen, i, is_key, path);
 				appendStringInfoChar(out, u[i]);
 		}
 	}

@@ -488,13 +488,10 @@ xml_char_allowed(uint32_t cp)
 	return cp != 0xFFFE && cp != 0xFFFF;
 }
 
-/*
- * The first character of valid UTF-8 without NUL that XML 1.0 does not
- * allow: returns 0 and its offset and code point, or 1 if there is none.
- */
-static int
-xml_chars_valid(const unsigned char *buf, size_t len, size_t *bad_offset,
-				uint32_t *bad_cp)
+/* See plist_read.h. */
+int
+plist_xml_chars_valid(const unsigned char *buf, size_t len, size_t *bad_offset,
+					  uint32_t *bad_cp)
 {
 	size_t		i;
 
@@ -1153,7 +1150,7 @@ plist_read_xml(const unsigned char *buf, size_t len, const PlistLimits *limits,
 						  "The XML plist has byte 0x%02x at offset %zu, which is not valid UTF-8 there.",
 						  buf[skip + bad], skip + bad);
 
-	if (!xml_chars_valid(buf + skip, len - skip, &bad, &bad_cp))
+	if (!plist_xml_chars_valid(buf + skip, len - skip, &bad, &bad_cp))
 		return plist_fail(err, PLIST_ERR_ENCODING,
 						  "XML plist contains a character that XML does not allow",
 						  "The XML plist has U+%04X at byte %zu; XML 1.0 allows no control character but tab, line feed and carriage return, and neither U+FFFE nor U+FFFF.",
