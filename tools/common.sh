@@ -29,9 +29,33 @@ mdm_ensure_packages() {
 }
 
 # Build and install the extension; a lock lets the demo and the tests run at once.
+# With MDM_STAGE=/dir the build is installed under /dir (make install
+# DESTDIR=/dir) instead, and the throwaway clusters load it from there
+# (Debian's extension_destdir), so several work trees can be tested at once
+# without overwriting each other's installed copy.
 mdm_build_install() {
+    if [ -n "${MDM_STAGE:-}" ]; then
+        echo "== building mdm_user and staging it under $MDM_STAGE"
+        mkdir -p "$MDM_STAGE"
+        MDM_STAGE=$(cd "$MDM_STAGE" && pwd)
+        make -s -C "$MDM_ROOT" >/dev/null
+        make -s -C "$MDM_ROOT" install DESTDIR="$MDM_STAGE" >/dev/null
+        # '$libdir/mdm_user' would find an installed copy first: load the
+        # staged library by name through dynamic_library_path instead
+        sed -i "s|^module_pathname = .*|module_pathname = 'mdm_user'|" \
+            "$MDM_STAGE$(pg_config --sharedir)/extension/mdm_user.control"
+        export MDM_STAGE
+        return
+    fi
     echo "== building and installing mdm_user"
     flock /tmp/mdm_user-build.lock make -s -C "$MDM_ROOT" install >/dev/null
+}
+
+# Options that make a cluster load the staged build (empty without MDM_STAGE).
+mdm_stage_options() {
+    [ -n "${MDM_STAGE:-}" ] || return 0
+    printf '%s\n' -o "extension_destdir=$MDM_STAGE" \
+        -o "dynamic_library_path=$MDM_STAGE$(pg_config --pkglibdir):\$libdir"
 }
 
 # A TCP port nobody listens on, for a throwaway cluster.
@@ -42,7 +66,9 @@ mdm_free_port() {
 # Run a command inside a throwaway cluster (pg_virtualenv -t: its own
 # temporary directory, removed afterwards) with pg_cron preloaded.
 mdm_with_cluster() {
-    PGPORT=$(mdm_free_port) pg_virtualenv -t \
+    local stage_opts=()
+    mapfile -t stage_opts < <(mdm_stage_options)
+    PGPORT=$(mdm_free_port) pg_virtualenv -t "${stage_opts[@]}" \
         -o shared_preload_libraries=pg_cron \
         -o cron.database_name=postgres \
         -o max_prepared_transactions=10 \
