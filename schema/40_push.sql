@@ -219,6 +219,9 @@ BEGIN
         FROM mdm.push_jobs j
         JOIN mdm.nano_enrollments e ON e.device_id = j.device_id AND e.id = j.enrollment_id
         WHERE j.state = 'pending' AND j.not_before <= now()
+          -- never a channel waiting for its TokenUpdate (re-enrolled or
+          -- checked out) or with a dead token: its token and PushMagic are void
+          AND e.enabled AND e.token_invalid_at IS NULL
           AND EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic)
         ORDER BY j.not_before, j.id
         LIMIT max_jobs

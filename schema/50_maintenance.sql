@@ -147,7 +147,10 @@ BEGIN
 END $$;
 
 -- Commands that waited longer than mdm.pending_command_lifetime for a
--- device that never came back are dropped (0 keeps them forever).
+-- device that never came back are dropped (0 keeps them forever): neither
+-- queued nor handed out within the lifetime.  A connect handing an item
+-- out holds its row lock: the item is skipped, not dropped under it (and
+-- the connect skips an item being dropped).  See docs/queue.md.
 CREATE FUNCTION mdm._expire_pending(batch_size integer) RETURNS integer
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -159,7 +162,9 @@ BEGIN
     END IF;
     WITH doomed AS (SELECT device_id, id, command_uuid FROM mdm.nano_enrollment_queue
                     WHERE active AND created_at < now() - make_interval(secs => lifetime)
-                    LIMIT batch_size),
+                      AND (sent_at IS NULL OR sent_at < now() - make_interval(secs => lifetime))
+                    LIMIT batch_size
+                    FOR UPDATE SKIP LOCKED),
          gone AS (UPDATE mdm.nano_enrollment_queue q
                   SET active = false, cleared_at = now(), cleared_reason = 'expired'
                   FROM doomed d

@@ -635,9 +635,14 @@ END $$;
 COMMENT ON FUNCTION mdm.bind_profile(bigint, text) IS
     'Bind a profile (all versions of its PayloadIdentifier) to one user channel: nothing else can ever be queued its InstallProfile';
 
+-- The identifier's lock exclusively, as bind_profile: an InstallProfile
+-- being queued (the queue trigger holds it shared) commits first, and one
+-- queued meanwhile waits and then sees the binding gone.
 CREATE FUNCTION mdm.unbind_profile(payload_identifier text) RETURNS boolean
     LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     BEGIN ATOMIC
+        SELECT pg_catalog.pg_advisory_xact_lock(
+            pg_catalog.hashtextextended('mdm.bind:' || unbind_profile.payload_identifier, 0));
         DELETE FROM mdm.profile_bindings b WHERE b.payload_identifier = unbind_profile.payload_identifier
         RETURNING true;
     END;
