@@ -4,11 +4,15 @@
 -- of gigabytes.  The binary pre-scan bounds the expanded size (strings,
 -- keys and data once every reference is copied) by mdm.max_message_bytes
 -- and refuses more with 54000 before libplist sees the bytes.  Each shape
--- below, at every entry point that takes a plist, is refused, and the
+-- below, at every entry point that takes a plist (the device endpoints,
+-- a profile upload, a command as a plist, the Payload of an InstallProfile,
+-- the conversion itself), is refused, and the
 -- backend's peak resident set (VmHWM) grows by less than twice
 -- mdm.max_message_bytes; the tree at the bound is accepted.
 --
 SELECT reset_mdm();
+SELECT (mdm.checkin(v(n))).status FROM unnest(ARRAY[
+    'checkin/01-authenticate.plist', 'checkin/02-tokenupdate-device.plist']) n;
 
 -- A binary plist of the given objects (object 0 is the root), with 4-byte
 -- offsets and references.
@@ -73,6 +77,7 @@ INSERT INTO entry_points VALUES
     ('connect', 'SELECT mdm.connect(%L::bytea)'),
     ('upload_profile', 'SELECT mdm.upload_profile(%L::bytea)'),
     ('enqueue (plist)', 'SELECT mdm.enqueue(ARRAY[''980E3D0B-5A28-537C-B7CB-7AFD15AFB933''], %L::bytea)'),
+    ('enqueue (InstallProfile)', 'SELECT mdm.enqueue(ARRAY[''980E3D0B-5A28-537C-B7CB-7AFD15AFB933''], jsonb_build_object(''RequestType'', ''InstallProfile'', ''Payload'', mdm.plist_data_value(%L::bytea)))'),
     ('plist_to_jsonb', 'SELECT mdm.plist_to_jsonb(%L::bytea)');
 
 -- the outcome of a statement, and how far it raised the peak resident set

@@ -84,14 +84,17 @@ identity_holder_new(MemoryContext *cxt)
  * sender is known.
  */
 static void
-check_identity_size(const char *what, size_t len)
+check_identity_size(bool is_signature, size_t len)
 {
 	if (len > (size_t) mdm_max_identity_bytes)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("device identity too large"),
-				 errdetail("The %s has %zu bytes; mdm.max_identity_bytes is %d.",
-						   what, len, mdm_max_identity_bytes)));
+				 is_signature ?
+				 errdetail("The Mdm-Signature has %zu bytes; mdm.max_identity_bytes is %d.",
+						   len, mdm_max_identity_bytes) :
+				 errdetail("The certificate has %zu bytes; mdm.max_identity_bytes is %d.",
+						   len, mdm_max_identity_bytes)));
 }
 
 /* A certificate given as DER or PEM. */
@@ -241,9 +244,9 @@ read_identity(bytea *body, bytea *cert, text *signature, RequestIdentity *out)
 	if (cert == NULL && signature == NULL)
 		return;
 	if (cert != NULL)
-		check_identity_size("client certificate", VARSIZE_ANY_EXHDR(cert));
+		check_identity_size(false, VARSIZE_ANY_EXHDR(cert));
 	if (signature != NULL)
-		check_identity_size("Mdm-Signature", VARSIZE_ANY_EXHDR(signature));
+		check_identity_size(true, VARSIZE_ANY_EXHDR(signature));
 	if (signature == NULL && bound_identity(VARDATA_ANY(cert), VARSIZE_ANY_EXHDR(cert), out))
 		return;
 
@@ -293,7 +296,7 @@ mdm_verify_identity_chain(PG_FUNCTION_ARGS)
 	X509	   *anchor;
 	bool		ok;
 
-	check_identity_size("certificate", VARSIZE_ANY_EXHDR(der));
+	check_identity_size(false, VARSIZE_ANY_EXHDR(der));
 	h->cert = parse_certificate(h, VARDATA_ANY(der), VARSIZE_ANY_EXHDR(der));
 	h->store = X509_STORE_new();
 	h->ctx = X509_STORE_CTX_new();
