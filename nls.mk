@@ -5,5 +5,5 @@
 # reports them (report_plist_error in src/plist_jsonb.c).
 CATALOG_NAME     = mdm_user
 GETTEXT_FILES    = $(wildcard src/*.c)
-GETTEXT_TRIGGERS = $(BACKEND_COMMON_GETTEXT_TRIGGERS) plist_fail:3
+GETTEXT_TRIGGERS = $(BACKEND_COMMON_GETTEXT_TRIGGERS) plist_fail:3 plist_msg
 GETTEXT_FLAGS    = $(BACKEND_COMMON_GETTEXT_FLAGS)

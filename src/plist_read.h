@@ -103,6 +103,12 @@ extern int	plist_fail(PlistError *err, PlistErrorKind kind, const char *message,
 			__attribute__((format(printf, 4, 5)));
 
 /*
+ * Marks a fixed message that reaches plist_fail() through a variable, so
+ * that it is extracted for translation too (nls.mk).
+ */
+#define plist_msg(x) (x)
+
+/*
  * The expanded-size check both readers share: 0 (with *err filled) when
  * "total" string, key and data bytes exceed limits->max_bytes.
  */
