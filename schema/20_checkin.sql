@@ -617,6 +617,10 @@ BEGIN
         VALUES (p_device_id, p_enrollment_id, p_message_type, raw, p_identity_sha256,
                 p_mdm_signature, r.status);
     END IF;
+    IF mdm._setting('mdm.events') = 'on' THEN
+        PERFORM mdm._record_event(p_device_id, p_enrollment_id, p_type, p_message_type, raw,
+                                  NULL, NULL);
+    END IF;
     RETURN r;
 END $$;
 

@@ -438,6 +438,10 @@ BEGIN
     IF p_status <> 'Idle' THEN
         PERFORM mdm._store_report(p_device_id, p_enrollment_id, p_status, p_command_uuid, msg);
     END IF;
+    IF mdm._setting('mdm.events') = 'on' THEN
+        PERFORM mdm._record_event(p_device_id, p_enrollment_id, p_type, NULL, raw,
+                                  p_command_uuid, p_status);
+    END IF;
     RETURN mdm._next_command(p_device_id, p_enrollment_id, exchange_start);
 END $$;
 
