@@ -174,8 +174,8 @@ BEGIN
             n_users := n_users + (r->>'users')::integer;
             n_enrollments := n_enrollments + (r->>'enrollments')::integer;
             n_items := n_items + (r->>'queue_items')::integer;
-            n_identities := n_identities + (r->>'identity' = 'imported')::integer;
-            n_pending := n_pending + (r->>'identity' = 'next message')::integer;
+            n_identities := n_identities + (r->>'identity' IS NOT DISTINCT FROM 'imported')::integer;
+            n_pending := n_pending + (r->>'identity' IS NOT DISTINCT FROM 'next message')::integer;
             IF r->>'identity' IS NULL THEN
                 skipped := skipped || jsonb_build_object('identity', d.id, 'reason',
                     'no certificate association: the device''s messages are refused while mdm.require_identity is on (bind_on_next_message => true binds the certificate of its next message)');

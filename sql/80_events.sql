@@ -27,7 +27,9 @@ SELECT (mdm.connect(convert_to(format(
 
 -- one event per message, in the webhook format
 SELECT e.id, e.topic, mdm._event_json(e) - 'created_at' - 'event_id'
-       #- '{checkin_event,raw_payload}' #- '{acknowledge_event,raw_payload}' AS event
+       #- '{checkin_event,raw_payload}' #- '{acknowledge_event,raw_payload}'
+       #- '{acknowledge_event,command_uuid}' AS event,
+       mdm._event_json(e) #>> '{acknowledge_event,command_uuid}' = upper(:'cmd') AS command_uuid
 FROM mdm.events e ORDER BY e.id;
 -- raw_payload is the body as received; created_at is RFC 3339 in UTC
 SELECT bool_and(decode(coalesce(j #>> '{checkin_event,raw_payload}', j #>> '{acknowledge_event,raw_payload}'),
