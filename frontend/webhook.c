@@ -8,9 +8,10 @@
  *     mdm.event_backlog() says a retry is due), makes it claim:
  *     mdm.claim_events() hands out the oldest due event of each enrollment,
  *     leased to this worker;
- *   - the claimed events are POSTed at once, in parallel (they belong to
- *     different enrollments), as JSON, with X-Hmac-Signature (base64
- *     HMAC-SHA256 of the body) when --webhook-hmac-key is given;
+ *   - the claimed events are POSTed at once, in parallel over up to 16
+ *     connections (they belong to different enrollments), as JSON, with
+ *     X-Hmac-Signature (base64 HMAC-SHA256 of the body) when
+ *     --webhook-hmac-key is given;
  *   - the outcomes are reported in one statement (mdm.event_result): a 2xx
  *     marks an event delivered, anything else (a transport error is
  *     reported with no status) makes the database retry it after its
@@ -40,6 +41,7 @@
 #include "webhook.h"
 
 #define CLAIM_BATCH 100
+#define MAX_CONNECTIONS 16		/* to the receiver; more transfers wait for one */
 #define POLL_MS 1000
 #define RECONNECT_MS 1000
 
@@ -411,9 +413,10 @@ report(delivery *ds, int n)
 			stats.failed_http++;
 		else
 			stats.failed_transport++;
-		if (!ok)
-			log_info("webhook: event %s: %s%s", d->id,
-					 d->status ? "HTTP status " : "transport: ", d->status ? "" : d->error);
+		if (!ok && d->status)
+			log_info("webhook: event %s: HTTP status %d", d->id, d->status);
+		else if (!ok)
+			log_info("webhook: event %s: transport: %s", d->id, d->error);
 		o = json_pack("{s:s, s:s, s:s, s:o, s:s?}", "d", d->device_id, "i", d->id, "a", d->attempt,
 					  "s", d->status ? json_integer(d->status) : json_null(),
 					  "e", d->status ? NULL : d->error);
@@ -588,6 +591,8 @@ webhook_start(void)
 	wk.next_due_ms = -1;
 	wk.stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	wk.multi = curl_multi_init();
+	if (wk.multi)
+		curl_multi_setopt(wk.multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long) MAX_CONNECTIONS);
 	if (wk.stopfd < 0 || !wk.multi || pthread_create(&wk.thread, NULL, worker_main, NULL) != 0)
 	{
 		fprintf(stderr, "mdm-frontend: cannot start the webhook worker: %s\n", strerror(errno));
