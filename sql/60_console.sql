@@ -177,3 +177,12 @@ FROM jsonb_array_elements(mdm.plist_to_jsonb(mdm.enrollment_profile('https://mdm
 INSERT INTO mdm.device_identities (device_id, cert_sha256, cert_der, not_after, bound_via)
 VALUES (:'mac2', '\x01', '\x01', now() + interval '1 year', 'first use');
 SELECT mdm._check_identity(:'mac2', true, '\x02', '\x02', now() + interval '1 year');
+
+-- errors of the device endpoints carry no helper chain at all
+SELECT mdm.connect(convert_to('<plist><dict><key>UDID</key><string>NOT-ENROLLED</string>'
+                              '<key>Status</key><string>Idle</string></dict></plist>', 'UTF8'));
+-- the plist form of enqueue names the call
+SELECT mdm.enqueue(ARRAY['no-such-enrollment'], mdm.jsonb_to_plist('{"RequestType": "DeviceInformation"}'));
+-- where a plist is required, empty input is still an error
+SELECT mdm.enqueue(ARRAY[:'mac'], ''::bytea);
+SELECT mdm.plist_to_jsonb(''::bytea) IS NULL AS empty_is_null;
