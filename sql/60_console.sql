@@ -186,3 +186,15 @@ SELECT mdm.enqueue(ARRAY['no-such-enrollment'], mdm.jsonb_to_plist('{"RequestTyp
 -- where a plist is required, empty input is still an error
 SELECT mdm.enqueue(ARRAY[:'mac'], ''::bytea);
 SELECT mdm.plist_to_jsonb(''::bytea) IS NULL AS empty_is_null;
+
+-- the health check after all this, and who may read what
+SELECT * FROM mdm.health_check();
+SET ROLE mdm_reader;
+SELECT count(*) > 0 AS reader_sees_devices FROM mdm.view_devices;
+SELECT count(*) > 0 AS reader_sees_pushes FROM mdm.view_pushes;
+SELECT mdm.select_enrollments(serials => '{C02ZZ9XYMD6T}') AS reader_selects;
+RESET ROLE;
+SET ROLE mdm_frontend;
+SELECT try('SELECT count(*) FROM mdm.view_enrollments') AS frontend_reads_no_view;
+SELECT try('SELECT * FROM mdm.health_check()') AS frontend_no_health_check;
+RESET ROLE;
