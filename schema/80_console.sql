@@ -336,18 +336,22 @@ DECLARE
     n integer;
     list text;
 BEGIN
+    -- the first ten are named
     SELECT count(*),
            string_agg(format('%s (%s)', e.id,
                              CASE WHEN NOT e.enabled THEN 'waiting for its TokenUpdate'
                                   ELSE 'APNs invalidated its token: ' || e.token_invalid_reason END),
-                      ', ' ORDER BY e.id) FILTER (WHERE true)
+                      ', ' ORDER BY e.id) FILTER (WHERE x.n <= 10)
     INTO n, list
-    FROM unnest(targets) t
-    JOIN mdm.nano_enrollments e ON e.device_id = t.device_id AND e.id = t.enrollment_id
-    WHERE NOT e.enabled OR e.token_invalid_at IS NOT NULL;
+    FROM (SELECT t.device_id, t.enrollment_id,
+                 row_number() OVER (ORDER BY t.enrollment_id) AS n
+          FROM unnest(targets) t
+          JOIN mdm.nano_enrollments e ON e.device_id = t.device_id AND e.id = t.enrollment_id
+          WHERE NOT e.enabled OR e.token_invalid_at IS NOT NULL) x
+    JOIN mdm.nano_enrollments e ON e.device_id = x.device_id AND e.id = x.enrollment_id;
     IF n > 0 THEN
         RAISE NOTICE '% of % enrollment(s) cannot be pushed: %', n, cardinality(targets),
-                     CASE WHEN n > 10 THEN left(list, 1000) || ', ...' ELSE list END
+                     list || CASE WHEN n > 10 THEN ', ...' ELSE '' END
             USING DETAIL = 'No push job is created for them: the device sends a TokenUpdate with a new token (it does so when it enrolls again or its token changes).';
     END IF;
 END $$;
