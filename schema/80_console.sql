@@ -79,6 +79,9 @@ SELECT e.id AS enrollment_id, e.device_id, d.serial_number,
        e.last_seen_at,
        (SELECT count(*) FROM mdm.nano_enrollment_queue q
         WHERE q.device_id = e.device_id AND q.id = e.id AND q.active) AS pending_commands,
+       (SELECT array_agg(l.name ORDER BY l.name) FROM mdm.label_enrollments le
+        JOIN mdm.labels l ON l.id = le.label_id
+        WHERE le.device_id = e.device_id AND le.enrollment_id IN (e.id, e.device_id)) AS labels,
        e.topic, e.token_update_at, e.created_at AS enrolled_at
 FROM mdm.nano_enrollments e
 JOIN mdm.nano_devices d ON d.id = e.device_id

@@ -215,6 +215,7 @@ COMMENT ON COLUMN mdm.view_enrollments.pending_commands IS 'Commands queued to i
 COMMENT ON COLUMN mdm.view_enrollments.pushable IS 'Whether a push can reach it now: enabled, token valid, certificate for its topic not expired';
 COMMENT ON COLUMN mdm.view_enrollments.serial_number IS 'Serial number from the device''s Authenticate';
 COMMENT ON COLUMN mdm.view_enrollments.token_update_at IS 'The last TokenUpdate';
+COMMENT ON COLUMN mdm.view_enrollments.labels IS 'Labels it is in, itself or through its device (labels of its IdP user are not listed)';
 COMMENT ON COLUMN mdm.view_enrollments.topic IS 'APNs topic of its TokenUpdate';
 COMMENT ON COLUMN mdm.view_enrollments.type IS 'Device, User, User Enrollment (Device), User Enrollment or Shared iPad';
 COMMENT ON COLUMN mdm.view_enrollments.user_long_name IS 'UserLongName of the user channel (the full name)';

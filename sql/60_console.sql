@@ -131,6 +131,7 @@ INSERT INTO mdm.labels (name) VALUES ('design'), ('empty');
 INSERT INTO mdm.label_enrollments (label_id, device_id, enrollment_id)
 SELECT id, :'mac2', :'mac2' FROM mdm.labels WHERE name = 'design';
 SELECT mdm.select_enrollments(labels => '{design}', channel => 'all');
+SELECT enrollment_id, labels FROM mdm.view_enrollments WHERE labels IS NOT NULL ORDER BY 1;
 SELECT mdm.select_enrollments(labels => '{design}', serials => '{C02XK1ABJG5H}');
 SELECT mdm.enqueue(mdm.select_enrollments(labels => '{design}'), '{"RequestType": "DeviceInformation", "Queries": ["OSVersion"]}'::jsonb) IS NOT NULL AS queued;
 SELECT enrollment_id, request_type, state FROM mdm.view_queue WHERE request_type = 'DeviceInformation' AND state = 'pending';
