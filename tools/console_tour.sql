@@ -102,3 +102,4 @@ SELECT at::time(0), kind, enrollment_id, what, detail FROM mdm.view_recent_error
 \echo '#### error'
 SELECT mdm.enqueue(mdm.select_enrollments(users => '{ada}', channel => 'user'),
                    '{"RequestType": "DeviceLock"}'::jsonb);
+\! rm -rf /tmp/mdm_tour_certs
