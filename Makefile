@@ -17,7 +17,8 @@ OBJS = \
 	src/endpoint.o \
 	src/push_cert.o \
 	src/cms.o \
-	src/identity.o
+	src/identity.o \
+	src/error_context.o
 
 # The install script is built from one file per concern, in name order.
 SCHEMA_PARTS = $(sort $(wildcard schema/*.sql))

@@ -330,7 +330,7 @@ CREATE FUNCTION mdm.enqueue(enrollment_ids text[], command bytea, priority integ
                             allow_unknown_request_type boolean DEFAULT false)
     RETURNS uuid
     LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    RETURN mdm.enqueue(enrollment_ids, mdm.plist_to_jsonb(command), priority, allow_unknown_request_type);
+    RETURN mdm.enqueue(enrollment_ids, mdm._plist_to_jsonb_strict(command), priority, allow_unknown_request_type);
 COMMENT ON FUNCTION mdm.enqueue(text[], bytea, integer, boolean) IS
     'Queue a command given as a plist (inner dictionary, or {CommandUUID, Command})';
 
@@ -380,6 +380,10 @@ BEGIN
         WHERE device_id = p_device_id AND id = p_enrollment_id AND command_uuid = cmd AND active;
         -- InstallProfile / RemoveProfile outcomes (schema/60_profiles.sql)
         PERFORM mdm._profile_result(p_device_id, p_enrollment_id, cmd, p_status, msg);
+        -- inventory from DeviceInformation / SecurityInfo answers (schema/80_console.sql)
+        IF p_status = 'Acknowledged' AND (msg ? 'QueryResponses' OR msg ? 'SecurityInfo') THEN
+            PERFORM mdm._store_inventory(p_device_id, cmd, msg);
+        END IF;
     END IF;
 END $$;
 

@@ -43,7 +43,17 @@ CREATE INDEX events_pending_enrollment ON mdm.events (device_id, enrollment_id, 
 CREATE INDEX events_delivered_at ON mdm.events USING brin (delivered_at);
 COMMENT ON TABLE mdm.events IS
     'Webhook events (mdm.events on): one per accepted check-in or command report, until delivered and mdm.events_retention has passed';
+COMMENT ON COLUMN mdm.events.device_id IS 'Device channel ID of the message''s device';
 COMMENT ON COLUMN mdm.events.id IS 'Order of the events; the webhook''s event_id';
+COMMENT ON COLUMN mdm.events.enrollment_id IS 'Channel the message came on (events are delivered in order per channel)';
+COMMENT ON COLUMN mdm.events.enrollment_type IS 'Enrollment type of the channel (ids.type)';
+COMMENT ON COLUMN mdm.events.topic IS 'mdm.<MessageType> of a check-in, or mdm.Connect of a command report';
+COMMENT ON COLUMN mdm.events.created_at IS 'When the message was accepted';
+COMMENT ON COLUMN mdm.events.command_uuid IS 'mdm.Connect: the report''s CommandUUID as sent (NULL for Idle)';
+COMMENT ON COLUMN mdm.events.status IS 'mdm.Connect: the report''s Status';
+COMMENT ON COLUMN mdm.events.token_update_tally IS 'mdm.TokenUpdate: the channel''s TokenUpdate count after this one';
+COMMENT ON COLUMN mdm.events.delivered_at IS 'When the receiver answered a 2xx';
+COMMENT ON COLUMN mdm.events.last_error_at IS 'When the last delivery failed';
 COMMENT ON COLUMN mdm.events.body IS 'The message as received (raw_payload)';
 COMMENT ON COLUMN mdm.events.attempts IS 'Times the event was claimed for delivery';
 COMMENT ON COLUMN mdm.events.next_attempt_at IS 'Not claimable before (backoff after a failed delivery)';
@@ -175,6 +185,12 @@ CREATE VIEW mdm.view_event_backlog AS
                 FILTER (WHERE e.last_error_at IS NOT NULL))[1] AS last_error,
            max(e.last_error_at) AS last_error_at
     FROM mdm.events e;
+COMMENT ON COLUMN mdm.view_event_backlog.undelivered IS 'Events not delivered yet';
+COMMENT ON COLUMN mdm.view_event_backlog.retrying IS 'Undelivered events tried at least once';
+COMMENT ON COLUMN mdm.view_event_backlog.oldest_undelivered_at IS 'When the oldest undelivered event was recorded';
+COMMENT ON COLUMN mdm.view_event_backlog.last_delivered_at IS 'The latest delivery (among events not yet pruned)';
+COMMENT ON COLUMN mdm.view_event_backlog.last_error IS 'Why the latest failed delivery failed';
+COMMENT ON COLUMN mdm.view_event_backlog.last_error_at IS 'When it failed';
 COMMENT ON VIEW mdm.view_event_backlog IS
     'Webhook delivery: undelivered events, those being retried, the oldest undelivered, the last error';
 
