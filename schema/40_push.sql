@@ -244,6 +244,22 @@ END $$;
 COMMENT ON FUNCTION mdm.claim_pushes(integer) IS
     'Claim up to max_jobs pending push jobs (SKIP LOCKED) with token, PushMagic, topic, certificate and key';
 
+-- How long the oldest claimable job has waited (what claim_pushes would
+-- take first), for the front end's metrics: one index probe.
+CREATE FUNCTION mdm.push_backlog_age() RETURNS double precision
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce((
+        SELECT extract(epoch FROM now() - j.not_before)::double precision
+        FROM mdm.push_jobs j
+        JOIN mdm.nano_enrollments e ON e.device_id = j.device_id AND e.id = j.enrollment_id
+        WHERE j.state = 'pending' AND j.not_before <= now()
+          AND EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic)
+        ORDER BY j.not_before, j.id
+        LIMIT 1), 0)
+$$;
+COMMENT ON FUNCTION mdm.push_backlog_age() IS
+    'Seconds the oldest claimable push job has waited since it became claimable; 0 when none';
+
 -- The front end reports what APNs answered for a claimed job.  A report
 -- that comes after the claim timed out is still recorded, and a dead token
 -- is dead however late the news; the job, ended by the timeout, keeps its

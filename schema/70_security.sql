@@ -166,6 +166,7 @@ GRANT EXECUTE ON FUNCTION mdm.plist_to_jsonb(bytea), mdm.jsonb_to_plist(jsonb), 
 GRANT EXECUTE ON FUNCTION mdm.checkin(bytea, bytea, text), mdm.connect(bytea, bytea, text),
     mdm.claim_pushes(integer), mdm.push_result(bigint, integer, text, text)
     TO mdm_frontend;
+GRANT EXECUTE ON FUNCTION mdm.push_backlog_age() TO mdm_frontend, mdm_admin, mdm_reader;
 
 GRANT EXECUTE ON FUNCTION
     mdm.enqueue(text[], jsonb, integer, boolean), mdm.enqueue(text[], bytea, integer, boolean),

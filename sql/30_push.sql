@@ -44,7 +44,11 @@ SELECT mdm.enqueue(ARRAY[:'mac', :'victor'], '{"RequestType": "CertificateList"}
 SELECT mdm.push(ARRAY[:'victor']) AS created_by_push;
 SELECT count(*) AS jobs FROM mdm.push_jobs;
 
+-- the backlog's age: the oldest claimable job waited a little; none after the claim
+UPDATE mdm.push_jobs SET not_before = not_before - interval '30 seconds' WHERE state = 'pending';
+SELECT mdm.push_backlog_age() BETWEEN 30 AND 3600 AS backlog_age;
 CREATE TEMP TABLE claimed AS SELECT * FROM mdm.claim_pushes();
+SELECT mdm.push_backlog_age() AS backlog_age_after_claim;
 SELECT enrollment_id, token_hex, push_magic, topic, apns_push_type, apns_priority,
        apns_expiration - extract(epoch FROM now())::bigint BETWEEN 86390 AND 86400 AS expires_in_a_day,
        cert_pem = :'cert2' AS cert, key_pem = :'key2' AS key
