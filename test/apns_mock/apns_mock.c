@@ -6,7 +6,8 @@
  * It requires a client certificate (any issuer) and answers 400
  * TopicDisallowed when apns-topic is not the certificate's subject UID.
  * Every request is appended to the record file as one JSON line (time,
- * connection, certificate UID, method, path, APNs headers, body, answer).
+ * connection, certificate UID and SHA-256, method, path, APNs headers,
+ * body, answer).
  * What it answers is set per device token by the rules file, read again
  * whenever it changes (replace it with rename to change it atomically):
  *
@@ -77,6 +78,7 @@ typedef struct conn
 	bool		closing;
 	nghttp2_session *session;
 	char		uid[256];
+	char		cert_sha256[65];
 	unsigned char *out;
 	size_t		out_len;
 	size_t		out_cap;
@@ -385,10 +387,11 @@ record_request(conn *c, stream *s, const char *answer_text)
 	json_t	   *o;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	o = json_pack("{s:f, s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s%, s:s}",
+	o = json_pack("{s:f, s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s%, s:s}",
 				  "t", ts.tv_sec + ts.tv_nsec / 1e9,
 				  "conn", (json_int_t) c->id,
 				  "uid", c->uid,
+				  "cert_sha256", c->cert_sha256,
 				  "method", s->method,
 				  "path", s->path,
 				  "topic", s->topic,
@@ -594,6 +597,14 @@ start_session(conn *c)
 
 			copy_value(c->uid, sizeof(c->uid), ASN1_STRING_get0_data(v), ASN1_STRING_length(v));
 		}
+		{
+			unsigned char md[32];
+			unsigned int len = 0;
+
+			X509_digest(peer, EVP_sha256(), md, &len);
+			for (unsigned int j = 0; j < len && j < 32; j++)
+				snprintf(c->cert_sha256 + 2 * j, 3, "%02x", md[j]);
+		}
 		X509_free(peer);
 	}
 	nghttp2_session_callbacks_new(&cb);
@@ -625,6 +636,9 @@ conn_readable(conn *c)
 
 			if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
 				return 0;
+			fprintf(stderr, "apns_mock: connection %ld: TLS handshake failed: %s\n", c->id,
+					ERR_reason_error_string(ERR_peek_last_error()) ? ERR_reason_error_string(ERR_peek_last_error()) : "closed");
+			ERR_clear_error();
 			return -1;
 		}
 		c->handshaken = true;
@@ -726,6 +740,8 @@ main(int argc, char **argv)
 		die("cannot load %s / %s", cert, key);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, accept_any_client);
 	SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+	/* resumed sessions need a context when client certificates are asked for */
+	SSL_CTX_set_session_id_context(ctx, (const unsigned char *) "apns_mock", 9);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 
 	lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
