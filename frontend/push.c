@@ -527,7 +527,10 @@ worker_main(void *arg)
 			{
 				int			room = apns_opts.max_streams - apns_pool_in_flight(w->pool);
 
-				w->want_claim = claim_batch(w, room < CLAIM_BATCH ? room : CLAIM_BATCH);
+				/* a notification taken during the claim sets want_claim again */
+				w->want_claim = false;
+				if (claim_batch(w, room < CLAIM_BATCH ? room : CLAIM_BATCH))
+					w->want_claim = true;
 			}
 		}
 
