@@ -2,7 +2,7 @@
  * db.c: libpq connections, one per worker thread and pool, created when the
  * thread first needs one and again after a loss; statements are prepared on
  * each.  While the database cannot be reached, calls return DB_UNAVAILABLE
- * at once (503), and a thread tries to connect again at most once a second.
+ * at once (503), and a thread tries to connect again at most twice a second.
  */
 #include <poll.h>
 #include <pthread.h>
@@ -105,6 +105,16 @@ read_limits(PGconn *conn)
 	PQclear(res);
 }
 
+/* Notices and warnings of the server go to the log, at debug level. */
+static void
+notice_to_log(void *arg, const char *message)
+{
+	char		line[256];
+
+	first_line(message, line, sizeof(line));
+	log_debug("database: %s", line);
+}
+
 static PGconn *
 open_conn(enum db_pool pool)
 {
@@ -139,6 +149,7 @@ open_conn(enum db_pool pool)
 		}
 		PQclear(res);
 	}
+	PQsetNoticeProcessor(conn, notice_to_log, NULL);
 	if (pool == DB_DEVICE)
 		read_limits(conn);
 	log_debug("connected to the database (%s pool)", pool == DB_DEVICE ? "device" : "admin");
@@ -180,7 +191,7 @@ get_conn(enum db_pool pool)
 		return NULL;
 	conn = conns.conn[pool] = open_conn(pool);
 	if (conn == NULL)
-		conns.next_attempt[pool] = now_seconds() + 1.0;
+		conns.next_attempt[pool] = now_seconds() + 0.5;
 	return conn;
 }
 
@@ -341,8 +352,9 @@ check_pool(enum db_pool pool, const char *role, const char *functions)
 	}
 	free(v);
 	snprintf(sql, sizeof(sql),
-			 "SELECT bool_and(has_function_privilege(f::regprocedure, 'EXECUTE')) "
-			 "FROM unnest('{%s}'::text[]) f", functions);
+			 "SELECT CASE WHEN has_schema_privilege('mdm', 'USAGE') THEN "
+			 "(SELECT bool_and(has_function_privilege(f::regprocedure, 'EXECUTE')) "
+			 "FROM unnest('{%s}'::text[]) f) ELSE false END", functions);
 	v = check_query(conn, sql, "cannot check the role's privileges");
 	if (v == NULL || strcmp(v, "t") != 0)
 	{

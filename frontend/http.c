@@ -348,12 +348,6 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 	}
 
 	route = req->route;
-	if (req->status != 0)
-	{
-		/* answered already (404, 413, ...): the rest is not read */
-		*upload_data_size = 0;
-		return MHD_YES;
-	}
 	if (*upload_data_size > 0)
 	{
 		if (route->body && !req->too_large &&
@@ -361,11 +355,17 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 			req->too_large = true;
 		*upload_data_size = 0;
 		if (req->too_large)
-			return send_status(req, 413, NULL); /* the rest is not read */
+		{
+			/*
+			 * Over the limit without a Content-Length that said so (a chunked
+			 * body): libmicrohttpd cannot queue a reply in the middle of a
+			 * body, so the connection is closed and the rest is not read.
+			 */
+			req->status = 413;
+			return MHD_NO;
+		}
 		return MHD_YES;
 	}
-	if (req->too_large)
-		return send_status(req, 413, NULL);
 	route->handler(req, &rep);
 	return send_reply(req, &rep);
 }
@@ -482,8 +482,12 @@ raise_fd_limit(void)
 	}
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
 		rl.rlim_cur < (rlim_t) config.max_connections + 64)
-		log_warning("open files limit %llu is below --max-connections %d",
-					(unsigned long long) rl.rlim_cur, config.max_connections);
+	{
+		log_warning("open files limit %llu: --max-connections lowered from %d to %llu",
+					(unsigned long long) rl.rlim_cur, config.max_connections,
+					(unsigned long long) (rl.rlim_cur - 64));
+		config.max_connections = (int) (rl.rlim_cur - 64);
+	}
 }
 
 int
@@ -532,7 +536,8 @@ http_start(void)
 
 	daemon_ = MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL,
 							   MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
-							   MHD_OPTION_THREAD_POOL_SIZE, (unsigned int) config.workers,
+							   MHD_OPTION_THREAD_POOL_SIZE,
+							   (unsigned int) (config.workers > 1 ? config.workers : 0),
 							   MHD_OPTION_CONNECTION_LIMIT, (unsigned int) config.max_connections,
 							   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) config.idle_timeout,
 							   MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024U,

@@ -220,7 +220,10 @@ BEGIN
                                                           ELSE 'unencrypted private key' END
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
-        result := mdm._api_pushcert_response(mdm.upload_push_cert(cert_pem || E'\n', key_pem || E'\n'));
+        -- two statements: the STABLE reader sees what the upload wrote
+        -- only in a later statement
+        body := mdm.upload_push_cert(cert_pem || E'\n', key_pem || E'\n');
+        result := mdm._api_pushcert_response(body);
         status := 200;
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
