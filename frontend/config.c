@@ -50,8 +50,6 @@ static const struct option_def options[] = {
 	"serve TLS with this PEM certificate (chain)"},
 	{"tls-key", OPT_STRING, &config.tls_key, NULL, "FILE",
 	"the PEM private key of --tls-cert"},
-	{"tls-client-ca", OPT_STRING, &config.tls_client_ca, NULL, "FILE",
-	"PEM CAs named in the client certificate request (any issuer is accepted)"},
 	{"enroll-profile", OPT_STRING, &config.enroll_profile, NULL, "FILE",
 	"enrollment profile served at GET /mdm/enroll"},
 	{"workers", OPT_INT, &config.workers, "4", "N",

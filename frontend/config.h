@@ -14,7 +14,6 @@ struct config
 	const char *cert_header;	/* header with the client certificate */
 	const char *tls_cert;		/* PEM files: TLS served by us */
 	const char *tls_key;
-	const char *tls_client_ca;	/* CAs named in the certificate request */
 	const char *enroll_profile; /* served at GET /mdm/enroll */
 	const char *log_level;
 	int			workers;		/* threads, each with its database connections */

@@ -497,8 +497,7 @@ http_start(void)
 	socklen_t	addrlen;
 	unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
 	char	   *cert = NULL,
-			   *key = NULL,
-			   *trust = NULL;
+			   *key = NULL;
 	size_t		len;
 	struct MHD_OptionItem tls_opts[5];
 	int			n_tls = 0;
@@ -517,17 +516,19 @@ http_start(void)
 	{
 		flags |= MHD_USE_TLS;
 		if ((cert = config_read_file(config.tls_cert, &len)) == NULL ||
-			(key = config_read_file(config.tls_key, &len)) == NULL ||
-			(config.tls_client_ca && (trust = config_read_file(config.tls_client_ca, &len)) == NULL))
+			(key = config_read_file(config.tls_key, &len)) == NULL)
 		{
 			fprintf(stderr, "mdm-frontend: cannot read the TLS files: %s\n", strerror(errno));
 			return -1;
 		}
 		tls_opts[n_tls++] = (struct MHD_OptionItem) {MHD_OPTION_HTTPS_MEM_CERT, 0, cert};
 		tls_opts[n_tls++] = (struct MHD_OptionItem) {MHD_OPTION_HTTPS_MEM_KEY, 0, key};
-		/* a trust list makes libmicrohttpd request (not require) a client certificate */
-		tls_opts[n_tls++] = (struct MHD_OptionItem) {MHD_OPTION_HTTPS_MEM_TRUST, 0,
-		trust ? trust : cert};
+		/*
+		 * A trust list makes libmicrohttpd request (not require) a client
+		 * certificate; nothing is verified against it, and on_connection()
+		 * keeps its names out of the request.  Our own certificate will do.
+		 */
+		tls_opts[n_tls++] = (struct MHD_OptionItem) {MHD_OPTION_HTTPS_MEM_TRUST, 0, cert};
 		tls_opts[n_tls++] = (struct MHD_OptionItem) {MHD_OPTION_HTTPS_PRIORITIES, 0,
 		(void *) "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"};
 	}
