@@ -10,3 +10,5 @@ if ! make -s installcheck; then
 fi
 echo "== pg_dump and pg_restore keep the extension's data"
 ./test/dump_restore.sh
+echo "== mdm-frontend over HTTP on 127.0.0.1"
+./test/frontend/run.sh
