@@ -62,7 +62,18 @@ static const struct option_def options[] = {
 	"how long SIGTERM waits for requests in flight"},
 	{"log-level", OPT_STRING, &config.log_level, "info", "LEVEL",
 	"error, warning, info (one line per request) or debug"},
-	/* the push sender's options go here */
+	{"apns-url", OPT_STRING, &config.apns_url, "https://api.push.apple.com", "URL",
+	"APNs gateway the pushes go to (https://)"},
+	{"apns-ca", OPT_STRING, &config.apns_ca, NULL, "FILE",
+	"PEM CA bundle for the gateway's certificate (a test or private gateway)"},
+	{"apns-timeout", OPT_INT, &config.apns_timeout, "10", "SECONDS",
+	"a push unanswered this long is reported as 503 \"transport: ...\""},
+	{"push-workers", OPT_INT, &config.push_workers, "1", "N",
+	"push sender threads, each with its own database and APNs connections"},
+	{"max-streams", OPT_INT, &config.max_streams, "1000", "N",
+	"pushes in flight per push worker: HTTP/2 streams on one APNs connection"},
+	{"no-push", OPT_BOOL, &config.no_push, NULL, NULL,
+	"send no pushes (another front end or host does)"},
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))

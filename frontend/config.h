@@ -21,10 +21,13 @@ struct config
 	int			idle_timeout;	/* seconds */
 	int			shutdown_timeout;	/* seconds SIGTERM waits for requests */
 
-	/*
-	 * The push sender's settings (frontend/push.c) are added here and in
-	 * config.c's option table.
-	 */
+	/* the push sender's settings (frontend/push.c) */
+	const char *apns_url;
+	const char *apns_ca;
+	int			apns_timeout;	/* seconds */
+	int			push_workers;
+	int			max_streams;
+	bool		no_push;
 };
 
 extern struct config config;

@@ -17,6 +17,7 @@
 #include "device.h"
 #include "http.h"
 #include "log.h"
+#include "push.h"
 #include "version.h"
 
 static int
@@ -76,6 +77,8 @@ main(int argc, char **argv)
 		admin_init();
 	if (db_check(config.api_key != NULL) != 0)
 		return 1;
+	if (push_start() != 0)
+		return 1;
 	if (http_start() != 0)
 		return 1;
 	log_info("version %s listening on %s%s with %d workers%s%s", MDM_FRONTEND_VERSION,
@@ -104,6 +107,7 @@ main(int argc, char **argv)
 	sigdelset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
 	http_stop(config.shutdown_timeout);
+	push_stop(config.shutdown_timeout);
 	log_info("stopped");
 	return 0;
 }

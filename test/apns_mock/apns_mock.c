@@ -328,7 +328,10 @@ conn_flush(conn *c)
 	}
 	while (c->out_len > 0)
 	{
-		int			n = SSL_write(c->ssl, c->out, (int) (c->out_len > 1 << 20 ? 1 << 20 : c->out_len));
+		int			n;
+
+		ERR_clear_error();		/* SSL_get_error reads the thread's queue */
+		n = SSL_write(c->ssl, c->out, (int) (c->out_len > 1 << 20 ? 1 << 20 : c->out_len));
 
 		if (n <= 0)
 		{
@@ -628,8 +631,10 @@ conn_readable(conn *c)
 
 	if (!c->handshaken)
 	{
-		int			r = SSL_accept(c->ssl);
+		int			r;
 
+		ERR_clear_error();
+		r = SSL_accept(c->ssl);
 		if (r <= 0)
 		{
 			int			e = SSL_get_error(c->ssl, r);
@@ -647,8 +652,10 @@ conn_readable(conn *c)
 	}
 	for (;;)
 	{
-		int			n = SSL_read(c->ssl, buf, sizeof(buf));
+		int			n;
 
+		ERR_clear_error();
+		n = SSL_read(c->ssl, buf, sizeof(buf));
 		if (n <= 0)
 		{
 			int			e = SSL_get_error(c->ssl, n);

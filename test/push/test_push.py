@@ -29,7 +29,6 @@ DB = "push_test"
 TOPIC = "com.apple.mgmt.External.8f2d1c7a-3b4e-4f5a-9c6d-7e8f9a0b1c2d"
 API_KEY = "push-test-key"
 WORK = tempfile.mkdtemp(prefix="mdm-push-test.")
-NO_API = os.environ.get("PUSH_TEST_NO_API") == "1"   # development only
 START = time.time()
 failures = 0
 checks = 0
@@ -146,7 +145,7 @@ class Frontend:
         self.log = open(f"{WORK}/{name}.log", "a")
         dsn = f"host={os.environ['PGHOST']} port={os.environ['PGPORT']} dbname={DB} user=fe password=fe"
         admin = f"host={os.environ['PGHOST']} port={os.environ['PGPORT']} dbname={DB} user=adm password=adm"
-        api = [] if NO_API else ["--admin-dsn", admin, "--api-key", API_KEY]
+        api = ["--admin-dsn", admin, "--api-key", API_KEY]
         self.proc = subprocess.Popen(
             [FRONTEND, "--listen", f"127.0.0.1:{self.port}", "--dsn", dsn, *api, "--apns-url", f"https://127.0.0.1:{mock_port}",
              "--apns-ca", f"{WORK}/ca.crt", "--apns-timeout", str(timeout), "--workers", "2",
@@ -272,11 +271,7 @@ def main():
     # 1. /v1/enqueue reaches the mock once, as Apple specifies
     cmd_uuid = "0D2B2C4E-1111-4000-8000-000000000001"
     plist = psql(f"SELECT bench.command_text('{cmd_uuid}')")
-    if NO_API:
-        enqueue_sql([eid(0)])
-        status, body = 200, b""
-    else:
-        status, body = a.request("PUT", f"/v1/enqueue/{eid(0)}", plist.encode())
+    status, body = a.request("PUT", f"/v1/enqueue/{eid(0)}", plist.encode())
     check(status == 200, "PUT /v1/enqueue answers 200", f"{status} {body[:200]!r}")
     t0 = time.time()
     got = wait_until(lambda: for_token(token(0)), 5)
@@ -370,12 +365,7 @@ def main():
     # 8. PUT /v1/pushcert with a renewed certificate: the next push uses it
     with open(f"{WORK}/push/mdm2.crt") as c, open(f"{WORK}/push/mdm2.key") as k:
         pem = c.read() + k.read()
-    if NO_API:
-        with open(f"{WORK}/push/mdm2.crt") as c, open(f"{WORK}/push/mdm2.key") as k:
-            psql(f"SELECT mdm.upload_push_cert($c${c.read()}$c$, $k${k.read()}$k$)", user="adm")
-        status, body = 200, b""
-    else:
-        status, body = a.request("PUT", "/v1/pushcert", pem.encode())
+    status, body = a.request("PUT", "/v1/pushcert", pem.encode())
     check(status == 200, "PUT /v1/pushcert answers 200", f"{status} {body[:200]!r}")
     enqueue_sql([eid(16)])
     got = wait_until(lambda: for_token(token(16)), 5)
