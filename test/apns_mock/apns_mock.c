@@ -321,7 +321,10 @@ conn_flush(conn *c)
 		ssize_t		n = nghttp2_session_mem_send(c->session, &data);
 
 		if (n < 0)
+		{
+			fprintf(stderr, "apns_mock: connection %ld: HTTP/2 error: %s\n", c->id, nghttp2_strerror((int) n));
 			return -1;
+		}
 		if (n == 0)
 			break;
 		conn_queue(c, data, (size_t) n);
@@ -562,6 +565,9 @@ on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_d
 	conn	   *c = user_data;
 	stream	   *s;
 
+	if (frame->hd.type == NGHTTP2_GOAWAY)
+		fprintf(stderr, "apns_mock: connection %ld: GOAWAY received (error %u)\n", c->id,
+				frame->goaway.error_code);
 	if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
 		!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
 		return 0;
@@ -570,6 +576,27 @@ on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_d
 		return 0;
 	if (respond(session, c, frame->hd.stream_id, s) != 0)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	return 0;
+}
+
+static int
+on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
+{
+	conn	   *c = user_data;
+
+	if (frame->hd.type == NGHTTP2_GOAWAY)
+		fprintf(stderr, "apns_mock: connection %ld: GOAWAY sent (error %u, last stream %d, %.*s)\n", c->id,
+				frame->goaway.error_code, frame->goaway.last_stream_id,
+				(int) frame->goaway.opaque_data_len, (const char *) frame->goaway.opaque_data);
+	return 0;
+}
+
+static int
+on_error(nghttp2_session *session, int lib_error_code, const char *msg, size_t len, void *user_data)
+{
+	conn	   *c = user_data;
+
+	fprintf(stderr, "apns_mock: connection %ld: HTTP/2: %.*s\n", c->id, (int) len, msg);
 	return 0;
 }
 
@@ -585,6 +612,7 @@ static int
 start_session(conn *c)
 {
 	nghttp2_session_callbacks *cb;
+	nghttp2_option *opt;
 	nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, (uint32_t) max_streams}};
 	X509	   *peer;
 
@@ -616,7 +644,16 @@ start_session(conn *c)
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
-	nghttp2_session_server_new(&c->session, cb, c);
+	nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+	nghttp2_session_callbacks_set_error_callback2(cb, on_error);
+	/*
+	 * libcurl resets every stream it is done with; nghttp2's defence against
+	 * rapid resets (1000, then 33 a second) would end the connection
+	 */
+	nghttp2_option_new(&opt);
+	nghttp2_option_set_stream_reset_rate_limit(opt, UINT64_MAX / 2, UINT64_MAX / 2);
+	nghttp2_session_server_new2(&c->session, cb, c, opt);
+	nghttp2_option_del(opt);
 	nghttp2_session_callbacks_del(cb);
 	if (nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, iv, 1) != 0)
 		return -1;
@@ -662,10 +699,19 @@ conn_readable(conn *c)
 
 			if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
 				break;
+			if (e != SSL_ERROR_ZERO_RETURN && !(e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0))
+				fprintf(stderr, "apns_mock: connection %ld: TLS read error %d: %s\n", c->id, e, ERR_reason_error_string(ERR_peek_error()) ? ERR_reason_error_string(ERR_peek_error()) : "-");
 			return -1;
 		}
-		if (nghttp2_session_mem_recv(c->session, buf, (size_t) n) < 0)
-			return -1;
+		{
+			ssize_t		rv = nghttp2_session_mem_recv(c->session, buf, (size_t) n);
+
+			if (rv < 0)
+			{
+				fprintf(stderr, "apns_mock: connection %ld: HTTP/2 error: %s\n", c->id, nghttp2_strerror((int) rv));
+				return -1;
+			}
+		}
 		if (c->closing)
 			return -1;
 	}
