@@ -44,9 +44,16 @@
 #define REPORT_DELAY_MS 20
 #define RECONNECT_MS 1000
 
+/*
+ * The certificate and key only on the first row of each topic (the rows come
+ * by topic): a batch carries them once, not 500 times.
+ */
 static const char claim_sql[] =
-"SELECT job_id, token_hex, push_magic, topic, cert_pem, key_pem, apns_expiration, "
-"apns_priority, apns_push_type FROM mdm.claim_pushes($1)";
+"SELECT job_id, token_hex, push_magic, topic, "
+"CASE WHEN lag(topic) OVER w IS DISTINCT FROM topic THEN cert_pem END, "
+"CASE WHEN lag(topic) OVER w IS DISTINCT FROM topic THEN key_pem END, "
+"apns_expiration, apns_priority, apns_push_type "
+"FROM mdm.claim_pushes($1) WINDOW w AS (ORDER BY topic, job_id) ORDER BY topic, job_id";
 
 static const char report_sql[] =
 "SELECT mdm.push_result(t.j, t.s, t.r, t.a) "
@@ -461,15 +468,19 @@ claim_batch(worker *w, int max_jobs)
 		return false;
 	rows = PQntuples(res);
 	stats.claimed += rows;
-	for (int i = 0; i < rows; i++)
+	for (int i = 0, first = 0; i < rows; i++)
 	{
-		apns_push	p = {
+		apns_push	p;
+
+		if (!PQgetisnull(res, i, 4))
+			first = i;			/* a new topic: its certificate and key */
+		p = (apns_push) {
 			.job_id = strtoll(PQgetvalue(res, i, 0), NULL, 10),
 			.token_hex = PQgetvalue(res, i, 1),
 			.push_magic = PQgetvalue(res, i, 2),
 			.topic = PQgetvalue(res, i, 3),
-			.cert_pem = PQgetvalue(res, i, 4),
-			.key_pem = PQgetvalue(res, i, 5),
+			.cert_pem = PQgetvalue(res, first, 4),
+			.key_pem = PQgetvalue(res, first, 5),
 			.expiration = PQgetvalue(res, i, 6),
 			.priority = PQgetvalue(res, i, 7),
 			.push_type = PQgetvalue(res, i, 8),
