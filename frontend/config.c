@@ -56,6 +56,8 @@ static const struct option_def options[] = {
 	"worker threads, each with its own database connection"},
 	{"max-connections", OPT_INT, &config.max_connections, "16000", "N",
 	"open client connections at most (lowered to the open files limit)"},
+	{"connection-buffer", OPT_INT, &config.connection_buffer, "16384", "BYTES",
+	"memory per connection for the request line and headers (the largest headers)"},
 	{"idle-timeout", OPT_INT, &config.idle_timeout, "120", "SECONDS",
 	"close a client connection idle (or stalled) this long"},
 	{"shutdown-timeout", OPT_INT, &config.shutdown_timeout, "30", "SECONDS",

@@ -18,6 +18,7 @@ struct config
 	const char *log_level;
 	int			workers;		/* threads, each with its database connections */
 	int			max_connections;
+	int			connection_buffer;	/* bytes per connection for request line and headers */
 	int			idle_timeout;	/* seconds */
 	int			shutdown_timeout;	/* seconds SIGTERM waits for requests */
 

@@ -31,7 +31,11 @@ struct thread_conns
 {
 	PGconn	   *conn[DB_POOLS];
 	double		next_attempt[DB_POOLS];
+	double		last_used[DB_POOLS];
 };
+
+/* An idle connection is checked for a server that went away after this long. */
+#define IDLE_CHECK_SECONDS 1.0
 
 static struct statement statements[MAX_STATEMENTS];
 static int	n_statements;
@@ -157,13 +161,15 @@ open_conn(enum db_pool pool)
 }
 
 /*
- * This thread's connection of a pool, (re)connecting when needed.  An idle
- * connection whose socket is readable has been closed by the server (a
- * restart) or has a notice waiting: consuming the input tells which, so
- * that a restarted server costs no failed request.
+ * This thread's connection of a pool, (re)connecting when needed.  A
+ * connection idle for a while whose socket is readable has been closed by
+ * the server (a restart) or has a notice waiting: consuming the input tells
+ * which, so that a restarted server costs no failed request.  A busy
+ * connection is not checked (a poll() per call costs more than the rare
+ * 503 it would save).
  */
 static PGconn *
-get_conn(enum db_pool pool)
+get_conn(enum db_pool pool, double now)
 {
 	PGconn	   *conn = conns.conn[pool];
 
@@ -171,7 +177,8 @@ get_conn(enum db_pool pool)
 	{
 		struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
 
-		if (poll(&pfd, 1, 0) > 0 && (!PQconsumeInput(conn) || PQstatus(conn) != CONNECTION_OK))
+		if (now - conns.last_used[pool] > IDLE_CHECK_SECONDS && poll(&pfd, 1, 0) > 0 &&
+			(!PQconsumeInput(conn) || PQstatus(conn) != CONNECTION_OK))
 		{
 			log_warning("database connection lost; connecting again");
 			metrics_db_error(DBERR_CONNECTION_LOST);
@@ -187,7 +194,7 @@ get_conn(enum db_pool pool)
 			return conn;
 		}
 	}
-	if (now_seconds() < conns.next_attempt[pool])
+	if (now < conns.next_attempt[pool])
 		return NULL;
 	conn = conns.conn[pool] = open_conn(pool);
 	if (conn == NULL)
@@ -223,17 +230,17 @@ db_exec(int stmt, struct db_call *call)
 	call->message[0] = '\0';
 	for (int attempt = 1; attempt <= MAX_TRIES; attempt++)
 	{
-		PGconn	   *conn = get_conn(pool);
+		double		start = now_seconds();
+		PGconn	   *conn = get_conn(pool, start);
 		PGresult   *res;
 		const char *state;
-		double		start;
 
 		if (conn == NULL)
 			return DB_UNAVAILABLE;
-		start = now_seconds();
 		res = PQexecPrepared(conn, name, call->nparams, call->values, call->lengths,
 							 call->formats, call->result_format);
-		metrics_db_call((uint64_t) ((now_seconds() - start) * 1e6));
+		conns.last_used[pool] = now_seconds();
+		metrics_db_call((uint64_t) ((conns.last_used[pool] - start) * 1e6));
 		if (PQresultStatus(res) == PGRES_TUPLES_OK)
 		{
 			call->res = res;

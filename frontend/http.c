@@ -541,6 +541,7 @@ http_start(void)
 							   (unsigned int) (config.workers > 1 ? config.workers : 0),
 							   MHD_OPTION_CONNECTION_LIMIT, (unsigned int) config.max_connections,
 							   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) config.idle_timeout,
+							   MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) config.connection_buffer,
 							   MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024U,
 							   MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
 							   MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,

@@ -39,6 +39,11 @@ check_config(void)
 		fprintf(stderr, "mdm-frontend: --workers must be between 1 and 1024\n");
 		return -1;
 	}
+	if (config.connection_buffer < 4096)
+	{
+		fprintf(stderr, "mdm-frontend: --connection-buffer must be at least 4096 bytes\n");
+		return -1;
+	}
 	if (config.idle_timeout < 1)
 	{
 		fprintf(stderr, "mdm-frontend: --idle-timeout must be at least 1 second\n");
