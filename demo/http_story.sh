@@ -29,7 +29,7 @@ URL=http://127.0.0.1:$PORT
 DB="host=$PGHOST port=$PGPORT dbname=mdm"
 "$BIN" --listen "127.0.0.1:$PORT" --workers 2 --dsn "$DB user=demo_web password=web" \
     --admin-dsn "$DB user=demo_api password=api" --api-key "$KEY" --cert-header X-Client-Cert \
-    --enroll-profile "$V/profiles/04-no-payloadscope-dock.mobileconfig" 2> "$W/frontend.log" &
+    --enroll-profile "$V/profiles/04-no-payloadscope-dock.mobileconfig" --no-push 2> "$W/frontend.log" &
 FE=$!
 trap 'kill $FE 2>/dev/null; wait $FE 2>/dev/null' EXIT
 for _ in $(seq 100); do curl -s -o /dev/null "$URL/healthz" && break; sleep 0.1; done

@@ -93,7 +93,8 @@ class Frontend:
         self.port = free_port()
         self.tls = tls
         self.log = open(os.path.join(WORK, 'frontend-%d.log' % self.port), 'w+')
-        self.proc = subprocess.Popen([BIN, '--listen', '127.0.0.1:%d' % self.port] + list(args),
+        # --no-push: no pushes to Apple's gateway from the tests (test/push/ tests the sender)
+        self.proc = subprocess.Popen([BIN, '--listen', '127.0.0.1:%d' % self.port, '--no-push'] + list(args),
                                      stdout=self.log, stderr=subprocess.STDOUT)
         if wait:
             deadline = time.time() + 15
