@@ -10,9 +10,9 @@
  *     in batches of up to 500 while fewer than --max-streams pushes are in
  *     flight;
  *   - each claimed job goes to APNs at once;
- *   - the outcomes are reported in one statement per batch (mdm.push_result
- *     over json_to_recordset), when 500 are waiting, 20 ms after the first
- *     one, or when nothing else is to do.  A push that got no answer
+ *   - the outcomes are reported in one statement per batch
+ *     (mdm.push_results), when 500 are waiting, 20 ms after the first one,
+ *     or when nothing else is to do.  A push that got no answer
  *     (transport error, time-out) is reported as 503 "transport: ...", so
  *     the database retries it after its backoff.
  *
@@ -55,9 +55,13 @@ static const char claim_sql[] =
 "apns_expiration, apns_priority, apns_push_type "
 "FROM mdm.claim_pushes($1) WINDOW w AS (ORDER BY topic, job_id) ORDER BY topic, job_id";
 
+/* $1: {"j": [job ids], "s": [statuses], "r": [reasons], "a": [apns-ids]} */
 static const char report_sql[] =
-"SELECT mdm.push_result(t.j, t.s, t.r, t.a) "
-"FROM json_to_recordset($1::json) AS t(j bigint, s integer, r text, a text)";
+"SELECT r.state FROM mdm.push_results("
+"ARRAY(SELECT v::bigint FROM json_array_elements_text($1::json->'j') WITH ORDINALITY e(v, n) ORDER BY n), "
+"ARRAY(SELECT v::integer FROM json_array_elements_text($1::json->'s') WITH ORDINALITY e(v, n) ORDER BY n), "
+"ARRAY(SELECT v FROM json_array_elements_text($1::json->'r') WITH ORDINALITY e(v, n) ORDER BY n), "
+"ARRAY(SELECT v FROM json_array_elements_text($1::json->'a') WITH ORDINALITY e(v, n) ORDER BY n)) r";
 
 static const char backlog_sql[] = "SELECT mdm.push_backlog_age()";
 
@@ -376,7 +380,11 @@ free_results(outcome *r, int n)
 static int
 report_some(worker *w, int from, int n)
 {
-	json_t	   *arr = json_array();
+	json_t	   *j = json_array(),
+			   *st = json_array(),
+			   *rs = json_array(),
+			   *as = json_array(),
+			   *all;
 	char	   *text;
 	PGresult   *res;
 	const char *params[1];
@@ -384,16 +392,18 @@ report_some(worker *w, int from, int n)
 	for (int i = from; i < from + n; i++)
 	{
 		outcome    *r = &w->results[i];
-		json_t	   *o = json_pack("{s:I, s:i, s:s?, s:s?}", "j", (json_int_t) r->job_id,
-								  "s", r->status, "r", r->reason, "a", r->apns_id);
+		json_t	   *reason = r->reason ? json_string(r->reason) : NULL;
+		json_t	   *apns_id = r->apns_id ? json_string(r->apns_id) : NULL;
 
-		/* a reason or apns-id that is not UTF-8 is left out */
-		if (!o)
-			o = json_pack("{s:I, s:i}", "j", (json_int_t) r->job_id, "s", r->status);
-		json_array_append_new(arr, o);
+		/* a reason or apns-id that is not UTF-8 is left out (NULL) */
+		json_array_append_new(j, json_integer((json_int_t) r->job_id));
+		json_array_append_new(st, json_integer(r->status));
+		json_array_append_new(rs, reason ? reason : json_null());
+		json_array_append_new(as, apns_id ? apns_id : json_null());
 	}
-	text = json_dumps(arr, JSON_COMPACT);
-	json_decref(arr);
+	all = json_pack("{s:o, s:o, s:o, s:o}", "j", j, "s", st, "r", rs, "a", as);
+	text = all ? json_dumps(all, JSON_COMPACT) : NULL;
+	json_decref(all);
 	if (!text)
 		return 0;
 	params[0] = text;
