@@ -5,7 +5,6 @@
  * at once (503), and a thread tries to connect again at most twice a second.
  */
 #include <poll.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -300,13 +299,6 @@ int
 db_max_message_bytes(void)
 {
 	return atomic_load(&max_message_bytes);
-}
-
-void
-db_thread_done(void)
-{
-	for (int p = 0; p < DB_POOLS; p++)
-		drop_conn(p);
 }
 
 /* One query at start-up; returns the first value, or NULL with the error printed. */

@@ -61,7 +61,4 @@ int			db_http_status(const char *sqlstate, bool admin);
 /* mdm.max_message_bytes as last read from the database. */
 int			db_max_message_bytes(void);
 
-/* Closes this thread's connections (called when a worker ends). */
-void		db_thread_done(void);
-
 #endif

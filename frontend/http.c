@@ -332,11 +332,16 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 		if (!method_allowed(route, method))
 		{
 			static __thread char allow[64];
+			size_t		n = snprintf(allow, sizeof(allow), "Allow: ");
 
-			snprintf(allow, sizeof(allow), "Allow: %s", route->methods);
-			for (char *p = allow; *p; p++)
+			/* "PUT,POST" -> "Allow: PUT, POST" */
+			for (const char *p = route->methods; *p && n + 3 < sizeof(allow); p++)
+			{
+				allow[n++] = *p;
 				if (*p == ',')
-					*p = ' ';
+					allow[n++] = ' ';
+			}
+			allow[n] = '\0';
 			return send_status(req, 405, allow);
 		}
 		if (route->admin && !authorized(req))

@@ -4,7 +4,12 @@ CREATE FUNCTION mdm.plist_to_jsonb(plist bytea) RETURNS jsonb
     AS 'MODULE_PATHNAME', 'mdm_plist_to_jsonb'
     LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION mdm.plist_to_jsonb(bytea) IS
-    'Convert an XML or binary plist to jsonb; data and dates become {"$data": base64} and {"$date": "...Z"}';
+    'Convert an XML or binary plist to jsonb; data and dates become {"$data": base64} and {"$date": "...Z"}; empty input (a reply without a body) is NULL';
+
+-- The same for input that must be a plist: empty input is an error.
+CREATE FUNCTION mdm._plist_to_jsonb_strict(plist bytea) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'mdm_plist_to_jsonb_strict'
+    LANGUAGE C STABLE STRICT PARALLEL SAFE;
 
 CREATE FUNCTION mdm.jsonb_to_plist(value jsonb) RETURNS bytea
     AS 'MODULE_PATHNAME', 'mdm_jsonb_to_plist'
@@ -27,9 +32,11 @@ CREATE FUNCTION mdm.plist_date(value jsonb) RETURNS timestamptz
 COMMENT ON FUNCTION mdm.plist_date(jsonb) IS
     'The time of a plist date value in jsonb form ({"$date": "YYYY-MM-DDTHH:MM:SS[.ffffff]Z"}); NULL for other jsonb; an error for any other date text';
 
-CREATE FUNCTION mdm.backend_memory(OUT malloc_bytes bigint, OUT context_bytes bigint)
+CREATE FUNCTION mdm.backend_memory(reset_peak boolean DEFAULT false,
+                                   OUT malloc_bytes bigint, OUT context_bytes bigint,
+                                   OUT rss_bytes bigint, OUT peak_rss_bytes bigint)
     AS 'MODULE_PATHNAME', 'mdm_backend_memory'
     LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
-COMMENT ON FUNCTION mdm.backend_memory() IS
-    'Memory this backend holds: malloc''ed bytes (libplist, OpenSSL) and PostgreSQL memory-context bytes';
-REVOKE ALL ON FUNCTION mdm.backend_memory() FROM PUBLIC;
+COMMENT ON FUNCTION mdm.backend_memory(boolean) IS
+    'Memory this backend holds: malloc''ed bytes (libplist, OpenSSL), PostgreSQL memory-context bytes, and its resident set now and at its peak (VmRSS, VmHWM); reset_peak first resets the peak to the current resident set';
+REVOKE ALL ON FUNCTION mdm.backend_memory(boolean) FROM PUBLIC;

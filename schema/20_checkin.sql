@@ -195,6 +195,15 @@ BEGIN
         authenticate = excluded.authenticate, authenticate_at = excluded.authenticate_at,
         checked_out_at = NULL, updated_at = now();
 
+    -- Serialise with writers that add work for the device's channels: every
+    -- row they insert (queue items, push jobs, profile deliveries) holds a
+    -- foreign-key lock (FOR KEY SHARE) on its enrollment until they commit,
+    -- and FOR UPDATE waits for it, so the statements below see that work
+    -- and clear it; a writer that comes later waits for this transaction
+    -- and sees the channels disabled.  In id order, as writers insert in
+    -- (device_id, id) order, so neither can hold one lock the other waits
+    -- for while waiting for another.  See docs/queue.md (concurrency).
+    PERFORM FROM mdm.nano_enrollments WHERE device_id = p_device_id ORDER BY id FOR UPDATE;
     -- a re-enrollment: every channel waits for its next TokenUpdate; the
     -- device channel, which this message came on, was seen now
     UPDATE mdm.nano_enrollments
@@ -236,6 +245,19 @@ BEGIN
         VALUES (p_device_id, mdm.plist_data(msg->'UnlockToken'), now())
         ON CONFLICT (device_id) DO UPDATE SET
             unlock_token = excluded.unlock_token, unlock_token_at = excluded.unlock_token_at;
+    END IF;
+
+    -- The dispatcher read was_pushable without a lock: a 410 for the old
+    -- token (push_result), a CheckOut or an Authenticate may have committed
+    -- since, or be about to.  Read it again under the row lock the upsert
+    -- below takes anyway, or the channel would come back without the
+    -- reconcile and the push its waiting commands need.
+    IF was_pushable THEN
+        SELECT e.enabled AND e.token_invalid_at IS NULL INTO was_pushable
+        FROM mdm.nano_enrollments e
+        WHERE e.device_id = p_device_id AND e.id = p_enrollment_id
+        FOR NO KEY UPDATE;
+        was_pushable := coalesce(was_pushable, false);
     END IF;
 
     INSERT INTO mdm.nano_enrollments AS e
@@ -310,6 +332,9 @@ END $$;
 CREATE FUNCTION mdm._checkin_checkout(p_device_id text) RETURNS mdm.reply
     LANGUAGE plpgsql AS $$
 BEGIN
+    -- serialised with writers as in _checkin_authenticate: an enqueue that
+    -- has not committed yet has its push job superseded below
+    PERFORM FROM mdm.nano_enrollments WHERE device_id = p_device_id ORDER BY id FOR UPDATE;
     UPDATE mdm.nano_enrollments SET enabled = false, updated_at = now()
     WHERE device_id = p_device_id AND enabled;
     UPDATE mdm.nano_devices SET checked_out_at = now(), updated_at = now()

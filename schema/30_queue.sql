@@ -222,7 +222,8 @@ BEGIN
         RAISE EXCEPTION 'enrollment ID number % is NULL', array_position(enrollment_ids, NULL)
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    SELECT array_agg(ROW(e.device_id, e.id, e.type, mdm.device_platform(d.model))::mdm._target)
+    SELECT array_agg(ROW(e.device_id, e.id, e.type, mdm.device_platform(d.model))::mdm._target
+                     ORDER BY e.device_id, e.id)
                FILTER (WHERE e.id IS NOT NULL),
            array_agg(t.id ORDER BY t.id) FILTER (WHERE e.id IS NULL)
     INTO found_targets, missing
@@ -256,9 +257,13 @@ BEGIN
     VALUES (p_command_uuid, command->>'RequestType', command,
             mdm.jsonb_to_plist(jsonb_build_object('CommandUUID', upper(p_command_uuid::text),
                                                   'Command', command)));
+    -- in (device_id, id) order: each row's foreign-key lock on its
+    -- enrollment is what Authenticate and CheckOut wait for
+    -- (_checkin_authenticate), and both take them in that order
     INSERT INTO mdm.nano_enrollment_queue (device_id, id, command_uuid, priority)
     SELECT t.device_id, t.enrollment_id, p_command_uuid, p_priority
-    FROM unnest(targets) t;
+    FROM unnest(targets) t
+    ORDER BY t.device_id, t.enrollment_id;
     IF p_push THEN
         PERFORM mdm._announce_pushes(targets);
     END IF;
@@ -329,9 +334,20 @@ CREATE FUNCTION mdm.enqueue(enrollment_ids text[], command bytea, priority integ
                             allow_unknown_request_type boolean DEFAULT false, push boolean DEFAULT true)
     RETURNS uuid
     LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    RETURN mdm.enqueue(enrollment_ids, mdm.plist_to_jsonb(command), priority, allow_unknown_request_type, push);
+    RETURN mdm.enqueue(enrollment_ids, mdm._plist_to_jsonb_strict(command), priority, allow_unknown_request_type, push);
 COMMENT ON FUNCTION mdm.enqueue(text[], bytea, integer, boolean, boolean) IS
     'Queue a command given as a plist (inner dictionary, or {CommandUUID, Command})';
+
+-- JSON text, so that an untyped literal resolves here rather than being
+-- ambiguous between jsonb and bytea: for an argument of unknown type,
+-- PostgreSQL prefers the candidate of the string category.
+CREATE FUNCTION mdm.enqueue(enrollment_ids text[], command text, priority integer DEFAULT 0,
+                            allow_unknown_request_type boolean DEFAULT false, push boolean DEFAULT true)
+    RETURNS uuid
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    RETURN mdm.enqueue(enrollment_ids, command::jsonb, priority, allow_unknown_request_type, push);
+COMMENT ON FUNCTION mdm.enqueue(text[], text, integer, boolean, boolean) IS
+    'Queue a command given as JSON text (an untyped literal lands here), as mdm.enqueue(text[], jsonb, ...)';
 
 -- Store a report about a queued command, or record it as an orphan.
 CREATE FUNCTION mdm._store_report(p_device_id text, p_enrollment_id text, p_status text,
@@ -368,6 +384,10 @@ BEGIN
         WHERE device_id = p_device_id AND id = p_enrollment_id AND command_uuid = cmd AND active;
         -- InstallProfile / RemoveProfile outcomes (schema/60_profiles.sql)
         PERFORM mdm._profile_result(p_device_id, p_enrollment_id, cmd, p_status, msg);
+        -- inventory from DeviceInformation / SecurityInfo answers (schema/80_console.sql)
+        IF p_status = 'Acknowledged' AND (msg ? 'QueryResponses' OR msg ? 'SecurityInfo') THEN
+            PERFORM mdm._store_inventory(p_device_id, cmd, msg);
+        END IF;
     END IF;
 END $$;
 

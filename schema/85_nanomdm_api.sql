@@ -22,8 +22,11 @@ CREATE FUNCTION mdm._api_http_status(sqlstate text) RETURNS integer
 -- NanoMDM reports the APNs id of a push it sent; pushes here are jobs sent
 -- by the front end's push sender, so push_result names the pending job and
 -- push_error says why there is none, or why it cannot be sent yet.
+-- PL/pgSQL rather than SQL: its plan is kept for the session (a SQL
+-- function's is made again on every call of the statement that calls it).
 CREATE FUNCTION mdm._api_push_status(enrollment_ids text[]) RETURNS jsonb
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE AS $$
+BEGIN
     RETURN (
         SELECT coalesce(jsonb_object_agg(e.id, CASE
             WHEN NOT e.enabled THEN jsonb_build_object('push_error',
@@ -42,15 +45,18 @@ CREATE FUNCTION mdm._api_push_status(enrollment_ids text[]) RETURNS jsonb
         LEFT JOIN mdm.push_certs c ON c.topic = e.topic
         WHERE (e.device_id, e.id) IN (SELECT split_part(x.id, ':', 1), x.id
                                       FROM unnest(enrollment_ids) x(id)));
+END $$;
 
--- IDs (distinct) that name no enrollment.
+-- IDs (distinct) that name no enrollment.  PL/pgSQL for its kept plan.
 CREATE FUNCTION mdm._api_unknown_ids(enrollment_ids text[]) RETURNS text[]
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE AS $$
+BEGIN
     RETURN (
         SELECT array_agg(DISTINCT x.id ORDER BY x.id)
         FROM unnest(enrollment_ids) x(id)
         WHERE NOT EXISTS (SELECT FROM mdm.nano_enrollments e
                           WHERE e.device_id = split_part(x.id, ':', 1) AND e.id = x.id));
+END $$;
 
 -- 200 when no ID failed, 500 when all did, else 207 (NanoMDM's rule).
 CREATE FUNCTION mdm._api_result_status(per_id jsonb, n_ids integer, error_key text) RETURNS integer

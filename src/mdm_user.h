@@ -19,6 +19,7 @@
 extern int	mdm_max_message_bytes;
 extern int	mdm_max_nesting_depth;
 extern int	mdm_max_plist_nodes;
+extern int	mdm_max_identity_bytes;
 extern int	mdm_user_authenticate;
 extern char *mdm_declarative_management_handler;
 extern char *mdm_get_token_handler;
@@ -35,6 +36,12 @@ extern int	mdm_user_channel_wait_timeout;
 extern int	mdm_pending_command_lifetime;
 extern int	mdm_checkin_log;
 
+/* error_context.c: mdm.error_context trims the helper chain from errors */
+#define MDM_ERROR_CONTEXT_API 0
+#define MDM_ERROR_CONTEXT_FULL 1
+extern int	mdm_error_context;
+extern void mdm_install_error_context_hook(void);
+
 /*
  * plist_jsonb.c: plist bytes (XML or binary) to a libplist tree and to
  * jsonb; everything raises on bad input.  A PlistHolder owns the tree and
@@ -47,6 +54,7 @@ typedef struct PlistHolder
 	plist_t		tree;
 	void	   *iter;			/* plist_dict_iter / plist_array_iter */
 	char	   *key;			/* key copy from plist_dict_next_item */
+	int64		bytes;			/* string, key and data bytes converted */
 } PlistHolder;
 
 extern PlistHolder *plist_parse(const char *data, size_t len);

@@ -445,6 +445,17 @@ def test_bad_input(fe):
         closed = True
     c.close()
     check(closed, 'chunked body over the limit: the connection is closed, the rest not read')
+    # headers: an 11 kB Mdm-Signature fits the 16 kB connection buffer (and is
+    # refused by the database as a signature); 20 kB of headers do not
+    sig = base64.b64encode(os.urandom(8 * 1024)).decode()
+    status, _, _, _ = fe.request('PUT', '/mdm', vector('connect/01-idle-device.plist'), {'Mdm-Signature': sig})
+    check(status == 403, 'an 11 kB Mdm-Signature header reaches the database: 403 (got %d)' % status)
+    try:
+        status = fe.request('PUT', '/mdm', vector('connect/01-idle-device.plist'),
+                            {'Mdm-Signature': sig + sig})[0]
+    except (OSError, http.client.HTTPException):
+        status = -1
+    check(status in (413, 431, -1), '22 kB of headers refused (got %d)' % status)
     check(fe.request('GET', '/healthz')[0] == 200, 'and the front end goes on')
 
 
@@ -634,8 +645,8 @@ def test_misc(fe, fe_noadmin):
     check(status == 404, 'unknown path: 404')
     status, _, _, r = fe.request('GET', '/mdm')
     check(status == 405 and 'PUT' in (r.getheader('Allow') or ''), 'GET /mdm: 405 with Allow')
-    status, _, _, _ = fe.request('DELETE', '/v1/pushcert', headers=basic())
-    check(status == 405, 'DELETE /v1/pushcert: 405')
+    status, _, _, r = fe.request('DELETE', '/v1/pushcert', headers=basic())
+    check(status == 405 and r.getheader('Allow') == 'GET, PUT, POST', 'DELETE /v1/pushcert: 405, Allow: GET, PUT, POST')
     status, _, _, _ = fe_noadmin.request('GET', '/v1/push/' + MAC, headers=basic())
     check(status == 404, 'no admin API without --api-key: 404')
     status, ctype, body, _ = fe.request('GET', '/mdm/enroll')
