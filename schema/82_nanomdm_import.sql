@@ -228,3 +228,24 @@ COMMENT ON FUNCTION mdm.migrate_checkin(bytea) IS
     'Take an Authenticate or TokenUpdate of an enrollment migrated from another server, without an identity; the device''s next message binds its certificate';
 REVOKE ALL ON FUNCTION mdm.migrate_checkin(bytea) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mdm.migrate_checkin(bytea) TO mdm_admin;
+
+-- PUT /migration of the front end's admin API (schema/85_nanomdm_api.sql
+-- has the others): the check-in's status and no body, or the error as the
+-- admin API answers errors.
+CREATE FUNCTION mdm.api_migration(message bytea, OUT status integer, OUT result jsonb)
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    st text;
+    msg text;
+BEGIN
+    status := (mdm.migrate_checkin(message)).status;
+    result := NULL;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+    status := mdm._api_http_status(st);
+    result := jsonb_build_object('error', msg);
+END $$;
+COMMENT ON FUNCTION mdm.api_migration(bytea) IS
+    'NanoMDM API PUT /migration: an Authenticate or TokenUpdate of a migrated enrollment (mdm.migrate_checkin); returns the HTTP status and, on an error, {"error": ...}';
+REVOKE ALL ON FUNCTION mdm.api_migration(bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mdm.api_migration(bytea) TO mdm_admin;
