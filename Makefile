@@ -17,7 +17,10 @@ OBJS = \
 	src/endpoint.o \
 	src/push_cert.o \
 	src/cms.o \
-	src/identity.o
+	src/identity.o \
+	src/spi_plans.o \
+	src/checkin_path.o \
+	src/connect_path.o
 
 # The install script is built from one file per concern, in name order.
 SCHEMA_PARTS = $(sort $(wildcard schema/*.sql))
