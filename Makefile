@@ -20,7 +20,8 @@ OBJS = \
 	src/identity.o \
 	src/spi_plans.o \
 	src/checkin_path.o \
-	src/connect_path.o
+	src/connect_path.o \
+	src/enqueue_path.o
 
 # The install script is built from one file per concern, in name order.
 SCHEMA_PARTS = $(sort $(wildcard schema/*.sql))

@@ -262,10 +262,12 @@ BEGIN
 END $$;
 
 -- Queue a command to enrollments: set-based, one statement per table.
-CREATE FUNCTION mdm.enqueue(enrollment_ids text[], command jsonb, priority integer DEFAULT 0,
-                            allow_unknown_request_type boolean DEFAULT false)
+-- mdm.enqueue() (src/enqueue_path.c) queues a plain command to one target
+-- itself and calls this for everything else, errors included.
+CREATE FUNCTION mdm._enqueue(enrollment_ids text[], command jsonb, priority integer,
+                             allow_unknown_request_type boolean)
     RETURNS uuid
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql AS $$
 DECLARE
     parts record := mdm._command_parts(command);
     rtype text := parts.command->>'RequestType';
@@ -318,6 +320,12 @@ BEGIN
     PERFORM mdm._queue_command(targets, parts.command_uuid, parts.command, priority);
     RETURN parts.command_uuid;
 END $$;
+CREATE FUNCTION mdm.enqueue(enrollment_ids text[], command jsonb, priority integer DEFAULT 0,
+                            allow_unknown_request_type boolean DEFAULT false)
+    RETURNS uuid
+    AS 'MODULE_PATHNAME', 'mdm_enqueue'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION mdm.enqueue(text[], jsonb, integer, boolean) IS
     'Queue a command (inner dictionary, or {CommandUUID, Command}) to enrollments; returns its CommandUUID';
 
