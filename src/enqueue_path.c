@@ -8,15 +8,16 @@
  * unnest()) costs about as much as the rows it writes.  Here the target,
  * its platform and the RequestType's rule are read in one lookup, then the
  * command, the queue item and the push job are written with plans kept per
- * backend, and NOTIFY is sent once if a push job was created.
+ * backend (one statement), and NOTIFY is sent once if a push job was
+ * created.
  *
  * Only the plain case takes this path: one enrollment ID, the inner
  * command dictionary with a RequestType other than InstallProfile (whose
  * profile is checked at enqueue), non-NULL options, and a target that
  * exists and whose channel takes the command.  Everything else, errors
  * included, goes to mdm._enqueue(), so the errors and their order are
- * the same.  The writes are the statements mdm._enqueue() makes, in the
- * same order, with the same triggers, so rows are locked as before.
+ * the same.  The writes are the rows mdm._enqueue() writes, with the same
+ * triggers and foreign keys.
  */
 #include "mdm_user.h"
 
@@ -57,33 +58,30 @@ static SavedPlan target_plan = {
 	2, {TEXTOID, TEXTOID}
 };
 
-/* $1 CommandUUID, $2 RequestType, $3 command */
-static SavedPlan command_plan = {
-	"INSERT INTO mdm.nano_commands (command_uuid, request_type, command, plist)"
-	" VALUES ($1, $2, $3, mdm.jsonb_to_plist(jsonb_build_object("
-	"         'CommandUUID', upper($1::text), 'Command', $3)))",
-	3, {UUIDOID, TEXTOID, JSONBOID}
-};
-
-/* $1 device, $2 enrollment, $3 CommandUUID, $4 priority */
-static SavedPlan queue_plan = {
-	"INSERT INTO mdm.nano_enrollment_queue (device_id, id, command_uuid, priority)"
-	" VALUES ($1, $2, $3, $4)",
-	4, {TEXTOID, TEXTOID, UUIDOID, INT4OID}
-};
-
 /*
- * The push job, as mdm._announce_pushes() makes it (schema/40_push.sql): a
- * pending job that this coalesces into stays locked until commit.
+ * The command, its queue item and the push job, in one statement.  The
+ * push job is made as mdm._announce_pushes() makes it (schema/40_push.sql):
+ * a pending job that this coalesces into stays locked until commit.  The
+ * queue's triggers and foreign keys run at the end of the statement, as
+ * they ran at the end of the queue's own INSERT.
+ * $1 device, $2 enrollment, $3 CommandUUID, $4 priority, $5 RequestType, $6 command
  */
-static SavedPlan push_plan = {
-	"INSERT INTO mdm.push_jobs AS j (device_id, enrollment_id)"
+static SavedPlan queue_plan = {
+	"WITH command AS ("
+	"  INSERT INTO mdm.nano_commands (command_uuid, request_type, command, plist)"
+	"  VALUES ($3, $5, $6, mdm.jsonb_to_plist(jsonb_build_object("
+	"          'CommandUUID', upper($3::text), 'Command', $6)))"
+	"  RETURNING command_uuid),"
+	" item AS ("
+	"  INSERT INTO mdm.nano_enrollment_queue (device_id, id, command_uuid, priority)"
+	"  SELECT $1, $2, c.command_uuid, $4 FROM command c)"
+	" INSERT INTO mdm.push_jobs AS j (device_id, enrollment_id)"
 	" SELECT e.device_id, e.id FROM mdm.nano_enrollments e"
 	"  WHERE e.device_id = $1 AND e.id = $2 AND e.enabled AND e.token_invalid_at IS NULL"
 	" ON CONFLICT (device_id, enrollment_id) WHERE state = 'pending'"
 	"  DO UPDATE SET not_before = j.not_before WHERE false"
 	" RETURNING 1",
-	2, {TEXTOID, TEXTOID}
+	6, {TEXTOID, TEXTOID, UUIDOID, INT4OID, TEXTOID, JSONBOID}
 };
 
 static SavedPlan general_plan = {
@@ -165,19 +163,13 @@ enqueue_one(text *id, Jsonb *command, const char *rtype, int32 priority, bool al
 
 	cmd = random_uuid();
 	plan_args_init(&a);
-	plan_arg(&a, 0, UUIDPGetDatum(cmd), false);
-	plan_arg_text(&a, 1, rtype);
-	plan_arg(&a, 2, JsonbPGetDatum(command), false);
-	run_plan(&command_plan, &a, false, 0);
-
-	plan_args_init(&a);
 	plan_arg(&a, 0, device, false);
 	plan_arg(&a, 1, PointerGetDatum(id), false);
 	plan_arg(&a, 2, UUIDPGetDatum(cmd), false);
 	plan_arg(&a, 3, Int32GetDatum(priority), false);
-	run_plan(&queue_plan, &a, false, 0);
-
-	if (run_plan(&push_plan, &a, false, 0) > 0)
+	plan_arg_text(&a, 4, rtype);
+	plan_arg(&a, 5, JsonbPGetDatum(command), false);
+	if (run_plan(&queue_plan, &a, false, 0) > 0)
 		Async_Notify("mdm_push", "");	/* one per transaction, however many */
 	*result = cmd;
 	return true;
