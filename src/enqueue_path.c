@@ -31,7 +31,15 @@
 
 #include "spi_plans.h"
 
-/* $1 enrollment ID, $2 RequestType */
+/*
+ * The target, its platform and whether its channel takes the RequestType.
+ * The enrollment row is locked FOR KEY SHARE, the lock the queue item's
+ * foreign key takes, here before anything is written: whatever waits for
+ * the writers of a device's work (FOR UPDATE of its enrollments) waits for
+ * this call from its first statement, and this call, coming later, waits
+ * for it and reads the enrollment it left.
+ * $1 enrollment ID, $2 RequestType
+ */
 static SavedPlan target_plan = {
 	"SELECT e.device_id, rt.request_type IS NOT NULL,"
 	"       CASE WHEN e.type = 'User' THEN rt.macos_user_channel"
@@ -54,7 +62,8 @@ static SavedPlan target_plan = {
 	"  LEFT JOIN mdm.nano_devices d ON d.id = e.device_id"
 	"  CROSS JOIN LATERAL (SELECT mdm.device_platform(d.model) AS platform) p"
 	"  LEFT JOIN mdm.apple_request_types rt ON rt.request_type = $2"
-	" WHERE e.device_id = split_part($1, ':', 1) AND e.id = $1",
+	" WHERE e.device_id = split_part($1, ':', 1) AND e.id = $1"
+	"   FOR KEY SHARE OF e",
 	2, {TEXTOID, TEXTOID}
 };
 
