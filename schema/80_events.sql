@@ -62,24 +62,6 @@ COMMENT ON COLUMN mdm.events.last_error IS 'Why the last delivery failed (HTTP s
 SELECT pg_catalog.pg_extension_config_dump('mdm.events', '');
 SELECT pg_catalog.pg_extension_config_dump('mdm.events_id_seq', '');
 
--- Record one event (the dispatchers call this only when mdm.events is on).
--- pg_notify() of the same channel and payload is sent once per transaction.
-CREATE FUNCTION mdm._record_event(p_device_id text, p_enrollment_id text, p_type text,
-                                  p_message_type text, raw bytea, p_command_uuid text,
-                                  p_status text) RETURNS void
-    LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO mdm.events (device_id, enrollment_id, enrollment_type, topic, body,
-                            command_uuid, status, token_update_tally)
-    VALUES (p_device_id, p_enrollment_id, p_type,
-            CASE WHEN p_message_type IS NULL THEN 'mdm.Connect' ELSE 'mdm.' || p_message_type END,
-            raw, p_command_uuid, p_status,
-            CASE WHEN p_message_type = 'TokenUpdate' THEN
-                (SELECT e.token_update_tally FROM mdm.nano_enrollments e
-                 WHERE e.device_id = p_device_id AND e.id = p_enrollment_id) END);
-    PERFORM pg_notify('mdm_events', '');
-END $$;
-
 -- The webhook body of an event (MicroMDM's Event, NanoMDM's event.json).
 CREATE FUNCTION mdm._event_json(e mdm.events) RETURNS jsonb
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -209,8 +191,7 @@ BEGIN
     RETURN n;
 END $$;
 
-REVOKE ALL ON FUNCTION mdm._record_event(text, text, text, text, bytea, text, text),
-    mdm._event_json(mdm.events), mdm._prune_events(integer),
+REVOKE ALL ON FUNCTION mdm._event_json(mdm.events), mdm._prune_events(integer),
     mdm.claim_events(integer), mdm.event_result(text, bigint, integer, integer, text),
     mdm.event_backlog() FROM PUBLIC;
 REVOKE ALL ON mdm.events, mdm.view_event_backlog FROM PUBLIC;
