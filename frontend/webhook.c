@@ -1,6 +1,6 @@
 /*
  * webhook.c: the webhook worker (docs/webhooks.md; the events and their
- * delivery rules are the extension's, schema/80_events.sql).
+ * delivery rules are the extension's, schema/81_events.sql).
  *
  * One thread with one database connection that LISTENs on mdm_events:
  *

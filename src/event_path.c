@@ -1,7 +1,7 @@
 /*
  * event_path.c
  *		The webhook event of an accepted check-in or command report
- *		(mdm.events on; schema/80_events.sql, docs/webhooks.md), written by
+ *		(mdm.events on; schema/81_events.sql, docs/webhooks.md), written by
  *		the per-message paths after their own work, in the same transaction.
  *
  * With mdm.events off the paths test one boolean and nothing else.  When on,
