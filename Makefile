@@ -18,6 +18,10 @@ OBJS = \
 	src/push_cert.o \
 	src/cms.o \
 	src/identity.o \
+	src/spi_plans.o \
+	src/checkin_path.o \
+	src/connect_path.o \
+	src/enqueue_path.o \
 	src/error_context.o
 
 # The install script is built from one file per concern, in name order.

@@ -28,11 +28,10 @@ COMMENT ON TABLE mdm.device_identities IS
     'The identity certificate bound to each device; its user channels present the same one';
 SELECT pg_catalog.pg_extension_config_dump('mdm.device_identities', '');
 
--- Is this the certificate bound to the device, and still good?  (The fast
--- path of the dispatchers; _check_identity() handles everything else.)
-CREATE FUNCTION mdm._identity_matches(b mdm.device_identities, cert_sha256 bytea) RETURNS boolean
-    LANGUAGE sql STABLE
-    RETURN b.cert_sha256 = cert_sha256 AND (b.bound_via <> 'trust anchor' OR b.not_after >= now());
+-- Whether a message's certificate is the one bound to its device, and
+-- still good, is part of the dispatchers' lookups (src/checkin_path.c,
+-- src/connect_path.c): by device, never by certificate across the fleet;
+-- _check_identity() handles everything else.
 
 CREATE FUNCTION mdm._verify_identity_chain(cert_der bytea, anchors_pem text) RETURNS boolean
     AS 'MODULE_PATHNAME', 'mdm_verify_identity_chain'

@@ -21,7 +21,7 @@ COMMENT ON TABLE mdm.device_inventory IS
     'Latest value of each query key a device answered in DeviceInformation (QueryResponses) or SecurityInfo';
 SELECT pg_catalog.pg_extension_config_dump('mdm.device_inventory', '');
 
--- Called by the report path (mdm._store_report) for an Acknowledged report
+-- Called by the report path (src/connect_path.c) for an Acknowledged report
 -- that carries QueryResponses or SecurityInfo; it checks that the command
 -- was a DeviceInformation or SecurityInfo itself.  One statement: each key
 -- of the answer replaces the device's earlier value of it.

@@ -15,7 +15,7 @@
  * mdm.error_context = full turns it off (for debugging the extension).
  *
  * The hook recognises frames by their English text ("PL/pgSQL function
- * mdm.x(...)"): with another lc_messages, or with mdm on the search_path
+ * mdm.x(...)", or "C function mdm.x(...)", the line the paths in C add): with another lc_messages, or with mdm on the search_path
  * (names printed unqualified), the context is left as it is.  PostgreSQL
  * calls the hook only for messages that go to the server log as well
  * (log_min_messages), and the log then gets the trimmed context too.
@@ -42,12 +42,15 @@ static ContextLine
 classify_line(const char *line, int len)
 {
 	static const char plpgsql[] = "PL/pgSQL function ";
+	static const char cfunc[] = "C function ";	/* mdm's own, e.g. enqueue_path.c */
 	static const char sqlfunc[] = "SQL function \"";
 	const char *name;
 
-	if (len >= (int) sizeof(plpgsql) - 1 && strncmp(line, plpgsql, sizeof(plpgsql) - 1) == 0)
+	if ((len >= (int) sizeof(plpgsql) - 1 && strncmp(line, plpgsql, sizeof(plpgsql) - 1) == 0) ||
+		(len >= (int) sizeof(cfunc) - 1 && strncmp(line, cfunc, sizeof(cfunc) - 1) == 0))
 	{
-		name = line + sizeof(plpgsql) - 1;
+		name = strchr(line, ' ') + 1;
+		name = strchr(name, ' ') + 1;	/* past "PL/pgSQL function " or "C function " */
 		if (strncmp(name, "mdm._", 5) == 0)
 			return LINE_MDM_INTERNAL;
 		if (strncmp(name, "mdm.", 4) == 0)
