@@ -271,7 +271,8 @@ END $$;
 
 -- Queue a command to enrollments: set-based, one statement per table.
 -- mdm.enqueue() (src/enqueue_path.c) queues a plain command to one target
--- itself and calls this for everything else, errors included.
+-- itself and calls this for everything else (push => false included),
+-- errors included.
 CREATE FUNCTION mdm._enqueue(enrollment_ids text[], command jsonb, priority integer,
                              allow_unknown_request_type boolean, push boolean)
     RETURNS uuid

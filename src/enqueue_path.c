@@ -192,14 +192,13 @@ enqueue_one(text *id, Jsonb *command, const char *rtype, int32 priority, bool al
 static void
 enqueue_error_context(void *arg)
 {
-	errcontext("C function mdm.enqueue(text[],jsonb,integer,boolean)");
+	errcontext("C function mdm.enqueue(text[],jsonb,integer,boolean,boolean)");
 }
 
 /*
  * mdm.enqueue(enrollment_ids text[], command jsonb, priority integer,
  *             allow_unknown_request_type boolean, push boolean) RETURNS uuid
- *
- * push => false (no push jobs) goes to mdm._enqueue().
+ * (push => false, which writes no push job, takes the general path)
  */
 PG_FUNCTION_INFO_V1(mdm_enqueue);
 Datum

@@ -204,7 +204,7 @@ def main():
     print(f"   {'':50s} {'seconds':>10s}")
     print(f"   {'commit -> first push at the mock':50s} {first - t_commit:10.3f}")
     print(f"   {'commit -> all ' + str(n) + ' pushes at the mock':50s} {last - t_commit:10.3f}")
-    print(f"   {'commit -> every outcome recorded (push_result)':50s} {t_reported - t_commit:10.3f}")
+    print(f"   {'commit -> every outcome recorded (push_results)':50s} {t_reported - t_commit:10.3f}")
     print(f"   pushes/s sustained (first to last push): {n / max(last - first, 1e-9):.0f}; jobs {jobs}, sent {sent}")
     print(f"   CPU: front end {fe_cpu:.2f} s ({fe_cpu / n * 1e6:.0f} us/push), mock {mock_cpu:.2f} s "
           f"({mock_cpu / n * 1e6:.0f} us/push); load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
