@@ -21,6 +21,7 @@ OBJS = \
 	src/spi_plans.o \
 	src/checkin_path.o \
 	src/connect_path.o \
+	src/event_path.o \
 	src/enqueue_path.o \
 	src/error_context.o
 

@@ -17,6 +17,7 @@ static int	stmt_enqueue;
 static int	stmt_push;
 static int	stmt_pushcert;
 static int	stmt_pushcert_get;
+static int	stmt_migration;
 
 void
 admin_init(void)
@@ -39,6 +40,10 @@ admin_init(void)
 	stmt_pushcert_get = db_register(DB_ADMIN,
 									"SELECT status, jsonb_pretty(result) || E'\\n' FROM mdm.api_pushcert_get($1)",
 									1, text_type);
+	stmt_migration = db_register(DB_ADMIN,
+								 "SELECT status, coalesce(jsonb_pretty(result) || E'\\n', '') "
+								 "FROM mdm.api_migration($1)",
+								 1, bytea_type);
 }
 
 /* Runs an api_* statement and writes its (status, body) row. */
@@ -115,4 +120,19 @@ admin_pushcert(struct request *req, struct reply *out)
 
 		admin_call(req, out, stmt_pushcert, 1, values, lengths, formats);
 	}
+}
+
+/*
+ * PUT /migration: a raw Authenticate or TokenUpdate of an enrollment that
+ * another server holds (NanoMDM's -migration endpoint), taken without a
+ * device identity; the device's next message binds its certificate.
+ */
+void
+admin_migration(struct request *req, struct reply *out)
+{
+	const char *values[1] = {req->body ? req->body : ""};
+	int			lengths[1] = {(int) req->len};
+	static const int formats[1] = {1};
+
+	admin_call(req, out, stmt_migration, 1, values, lengths, formats);
 }

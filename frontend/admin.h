@@ -1,4 +1,4 @@
-/* admin.h: NanoMDM's admin API (enqueue, push, push certificates). */
+/* admin.h: NanoMDM's admin API (enqueue, push, push certificates, migration). */
 #ifndef FE_ADMIN_H
 #define FE_ADMIN_H
 
@@ -8,5 +8,6 @@ void		admin_init(void);
 void		admin_enqueue(struct request *req, struct reply *out);
 void		admin_push(struct request *req, struct reply *out);
 void		admin_pushcert(struct request *req, struct reply *out);
+void		admin_migration(struct request *req, struct reply *out);
 
 #endif

@@ -76,6 +76,12 @@ static const struct option_def options[] = {
 	"pushes in flight per push worker: HTTP/2 streams on one APNs connection"},
 	{"no-push", OPT_BOOL, &config.no_push, NULL, NULL,
 	"send no pushes (another front end or host does)"},
+	{"webhook-url", OPT_STRING, &config.webhook_url, NULL, "URL",
+	"POST the events (mdm.events on) to this URL (MicroMDM's webhook format)"},
+	{"webhook-hmac-key", OPT_STRING, &config.webhook_hmac_key, NULL, "KEY",
+	"sign each webhook body: X-Hmac-Signature, base64 HMAC-SHA256 with this key"},
+	{"webhook-timeout", OPT_INT, &config.webhook_timeout, "10", "SECONDS",
+	"a webhook POST unanswered this long fails and is retried"},
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))

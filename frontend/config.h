@@ -29,6 +29,11 @@ struct config
 	int			push_workers;
 	int			max_streams;
 	bool		no_push;
+
+	/* the webhook worker's settings (frontend/webhook.c) */
+	const char *webhook_url;
+	const char *webhook_hmac_key;
+	int			webhook_timeout;	/* seconds */
 };
 
 extern struct config config;

@@ -378,7 +378,8 @@ db_check(bool want_admin)
 	if (want_admin &&
 		check_pool(DB_ADMIN, "mdm_admin",
 				   "\"mdm.api_enqueue(text[],bytea,boolean)\",\"mdm.api_push(text[])\","
-				   "\"mdm.api_pushcert(bytea)\",\"mdm.api_pushcert_get(text)\"") != 0)
+				   "\"mdm.api_pushcert(bytea)\",\"mdm.api_pushcert_get(text)\","
+				   "\"mdm.api_migration(bytea)\"") != 0)
 		return -1;
 	return 0;
 }

@@ -49,6 +49,7 @@ static const struct route routes[] = {
 	{"/v1/enqueue/", "PUT,POST", EP_ENQUEUE, true, true, admin_enqueue},
 	{"/v1/push/", "GET,POST", EP_PUSH, true, false, admin_push},
 	{"/v1/pushcert", "GET,PUT,POST", EP_PUSHCERT, true, true, admin_pushcert},
+	{"/migration", "PUT,POST", EP_MIGRATION, true, true, admin_migration},
 	{"/version", "GET", EP_VERSION, false, false, serve_version},
 	{"/healthz", "GET", EP_HEALTHZ, false, false, serve_healthz},
 	{"/metrics", "GET", EP_METRICS, false, false, serve_metrics},

@@ -18,6 +18,7 @@
 #include "http.h"
 #include "log.h"
 #include "push.h"
+#include "webhook.h"
 #include "version.h"
 
 static int
@@ -84,6 +85,8 @@ main(int argc, char **argv)
 		return 1;
 	if (push_start() != 0)
 		return 1;
+	if (webhook_start() != 0)
+		return 1;
 	if (http_start() != 0)
 		return 1;
 	log_info("version %s listening on %s%s with %d workers%s%s", MDM_FRONTEND_VERSION,
@@ -113,6 +116,7 @@ main(int argc, char **argv)
 	pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
 	http_stop(config.shutdown_timeout);
 	push_stop(config.shutdown_timeout);
+	webhook_stop(config.shutdown_timeout);
 	log_info("stopped");
 	return 0;
 }

@@ -12,7 +12,7 @@ static const uint64_t bounds_us[METRICS_BUCKETS] = {
 };
 
 static const char *const endpoint_names[EP_COUNT] = {
-	"mdm", "checkin", "enroll", "enqueue", "push", "pushcert", "version",
+	"mdm", "checkin", "enroll", "enqueue", "push", "pushcert", "migration", "version",
 	"healthz", "metrics", "other"
 };
 

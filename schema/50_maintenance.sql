@@ -198,7 +198,8 @@ BEGIN
     result := jsonb_build_object('released_push_claims', mdm._release_stale_claims(),
                                  'expired_commands', mdm._expire_pending(batch_size),
                                  'repushed', mdm._repush(batch_size))
-              || mdm._prune_history(batch_size);
+              || mdm._prune_history(batch_size)
+              || jsonb_build_object('events', mdm._prune_events(batch_size));
     -- last: it holds its lock until the end of the transaction
     result := result || jsonb_build_object('reconciled', mdm._reconcile_slice(batch_size));
     RETURN result;

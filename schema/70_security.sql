@@ -15,13 +15,21 @@
 --     called mdm.release_device_identity().  A new Authenticate alone never
 --     does: that would let anyone take over a UDID.
 
+--   - a device migrated from another server (docs/migration.md) is bound
+--     'imported' by the SHA-256 its old server kept (no DER), or, taken in
+--     through mdm.migrate_checkin() or import_nanomdm(bind_on_next_message),
+--     bound to the certificate of its 'next message' (cert_sha256 NULL until then).
 CREATE TABLE mdm.device_identities (
     device_id text PRIMARY KEY,
-    cert_sha256 bytea NOT NULL,
-    cert_der bytea NOT NULL,
-    not_after timestamptz NOT NULL,
-    bound_via text NOT NULL CHECK (bound_via IN ('first use', 'trust anchor')),
-    bound_at timestamptz NOT NULL DEFAULT now()
+    cert_sha256 bytea,
+    cert_der bytea,
+    not_after timestamptz,
+    bound_via text NOT NULL CHECK (bound_via IN ('first use', 'trust anchor', 'imported',
+                                                 'next message')),
+    bound_at timestamptz NOT NULL DEFAULT now(),
+    CHECK ((cert_sha256 IS NULL) = (bound_via = 'next message')),
+    CHECK ((cert_der IS NOT NULL AND not_after IS NOT NULL)
+           OR bound_via IN ('imported', 'next message'))
 );
 CREATE UNIQUE INDEX device_identities_cert ON mdm.device_identities (cert_sha256);
 COMMENT ON TABLE mdm.device_identities IS
@@ -71,6 +79,10 @@ BEGIN
     END IF;
 
     SELECT * INTO b FROM mdm.device_identities WHERE device_id = p_device_id;
+    IF FOUND AND b.bound_via = 'next message' THEN
+        PERFORM mdm._bind_next_message(p_device_id, cert, cert_sha256, not_after);
+        RETURN;
+    END IF;
     IF FOUND AND b.cert_sha256 = cert_sha256 THEN
         IF b.bound_via = 'trust anchor' AND b.not_after < now() THEN
             PERFORM mdm._refuse_identity('device identity certificate has expired',
@@ -130,6 +142,39 @@ BEGIN
                                  AND i.cert_sha256 = _check_identity.cert_sha256) THEN
         PERFORM mdm._refuse_identity(format('device identity does not match device "%s"', p_device_id),
             'Another certificate was bound to the device at the same time.');
+    END IF;
+END $$;
+
+-- A migrated device waiting for its binding: the certificate of the message
+-- it sends first is bound (it must chain to an anchor when there are any).
+CREATE FUNCTION mdm._bind_next_message(p_device_id text, cert bytea, p_cert_sha256 bytea,
+                                       p_not_after timestamptz) RETURNS void
+    LANGUAGE plpgsql AS $$
+DECLARE
+    anchors text := mdm._identity_anchors();
+    anchored boolean := anchors IS NOT NULL AND mdm._verify_identity_chain(cert, anchors);
+BEGIN
+    IF anchors IS NOT NULL AND NOT anchored THEN
+        PERFORM mdm._refuse_identity('device identity certificate is not trusted',
+            'It does not chain to a stored device_identity trust anchor, or it is not valid now.');
+    END IF;
+    IF EXISTS (SELECT FROM mdm.device_identities i WHERE i.cert_sha256 = p_cert_sha256
+               AND i.device_id <> p_device_id) THEN
+        PERFORM mdm._refuse_identity('device identity belongs to another device',
+            'A certificate is bound to one device only.');
+    END IF;
+    UPDATE mdm.device_identities i
+    SET cert_sha256 = p_cert_sha256, cert_der = cert, not_after = p_not_after,
+        bound_via = CASE WHEN anchored THEN 'trust anchor' ELSE 'first use' END, bound_at = now()
+    WHERE i.device_id = p_device_id AND i.bound_via = 'next message';
+    IF NOT FOUND THEN
+        -- another message of the device bound it meanwhile: this one must match
+        PERFORM FROM mdm.device_identities i
+        WHERE i.device_id = p_device_id AND i.cert_sha256 = p_cert_sha256;
+        IF NOT FOUND THEN
+            PERFORM mdm._refuse_identity(format('device identity does not match device "%s"', p_device_id),
+                'Another certificate was bound to the device at the same time.');
+        END IF;
     END IF;
 END $$;
 

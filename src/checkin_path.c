@@ -362,4 +362,6 @@ checkin_dispatch(MdmRequest *r, MdmReply *reply)
 		plan_arg(&a, 6, Int32GetDatum(reply->status), false);
 		run_plan(&log_plan, &a, false, 0);
 	}
+	if (mdm_events)
+		record_event(r, false);
 }

@@ -247,5 +247,7 @@ report_dispatch(MdmRequest *r, MdmReply *reply)
 
 	if (!idle)
 		store_report(r);
+	if (mdm_events)
+		record_event(r, true);
 	next_command(r, exchange_start, reply);
 }

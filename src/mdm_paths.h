@@ -38,6 +38,9 @@ extern void checkin_dispatch(MdmRequest *r, MdmReply *reply);
 /* connect_path.c */
 extern void report_dispatch(MdmRequest *r, MdmReply *reply);
 
+/* event_path.c: the webhook event of a message (mdm.events on) */
+extern void record_event(MdmRequest *r, bool report);
+
 /* common to both: inside an SPI connection */
 extern void reply_empty(MdmReply *reply, int32 status);
 extern void reply_from_result(MdmReply *reply);

@@ -43,6 +43,11 @@ int			mdm_repush_interval = 3600;
 int			mdm_pending_command_lifetime = 30 * 86400;
 
 bool		mdm_require_identity = true;
+bool		mdm_events = false;
+int			mdm_events_retention = 86400;
+int			mdm_event_claim_timeout = 60;
+int			mdm_event_retry_base = 1;
+int			mdm_event_retry_max = 300;
 int			mdm_default_payload_scope = 0;
 int			mdm_user_channel_wait_timeout = 0;
 
@@ -283,6 +288,41 @@ _PG_init(void)
 							 true,
 							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
+	DefineCustomBoolVariable("mdm.events",
+							 "Record every accepted check-in and command report as a webhook event.",
+							 "The events (mdm.events) are delivered by the front end's webhook worker; off records none.",
+							 &mdm_events,
+							 false,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("mdm.events_retention",
+							"How long delivered webhook events are kept.",
+							"mdm.run_maintenance() deletes delivered events that are older; undelivered ones are kept.",
+							&mdm_events_retention,
+							86400, 0, INT_MAX,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("mdm.event_claim_timeout",
+							"How long a claimed webhook event may go unreported before it is claimable again.",
+							NULL,
+							&mdm_event_claim_timeout,
+							60, 1, 86400,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("mdm.event_retry_base",
+							"First retry delay after a webhook delivery failed; it doubles with each attempt.",
+							NULL,
+							&mdm_event_retry_base,
+							1, 1, 86400,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("mdm.event_retry_max",
+							"Longest retry delay for a webhook event.",
+							NULL,
+							&mdm_event_retry_max,
+							300, 1, 7 * 86400,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
 	DefineCustomEnumVariable("mdm.error_context",
 							 "How much context errors raised inside mdm_user carry.",
 							 "api: the mdm function called and the caller's own frames; full: every internal helper too (for debugging the extension).",

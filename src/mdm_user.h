@@ -35,6 +35,11 @@ extern int	mdm_default_payload_scope;
 extern int	mdm_user_channel_wait_timeout;
 extern int	mdm_pending_command_lifetime;
 extern int	mdm_checkin_log;
+extern bool mdm_events;
+extern int	mdm_events_retention;
+extern int	mdm_event_claim_timeout;
+extern int	mdm_event_retry_base;
+extern int	mdm_event_retry_max;
 
 /* mdm.checkin_log values */
 #define MDM_CHECKIN_LOG_ALL 0

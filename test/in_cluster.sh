@@ -14,3 +14,5 @@ echo "== mdm-frontend over HTTP on 127.0.0.1"
 ./test/frontend/run.sh || exit 1
 echo "== mdm-frontend's push sender against the mock APNs on 127.0.0.1"
 ./test/push/run.sh || exit 1
+echo "== mdm-frontend's webhook worker and PUT /migration on 127.0.0.1"
+./test/events/run.sh || exit 1

@@ -1,0 +1,53 @@
+/*
+ * event_path.c
+ *		The webhook event of an accepted check-in or command report
+ *		(mdm.events on; schema/81_events.sql, docs/webhooks.md), written by
+ *		the per-message paths after their own work, in the same transaction.
+ *
+ * With mdm.events off the paths test one boolean and nothing else.  When on,
+ * one INSERT with a kept plan (the TokenUpdate tally read in the same
+ * statement) and a NOTIFY on mdm_events, which PostgreSQL sends once per
+ * transaction however many events it recorded.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+
+#include "mdm_paths.h"
+#include "spi_plans.h"
+
+/* $1 device, $2 enrollment, $3 type, $4 topic, $5 body, $6 command UUID, $7 status */
+static SavedPlan event_plan = {
+	"INSERT INTO mdm.events (device_id, enrollment_id, enrollment_type, topic, body,"
+	"                        command_uuid, status, token_update_tally)"
+	" VALUES ($1, $2, $3, $4, $5, $6, $7,"
+	"         CASE WHEN $4 = 'mdm.TokenUpdate' THEN"
+	"             (SELECT e.token_update_tally FROM mdm.nano_enrollments e"
+	"              WHERE e.device_id = $1 AND e.id = $2) END)",
+	7, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, BYTEAOID, TEXTOID, TEXTOID}
+};
+
+/*
+ * Inside an SPI connection, after the message was handled: record its event.
+ * report: a command report (topic mdm.Connect, with its status and
+ * CommandUUID); else a check-in (topic mdm.<MessageType>).
+ */
+void
+record_event(MdmRequest *r, bool report)
+{
+	PlanArgs	a;
+	char		topic[NAMEDATALEN + 8];
+
+	snprintf(topic, sizeof(topic), "mdm.%s", report ? "Connect" : r->message_type);
+	plan_args_init(&a);
+	plan_arg_text(&a, 0, r->device_id);
+	plan_arg_text(&a, 1, r->enrollment_id);
+	plan_arg_text(&a, 2, r->type);
+	plan_arg_text(&a, 3, topic);
+	plan_arg(&a, 4, PointerGetDatum(r->raw), false);
+	plan_arg_text(&a, 5, report ? r->command_uuid : NULL);
+	plan_arg_text(&a, 6, report ? r->message_type : NULL);
+	run_plan(&event_plan, &a, false, 0);
+	Async_Notify("mdm_events", "");
+}
