@@ -29,14 +29,16 @@ import urllib.request
 import jsonschema
 import psycopg2
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+import mdmtest  # noqa: E402
+from mdmtest import START, Tally, check, free_port, wait_until  # noqa: E402,F401
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FRONTEND = sys.argv[1]
 DB = "events_test"
 API_KEY = "events-test-key"
 HMAC_KEY = b"webhook secret"
 WORK = tempfile.mkdtemp(prefix="mdm-events-test.")
-START = time.time()
-failures = 0
 procs = []
 
 with open(f"{ROOT}/test/events/nanomdm/event.json") as f:
@@ -44,50 +46,8 @@ with open(f"{ROOT}/test/events/nanomdm/event.json") as f:
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
 
-def check(ok, what, detail=""):
-    global failures
-    if ok:
-        print(f"ok - {what} [{time.time() - START:.1f} s]")
-    else:
-        failures += 1
-        print(f"not ok - {what}" + (f": {detail}" if detail else ""))
-    sys.stdout.flush()
-
-
-_conns = {}
-
-
 def psql(sql, db=DB, user=None):
-    """The first column of the last row, as text ("" when none); autocommit."""
-    key = (db, user)
-    if key not in _conns:
-        kw = {"user": user, "password": user} if user else {}
-        _conns[key] = psycopg2.connect(dbname=db, **kw)
-        _conns[key].autocommit = True
-    with _conns[key].cursor() as cur:
-        cur.execute(sql)
-        row = cur.fetchall()[-1] if cur.description and cur.rowcount else None
-    if row is None or row[0] is None:
-        return ""
-    return str(row[0])
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_until(cond, timeout, step=0.05):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(step)
-    return cond()
+    return mdmtest.psql(sql, db, user)
 
 
 # ---- the receiver ----
@@ -199,7 +159,7 @@ def undelivered():
 
 def event_ids_by_enrollment():
     out = {}
-    with _conns[(DB, None)].cursor() as cur:
+    with mdmtest.conns[(DB, None)].cursor() as cur:
         cur.execute("SELECT enrollment_id, id FROM mdm.events ORDER BY id")
         for enrollment, i in cur.fetchall():
             out.setdefault(enrollment, []).append(str(i))
@@ -225,7 +185,7 @@ def setup():
     for setting, value in (("require_identity", "off"), ("events", "on"), ("event_retry_base", "1"),
                            ("event_retry_max", "2"), ("event_claim_timeout", "5")):
         psql(f"ALTER DATABASE {DB} SET mdm.{setting} = {value}")
-    _conns.pop((DB, None)).close()     # the settings apply to new sessions
+    mdmtest.conns.pop((DB, None)).close()     # the settings apply to new sessions
     subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", DB, "-f",
                     f"{ROOT}/test/bench/setup.sql"], check=True, stdout=subprocess.DEVNULL)
 
@@ -359,13 +319,13 @@ finally:
         if p.poll() is None:
             p.kill()
             p.wait()
-    for c in _conns.values():
+    for c in mdmtest.conns.values():
         c.close()
-if failures:
+if Tally.failures:
     for name in os.listdir(WORK):
         if name.endswith(".log"):
             print(f"---- {name}")
             with open(f"{WORK}/{name}") as f:
                 print(f.read()[-3000:])
-print(f"# {failures} failed, in {time.time() - START:.1f} s")
-sys.exit(1 if failures else 0)
+print(f"# {Tally.failures} failed, in {time.time() - START:.1f} s")
+sys.exit(1 if Tally.failures else 0)

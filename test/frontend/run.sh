@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin="${MDM_STAGE:-}$(pg_config --bindir)/mdm-frontend"
 [ -x "$bin" ] || { echo "no $bin: build and install first" >&2; exit 1; }
-exec python3 test/frontend/test_frontend.py "$bin"
+exec /usr/bin/python3 test/frontend/test_frontend.py "$bin"

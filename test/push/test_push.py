@@ -23,63 +23,21 @@ import urllib.request
 
 import psycopg2
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib"))
+import mdmtest  # noqa: E402
+from mdmtest import START, Tally, check, free_port, wait_until  # noqa: E402,F401
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FRONTEND, MOCK = sys.argv[1], sys.argv[2]
 DB = "push_test"
 TOPIC = "com.apple.mgmt.External.8f2d1c7a-3b4e-4f5a-9c6d-7e8f9a0b1c2d"
 API_KEY = "push-test-key"
 WORK = tempfile.mkdtemp(prefix="mdm-push-test.")
-START = time.time()
-failures = 0
-checks = 0
 procs = []
 
 
-def check(ok, what, detail=""):
-    global failures, checks
-    checks += 1
-    if ok:
-        print(f"ok - {what} [{time.time() - START:.1f} s]")
-    else:
-        failures += 1
-        print(f"not ok - {what}" + (f": {detail}" if detail else ""))
-    sys.stdout.flush()
-
-
-_conns = {}
-
-
 def psql(sql, db=DB, user=None):
-    """The first column of the last row, as text ("" when none); autocommit."""
-    key = (db, user)
-    if key not in _conns:
-        kw = {"user": user, "password": user} if user else {}
-        _conns[key] = psycopg2.connect(dbname=db, **kw)
-        _conns[key].autocommit = True
-    with _conns[key].cursor() as cur:
-        cur.execute(sql)
-        row = cur.fetchall()[-1] if cur.description and cur.rowcount else None
-    if row is None or row[0] is None:
-        return ""
-    return str(row[0])
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_until(cond, timeout, step=0.05):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(step)
-    return cond()
+    return mdmtest.psql(sql, db, user)
 
 
 def sh(cmd):
@@ -219,7 +177,7 @@ def setup():
        f" && printf 'subjectAltName=IP:127.0.0.1\\n' > ext"
        f" && openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile ext -out server.crt")
     psql(f"DROP DATABASE IF EXISTS {DB}", db="postgres")
-    _conns.pop(("postgres", None)).close()
+    mdmtest.conns.pop(("postgres", None)).close()
     psql(f"CREATE DATABASE {DB}", db="postgres")
     psql("CREATE EXTENSION mdm_user")
     for role in ("fe", "adm"):
@@ -230,7 +188,7 @@ def setup():
     psql(f"ALTER DATABASE {DB} SET mdm.require_identity = off")
     psql(f"ALTER DATABASE {DB} SET mdm.push_retry_base = 1")
     psql(f"ALTER DATABASE {DB} SET mdm.push_claim_timeout = 3")
-    _conns.pop((DB, None)).close()     # the settings apply to new sessions
+    mdmtest.conns.pop((DB, None)).close()     # the settings apply to new sessions
     subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", DB, "-f",
                     f"{ROOT}/test/bench/setup.sql"], check=True, stdout=subprocess.DEVNULL)
     # 40 Macs with a device and a user channel each (bench.load_mdm: the
@@ -424,7 +382,7 @@ if __name__ == "__main__":
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    print(f"# push sender: {checks - failures} of {checks} checks passed (logs in {WORK})")
-    if failures == 0:
+    print(f"# push sender: {Tally.checks - Tally.failures} of {Tally.checks} checks passed (logs in {WORK})")
+    if Tally.failures == 0:
         subprocess.run(["rm", "-rf", WORK])
-    sys.exit(1 if failures else 0)
+    sys.exit(1 if Tally.failures else 0)
