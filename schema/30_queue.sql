@@ -335,6 +335,7 @@ CREATE FUNCTION mdm._store_report(p_device_id text, p_enrollment_id text, p_stat
     LANGUAGE plpgsql AS $$
 DECLARE
     cmd uuid;
+    at timestamptz := now();
 BEGIN
     BEGIN
         cmd := p_command_uuid::uuid;     -- matches case-insensitively
@@ -352,13 +353,13 @@ BEGIN
     INSERT INTO mdm.nano_command_results AS r
         (device_id, id, command_uuid, status, result, not_now_at, not_now_tally)
     VALUES (p_device_id, p_enrollment_id, cmd, p_status, msg,
-            CASE WHEN p_status = 'NotNow' THEN now() END,
+            CASE WHEN p_status = 'NotNow' THEN at END,
             CASE WHEN p_status = 'NotNow' THEN 1 ELSE 0 END)
     ON CONFLICT (device_id, id, command_uuid) DO UPDATE SET
         status = excluded.status, result = excluded.result,
         not_now_at = coalesce(r.not_now_at, excluded.not_now_at),
         not_now_tally = r.not_now_tally + excluded.not_now_tally,
-        updated_at = now();
+        updated_at = excluded.updated_at;
     IF p_status <> 'NotNow' THEN
         UPDATE mdm.nano_enrollment_queue SET active = false, finished_at = now()
         WHERE device_id = p_device_id AND id = p_enrollment_id AND command_uuid = cmd AND active;
@@ -374,6 +375,8 @@ CREATE FUNCTION mdm._next_command(p_device_id text, p_enrollment_id text,
 DECLARE
     next_uuid uuid;
     body bytea;
+    -- read before the UPDATE: Citus takes no VOLATILE function in one
+    sent timestamptz;
 BEGIN
     SELECT q.command_uuid INTO next_uuid
     FROM mdm.nano_enrollment_queue q
@@ -385,7 +388,8 @@ BEGIN
     IF next_uuid IS NULL THEN
         RETURN mdm._reply_empty();
     END IF;
-    UPDATE mdm.nano_enrollment_queue SET sent_at = clock_timestamp(), sent_count = sent_count + 1
+    sent := clock_timestamp();
+    UPDATE mdm.nano_enrollment_queue SET sent_at = sent, sent_count = sent_count + 1
     WHERE device_id = p_device_id AND id = p_enrollment_id AND command_uuid = next_uuid;
     SELECT c.plist INTO body FROM mdm.nano_commands c WHERE c.command_uuid = next_uuid;
     RETURN ROW(200, 'application/xml', body)::mdm.reply;
@@ -400,16 +404,20 @@ CREATE FUNCTION mdm._handle_report(p_device_id text, p_enrollment_id text, p_use
     LANGUAGE plpgsql AS $$
 DECLARE
     exchange_start timestamptz;
+    -- read before the UPDATE: Citus takes no VOLATILE function in one
+    clock timestamptz := clock_timestamp();
 BEGIN
-    IF NOT EXISTS (SELECT FROM mdm.device_identities b
-                   WHERE b.device_id = p_device_id AND mdm._identity_matches(b, p_identity_sha256)) THEN
+    PERFORM FROM mdm.device_identities b
+    WHERE b.device_id = p_device_id AND b.cert_sha256 = p_identity_sha256
+      AND (b.bound_via <> 'trust anchor' OR b.not_after >= now());
+    IF NOT FOUND THEN
         PERFORM mdm._check_identity(p_device_id, false, p_identity_cert, p_identity_sha256,
                                     p_identity_not_after);
     END IF;
     -- locks the enrollment row: reports of one channel are handled one at a time
     UPDATE mdm.nano_enrollments
     SET last_seen_at = now(),
-        exchange_started_at = CASE WHEN p_status = 'Idle' THEN clock_timestamp()
+        exchange_started_at = CASE WHEN p_status = 'Idle' THEN clock
                                    ELSE coalesce(exchange_started_at, '-infinity') END,
         not_on_console = coalesce((msg->'NotOnConsole')::boolean, not_on_console)
     WHERE device_id = p_device_id AND id = p_enrollment_id

@@ -323,9 +323,11 @@ END $$;
 -- Payload types a scope's channel cannot take, from Apple's schema: macOS's
 -- device or user channel; for types macOS lacks, the iOS device channel or
 -- the Shared iPad user channel.
+-- (A quoted body, not RETURN: Citus' local execution sends the text of a
+-- SQL-standard body as a query.)
 CREATE FUNCTION mdm._payloads_off_channel(content jsonb, scope text) RETURNS text[]
-    LANGUAGE sql STABLE
-    RETURN ARRAY(
+    LANGUAGE sql STABLE AS $$
+    SELECT ARRAY(
         SELECT DISTINCT p->>'PayloadType'
         FROM jsonb_array_elements(content->'PayloadContent') p
         JOIN mdm.apple_payload_types t ON t.payload_type = p->>'PayloadType'
@@ -336,7 +338,8 @@ CREATE FUNCTION mdm._payloads_off_channel(content jsonb, scope text) RETURNS tex
             ELSE t.ios_device_channel OR t.shared_ipad_device_channel OR t.tvos_supported
                  OR t.visionos_supported OR t.watchos_supported
         END
-        ORDER BY 1);
+        ORDER BY 1)
+$$;
 
 CREATE FUNCTION mdm.upload_profile(mobileconfig bytea, allow_channel_mismatch boolean DEFAULT false)
     RETURNS bigint
@@ -350,6 +353,7 @@ DECLARE
     off_channel text[];
     unknown text[];
     new_id bigint;
+    new_version integer;
 BEGIN
     SELECT id INTO existing FROM mdm.profiles WHERE sha256 = digest;
     IF existing IS NOT NULL THEN
@@ -380,11 +384,13 @@ BEGIN
                      array_to_string(unknown, ', ');
     END IF;
 
+    -- (computed first: Citus takes no subquery in INSERT ... VALUES)
+    SELECT coalesce(max(version), 0) + 1 INTO new_version
+    FROM mdm.profiles WHERE payload_identifier = p.content->>'PayloadIdentifier';
     INSERT INTO mdm.profiles (payload_identifier, version, payload_uuid, display_name, scope, scope_from,
                               mobileconfig, content, sha256, signed, signer_subject, signer_sha256,
                               variables, channel_mismatch_allowed)
-    VALUES (p.content->>'PayloadIdentifier',
-            coalesce((SELECT max(version) FROM mdm.profiles WHERE payload_identifier = p.content->>'PayloadIdentifier'), 0) + 1,
+    VALUES (p.content->>'PayloadIdentifier', new_version,
             p.content->>'PayloadUUID', p.content->>'PayloadDisplayName', sc.scope, sc.scope_from,
             mobileconfig, p.content, digest, p.signed, p.signer_subject, p.signer_sha256, vars,
             cardinality(off_channel) > 0)
@@ -636,11 +642,10 @@ COMMENT ON FUNCTION mdm.bind_profile(bigint, text) IS
     'Bind a profile (all versions of its PayloadIdentifier) to one user channel: nothing else can ever be queued its InstallProfile';
 
 CREATE FUNCTION mdm.unbind_profile(payload_identifier text) RETURNS boolean
-    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    BEGIN ATOMIC
-        DELETE FROM mdm.profile_bindings b WHERE b.payload_identifier = unbind_profile.payload_identifier
-        RETURNING true;
-    END;
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    DELETE FROM mdm.profile_bindings b WHERE b.payload_identifier = unbind_profile.payload_identifier
+    RETURNING true
+$$;
 COMMENT ON FUNCTION mdm.unbind_profile(text) IS 'Release a user-bound profile; returns NULL if it was not bound';
 
 -- Targets whose channel does not match the profile's scope.
@@ -753,7 +758,7 @@ BEGIN
     ON CONFLICT (device_id, enrollment_id, payload_identifier) DO UPDATE SET
         profile_id = excluded.profile_id, operation = excluded.operation, status = excluded.status,
         source = excluded.source, command_uuid = excluded.command_uuid, error_chain = NULL,
-        updated_at = now();
+        updated_at = excluded.updated_at;
     RETURN QUERY SELECT u.enrollment_id, u.command_uuid
                  FROM unnest(targets, commands) AS u(device_id, enrollment_id, type, platform, command_uuid)
                  WHERE u.command_uuid IS NOT NULL
@@ -771,7 +776,7 @@ CREATE FUNCTION mdm._record_render_failure(p mdm.profiles, t mdm._target, messag
     ON CONFLICT (device_id, enrollment_id, payload_identifier) DO UPDATE SET
         profile_id = excluded.profile_id, operation = excluded.operation, status = excluded.status,
         source = excluded.source, command_uuid = NULL, error_chain = excluded.error_chain,
-        updated_at = now();
+        updated_at = excluded.updated_at;
 $$;
 
 CREATE FUNCTION mdm._profile(profile_version bigint) RETURNS mdm.profiles
@@ -820,8 +825,9 @@ CREATE FUNCTION mdm._profile_result(p_device_id text, p_enrollment_id text, cmd 
     LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE mdm.profile_deliveries
+    -- (a searched CASE: Citus deparses "CASE operation WHEN" wrongly)
     SET status = CASE WHEN p_status = 'Acknowledged' THEN
-                          CASE operation WHEN 'install' THEN 'installed' ELSE 'removed' END
+                          CASE WHEN operation = 'install' THEN 'installed' ELSE 'removed' END
                       ELSE 'failed' END,
         error_chain = msg->'ErrorChain', updated_at = now()
     WHERE device_id = p_device_id AND enrollment_id = p_enrollment_id AND command_uuid = cmd

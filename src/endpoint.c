@@ -137,14 +137,15 @@ handle_message(FunctionCallInfo fcinfo, MdmMessageKind kind)
 	body = PG_GETARG_BYTEA_PP(0);
 	check_message_size(VARSIZE_ANY_EXHDR(body));
 
-	/* who sent it, before anything of it is parsed */
-	read_identity(body, PG_ARGISNULL(1) ? NULL : PG_GETARG_BYTEA_PP(1),
-				  PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2), &id);
-
 	h = plist_parse(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body));
 	if (!mdm_message_decode(h->tree, kind, &msg, &err))
 		report_plist_error(&err);
 	fill_args(&args, &msg);
+
+	/* who sent it: a certificate bound to this device is not parsed again */
+	read_identity(body, PG_ARGISNULL(1) ? NULL : PG_GETARG_BYTEA_PP(1),
+				  PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2),
+				  TextDatumGetCString(args.values[0]), &id);
 	set_arg(&args, 6, JsonbPGetDatum(plist_tree_to_jsonb(h)), false);
 	plist_release(h);
 

@@ -139,8 +139,9 @@ cert_not_after(X509 *cert)
 }
 
 /*
- * The identity of a DER certificate that is already bound to a device,
- * without parsing it.  A binding stores the SHA-256 of the DER that was
+ * The identity of a DER certificate that is already bound to the device
+ * the message comes from, without parsing it (a lookup by device: one
+ * shard when the tables are distributed, docs/citus.md).  A binding stores the SHA-256 of the DER that was
  * parsed, checked and bound (mdm.device_identities), so bytes whose
  * SHA-256 matches one are that very DER: its expiry is the stored one, and
  * parsing it again would yield the same values.  This matters because
@@ -150,13 +151,13 @@ cert_not_after(X509 *cert)
  * bytes must be parsed: PEM, or a certificate no device is bound to.
  */
 static bool
-bound_identity(const char *data, size_t len, RequestIdentity *out)
+bound_identity(const char *data, size_t len, const char *device_id, RequestIdentity *out)
 {
 	static SPIPlanPtr plan = NULL;
 	unsigned char digest[EVP_MAX_MD_SIZE];
 	unsigned int digest_len = 0;
 	bytea	   *sha256;
-	Datum		arg;
+	Datum		args[2];
 	bool		found = false;
 	TimestampTz not_after = 0;
 
@@ -170,16 +171,18 @@ bound_identity(const char *data, size_t len, RequestIdentity *out)
 		elog(ERROR, "SPI_connect failed");
 	if (plan == NULL)
 	{
-		Oid			argtype = BYTEAOID;
-		SPIPlanPtr	p = SPI_prepare("SELECT not_after FROM mdm.device_identities WHERE cert_sha256 = $1",
-									1, &argtype);
+		Oid			argtypes[2] = {TEXTOID, BYTEAOID};
+		SPIPlanPtr	p = SPI_prepare("SELECT not_after FROM mdm.device_identities"
+									" WHERE device_id = $1 AND cert_sha256 = $2",
+									2, argtypes);
 
 		if (p == NULL || SPI_keepplan(p) != 0)
 			elog(ERROR, "could not prepare the identity lookup: %s", SPI_result_code_string(SPI_result));
 		plan = p;
 	}
-	arg = PointerGetDatum(sha256);
-	if (SPI_execute_plan(plan, &arg, NULL, true, 1) != SPI_OK_SELECT)
+	args[0] = CStringGetTextDatum(device_id);
+	args[1] = PointerGetDatum(sha256);
+	if (SPI_execute_plan(plan, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "identity lookup failed");
 	if (SPI_processed == 1)
 	{
@@ -207,7 +210,8 @@ bound_identity(const char *data, size_t len, RequestIdentity *out)
  * the certificate.
  */
 void
-read_identity(bytea *body, bytea *cert, text *signature, RequestIdentity *out)
+read_identity(bytea *body, bytea *cert, text *signature, const char *device_id,
+			  RequestIdentity *out)
 {
 	MemoryContext cxt;
 	IdentityHolder *h;
@@ -219,7 +223,8 @@ read_identity(bytea *body, bytea *cert, text *signature, RequestIdentity *out)
 	memset(out, 0, sizeof(*out));
 	if (cert == NULL && signature == NULL)
 		return;
-	if (signature == NULL && bound_identity(VARDATA_ANY(cert), VARSIZE_ANY_EXHDR(cert), out))
+	if (signature == NULL &&
+		bound_identity(VARDATA_ANY(cert), VARSIZE_ANY_EXHDR(cert), device_id, out))
 		return;
 
 	h = identity_holder_new(&cxt);

@@ -74,7 +74,8 @@ typedef struct RequestIdentity
 	TimestampTz not_after;
 } RequestIdentity;
 
-extern void read_identity(bytea *body, bytea *cert, text *signature, RequestIdentity *out);
+extern void read_identity(bytea *body, bytea *cert, text *signature, const char *device_id,
+						  RequestIdentity *out);
 
 /* plist_write.c: jsonb to an XML plist */
 extern bytea *jsonb_to_plist_bytes(Jsonb *jb);
