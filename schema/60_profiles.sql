@@ -843,9 +843,14 @@ SELECT gm.idp_user_id, g.label_id FROM mdm.idp_group_members gm JOIN mdm.idp_gro
 -- The enrollments of some devices with the labels that apply to them: their
 -- own, their device's (for user channels), and those of the IdP users
 -- mapped to them (directly and through IdP groups).
+-- (PL/pgSQL, not SQL: Citus plans no SQL-function statement with
+-- parameters over distributed tables; PL/pgSQL hands it the values.)
 CREATE FUNCTION mdm._enrollment_labels(device_ids text[])
     RETURNS TABLE (device_id text, enrollment_id text, label_id bigint)
-    LANGUAGE sql STABLE AS $$
+    LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH idp_channels AS (
         SELECT m.idp_user_id, m.device_id, m.enrollment_id
         FROM mdm.idp_user_enrollments m WHERE m.device_id = ANY (device_ids)
@@ -861,8 +866,8 @@ CREATE FUNCTION mdm._enrollment_labels(device_ids text[])
     WHERE le.device_id = ANY (device_ids)
     UNION
     SELECT c.device_id, c.enrollment_id, il.label_id
-    FROM idp_channels c JOIN mdm._idp_user_labels il USING (idp_user_id)
-$$;
+    FROM idp_channels c JOIN mdm._idp_user_labels il USING (idp_user_id);
+END $$;
 
 -- Desired profiles (latest versions) of the enabled enrollments of some
 -- devices: included by a label, excluded by none, of the channel's scope,
@@ -871,7 +876,10 @@ $$;
 -- contents.
 CREATE FUNCTION mdm._desired_profiles(device_ids text[])
     RETURNS TABLE (device_id text, enrollment_id text, type text, profile_id bigint)
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp ROWS 10000 AS $$
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp ROWS 10000 AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH wanted AS (
         SELECT el.device_id, el.enrollment_id, a.payload_identifier
         FROM mdm._enrollment_labels(device_ids) el
@@ -884,8 +892,8 @@ CREATE FUNCTION mdm._desired_profiles(device_ids text[])
     JOIN mdm.latest_profiles lp ON lp.payload_identifier = w.payload_identifier
     LEFT JOIN mdm.profile_bindings b ON b.payload_identifier = lp.payload_identifier
     WHERE (e.type IN ('User', 'Shared iPad', 'User Enrollment')) = (lp.scope = 'User')
-      AND (b.payload_identifier IS NULL OR (b.device_id, b.enrollment_id) = (w.device_id, w.enrollment_id))
-$$;
+      AND (b.payload_identifier IS NULL OR (b.device_id, b.enrollment_id) = (w.device_id, w.enrollment_id));
+END $$;
 
 -- Reconcile some devices: queue installs of desired profiles that are not
 -- queued or installed in their latest version, and removes of label-
