@@ -18,7 +18,11 @@ OBJS = \
 	src/routing.o \
 	src/push_cert.o \
 	src/cms.o \
-	src/identity.o
+	src/identity.o \
+	src/spi_plans.o \
+	src/checkin_path.o \
+	src/connect_path.o \
+	src/enqueue_path.o
 
 # The install script is built from one file per concern, in name order.
 SCHEMA_PARTS = $(sort $(wildcard schema/*.sql))

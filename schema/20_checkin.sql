@@ -219,58 +219,8 @@ BEGIN
     RETURN mdm._reply_empty();
 END $$;
 
--- TokenUpdate: push token, PushMagic and topic of one channel.
--- was_pushable: the channel existed, enabled, with a live token, before
--- this message (the dispatcher read it in its one lookup).
-CREATE FUNCTION mdm._checkin_token_update(p_device_id text, p_enrollment_id text,
-                                          p_user_id text, p_type text, msg jsonb,
-                                          raw bytea, was_pushable boolean) RETURNS mdm.reply
-    LANGUAGE plpgsql AS $$
-BEGIN
-    IF p_user_id IS NOT NULL THEN
-        INSERT INTO mdm.nano_users AS u (device_id, id, user_short_name, user_long_name)
-        VALUES (p_device_id, p_user_id, msg->>'UserShortName', msg->>'UserLongName')
-        ON CONFLICT (device_id, id) DO UPDATE SET
-            user_short_name = coalesce(excluded.user_short_name, u.user_short_name),
-            user_long_name = coalesce(excluded.user_long_name, u.user_long_name),
-            updated_at = excluded.updated_at;
-    ELSIF msg ? 'UnlockToken' THEN
-        INSERT INTO mdm.device_secrets AS s (device_id, unlock_token, unlock_token_at)
-        VALUES (p_device_id, mdm.plist_data(msg->'UnlockToken'), now())
-        ON CONFLICT (device_id) DO UPDATE SET
-            unlock_token = excluded.unlock_token, unlock_token_at = excluded.unlock_token_at;
-    END IF;
-
-    INSERT INTO mdm.nano_enrollments AS e
-        (device_id, id, user_id, type, topic, push_magic, token_hex, token_update,
-         token_update_at, awaiting_configuration, not_on_console, last_seen_at)
-    VALUES (p_device_id, p_enrollment_id, p_user_id, p_type, msg->>'Topic', msg->>'PushMagic',
-            encode(mdm.plist_data(msg->'Token'), 'hex'), raw, now(),
-            (msg->'AwaitingConfiguration')::boolean, (msg->'NotOnConsole')::boolean, now())
-    ON CONFLICT (device_id, id) DO UPDATE SET
-        type = excluded.type, topic = excluded.topic, push_magic = excluded.push_magic,
-        token_hex = excluded.token_hex, enabled = true,
-        token_invalid_at = NULL, token_invalid_reason = NULL,
-        token_update_tally = e.token_update_tally + 1,
-        token_update = excluded.token_update, token_update_at = excluded.token_update_at,
-        awaiting_configuration = coalesce(excluded.awaiting_configuration, e.awaiting_configuration),
-        not_on_console = coalesce(excluded.not_on_console, e.not_on_console),
-        last_seen_at = excluded.last_seen_at, updated_at = excluded.updated_at;
-
-    -- a channel's first TokenUpdate, its first after a re-enrollment or
-    -- CheckOut, or its first since APNs called its token dead: the profiles
-    -- its labels assign, which may have waited for it, are queued now, in
-    -- this transaction (schema/60_profiles.sql), and commands queued while
-    -- it could not be pushed get their push
-    IF NOT was_pushable THEN
-        PERFORM mdm._reconcile_devices(ARRAY[p_device_id]);
-        IF EXISTS (SELECT FROM mdm.nano_enrollment_queue q
-                   WHERE q.device_id = p_device_id AND q.id = p_enrollment_id AND q.active) THEN
-            PERFORM mdm._announce_pushes(ARRAY[ROW(p_device_id, p_enrollment_id, p_type, NULL)::mdm._target]);
-        END IF;
-    END IF;
-    RETURN mdm._reply_empty();
-END $$;
+-- TokenUpdate (push token, PushMagic and topic of one channel) runs in C:
+-- src/checkin_path.c.
 
 -- UserAuthenticate: a directory user logging in (never the local user who enrolled).
 CREATE FUNCTION mdm._checkin_user_authenticate(p_device_id text, p_user_id text,
@@ -475,8 +425,8 @@ END $$;
 -- Which channels a check-in message may arrive on, from Apple's schema
 -- (mdm.apple_checkin_messages): the user channel of a Mac or a Shared
 -- iPad, or the device channel of any platform; User Enrollment only what
--- it may send.  The dispatcher's one lookup makes the test;
--- _check_checkin_channel() says what is wrong.
+-- it may send.  The test is part of the dispatcher's one lookup
+-- (src/checkin_path.c); _check_checkin_channel() says what is wrong.
 CREATE FUNCTION mdm._check_checkin_channel(p_message_type text, p_type text)
     RETURNS void
     LANGUAGE plpgsql STABLE AS $$
@@ -507,95 +457,9 @@ BEGIN
     END IF;
 END $$;
 
--- The dispatcher behind mdm.checkin(): the C entry point has parsed the
--- plist, checked the identity and key types, and worked out the IDs.
-CREATE FUNCTION mdm._handle_checkin(p_device_id text, p_enrollment_id text, p_user_id text,
-                                    p_type text, p_message_type text, msg jsonb, raw bytea,
-                                    p_identity_cert bytea, p_identity_sha256 bytea,
-                                    p_identity_not_after timestamptz, p_mdm_signature text)
-    RETURNS mdm.reply
-    LANGUAGE plpgsql AS $$
-DECLARE
-    r mdm.reply;
-    channel_ok boolean;
-    identity_ok boolean;
-    enrolled boolean;
-    pushable boolean;
-BEGIN
-    -- three checks in one lookup; the functions that explain a failure (or
-    -- bind a first identity) run only when one does not pass.  The same
-    -- lookup reads whether the channel can be pushed (for TokenUpdate).
-    -- (the two tests written out: a whole row passed to a function does not
-    -- survive Citus' rewriting of the query for a shard, docs/citus.md)
-    SELECT coalesce(CASE WHEN p_type IN ('Device', 'User Enrollment (Device)')
-                         THEN m.macos_device_channel OR m.ios_device_channel OR m.shared_ipad_device_channel
-                              OR m.tvos_supported OR m.visionos_supported OR m.watchos_supported
-                         ELSE m.macos_user_channel OR m.shared_ipad_user_channel END
-                    AND NOT (p_type IN ('User Enrollment (Device)', 'User Enrollment')
-                             AND m.macos_user_enrollment = 'forbidden'
-                             AND m.ios_user_enrollment IS DISTINCT FROM 'allowed'), false),
-           coalesce(b.cert_sha256 = p_identity_sha256
-                    AND (b.bound_via <> 'trust anchor' OR b.not_after >= now()), false),
-           d.id IS NOT NULL,
-           coalesce(e.enabled AND e.token_invalid_at IS NULL, false)
-    INTO channel_ok, identity_ok, enrolled, pushable
-    FROM (SELECT) AS one
-    LEFT JOIN mdm.apple_checkin_messages m ON m.message_type = p_message_type
-    LEFT JOIN mdm.device_identities b ON b.device_id = p_device_id
-    LEFT JOIN mdm.nano_devices d ON d.id = p_device_id
-    LEFT JOIN mdm.nano_enrollments e ON e.device_id = p_device_id AND e.id = p_enrollment_id;
-    IF NOT channel_ok THEN
-        PERFORM mdm._check_checkin_channel(p_message_type, p_type);
-    END IF;
-    IF NOT identity_ok THEN
-        -- the device identity must be the one bound to it (schema/70_security.sql)
-        PERFORM mdm._check_identity(p_device_id, p_message_type = 'Authenticate', p_identity_cert,
-                                    p_identity_sha256, p_identity_not_after);
-    END IF;
-    IF p_message_type <> 'Authenticate' AND NOT enrolled THEN
-        RAISE EXCEPTION 'device "%" is not enrolled', p_device_id
-            USING ERRCODE = 'undefined_object',
-                  DETAIL = format('A %s message arrived before the device''s Authenticate.', p_message_type);
-    END IF;
-
-    CASE p_message_type
-    WHEN 'Authenticate' THEN
-        r := mdm._checkin_authenticate(p_device_id, msg, raw, p_identity_cert);
-    WHEN 'TokenUpdate' THEN
-        r := mdm._checkin_token_update(p_device_id, p_enrollment_id, p_user_id, p_type, msg, raw,
-                                       pushable);
-    WHEN 'UserAuthenticate' THEN
-        r := mdm._checkin_user_authenticate(p_device_id, p_user_id, msg, raw);
-    WHEN 'CheckOut' THEN
-        r := mdm._checkin_checkout(p_device_id);
-    WHEN 'SetBootstrapToken' THEN
-        r := mdm._checkin_set_bootstrap_token(p_device_id, msg);
-    WHEN 'GetBootstrapToken' THEN
-        r := mdm._checkin_get_bootstrap_token(p_device_id);
-    WHEN 'DeclarativeManagement' THEN
-        r := mdm._checkin_declarative_management(p_enrollment_id, msg);
-    WHEN 'GetToken' THEN
-        r := mdm._checkin_get_token(p_enrollment_id, msg);
-    ELSE
-        RAISE EXCEPTION 'check-in message type "%" is not supported', p_message_type
-            USING ERRCODE = 'feature_not_supported';
-    END CASE;
-
-    -- every check-in sets last_seen_at of its channel (Authenticate and
-    -- TokenUpdate set it themselves, in the update they make anyway)
-    IF p_message_type NOT IN ('Authenticate', 'TokenUpdate') THEN
-        UPDATE mdm.nano_enrollments SET last_seen_at = now()
-        WHERE device_id = p_device_id AND id = p_enrollment_id;
-    END IF;
-    IF mdm._setting('mdm.checkin_log') = 'all' THEN
-        INSERT INTO mdm.checkin_messages
-            (device_id, enrollment_id, message_type, body, identity_cert_sha256, mdm_signature,
-             reply_status)
-        VALUES (p_device_id, p_enrollment_id, p_message_type, raw, p_identity_sha256,
-                p_mdm_signature, r.status);
-    END IF;
-    RETURN r;
-END $$;
+-- The dispatcher behind mdm.checkin() runs in C (src/checkin_path.c): it
+-- checks the channel, the identity and the enrollment in one lookup, runs
+-- TokenUpdate itself and calls the handlers above for the other types.
 
 -- The front end's call for every request to the CheckInURL.
 CREATE FUNCTION mdm.checkin(message bytea, identity_cert bytea DEFAULT NULL,

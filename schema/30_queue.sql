@@ -262,10 +262,12 @@ BEGIN
 END $$;
 
 -- Queue a command to enrollments: set-based, one statement per table.
-CREATE FUNCTION mdm.enqueue(enrollment_ids text[], command jsonb, priority integer DEFAULT 0,
-                            allow_unknown_request_type boolean DEFAULT false)
+-- mdm.enqueue() (src/enqueue_path.c) queues a plain command to one target
+-- itself and calls this for everything else, errors included.
+CREATE FUNCTION mdm._enqueue(enrollment_ids text[], command jsonb, priority integer,
+                             allow_unknown_request_type boolean)
     RETURNS uuid
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql AS $$
 DECLARE
     parts record := mdm._command_parts(command);
     rtype text := parts.command->>'RequestType';
@@ -318,6 +320,12 @@ BEGIN
     PERFORM mdm._queue_command(targets, parts.command_uuid, parts.command, priority);
     RETURN parts.command_uuid;
 END $$;
+CREATE FUNCTION mdm.enqueue(enrollment_ids text[], command jsonb, priority integer DEFAULT 0,
+                            allow_unknown_request_type boolean DEFAULT false)
+    RETURNS uuid
+    AS 'MODULE_PATHNAME', 'mdm_enqueue'
+    LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION mdm.enqueue(text[], jsonb, integer, boolean) IS
     'Queue a command (inner dictionary, or {CommandUUID, Command}) to enrollments; returns its CommandUUID';
 
@@ -329,109 +337,10 @@ CREATE FUNCTION mdm.enqueue(enrollment_ids text[], command bytea, priority integ
 COMMENT ON FUNCTION mdm.enqueue(text[], bytea, integer, boolean) IS
     'Queue a command given as a plist (inner dictionary, or {CommandUUID, Command})';
 
--- Store a report about a queued command, or record it as an orphan.
-CREATE FUNCTION mdm._store_report(p_device_id text, p_enrollment_id text, p_status text,
-                                  p_command_uuid text, msg jsonb) RETURNS void
-    LANGUAGE plpgsql AS $$
-DECLARE
-    cmd uuid;
-    at timestamptz := now();
-BEGIN
-    BEGIN
-        cmd := p_command_uuid::uuid;     -- matches case-insensitively
-    EXCEPTION WHEN invalid_text_representation THEN
-        cmd := NULL;
-    END;
-    IF cmd IS NULL OR NOT EXISTS (SELECT FROM mdm.nano_enrollment_queue
-                                  WHERE device_id = p_device_id AND id = p_enrollment_id
-                                    AND command_uuid = cmd) THEN
-        INSERT INTO mdm.orphan_reports (device_id, enrollment_id, command_uuid, status, result)
-        VALUES (p_device_id, p_enrollment_id, p_command_uuid, p_status, msg);
-        RETURN;
-    END IF;
-
-    INSERT INTO mdm.nano_command_results AS r
-        (device_id, id, command_uuid, status, result, not_now_at, not_now_tally)
-    VALUES (p_device_id, p_enrollment_id, cmd, p_status, msg,
-            CASE WHEN p_status = 'NotNow' THEN at END,
-            CASE WHEN p_status = 'NotNow' THEN 1 ELSE 0 END)
-    ON CONFLICT (device_id, id, command_uuid) DO UPDATE SET
-        status = excluded.status, result = excluded.result,
-        not_now_at = coalesce(r.not_now_at, excluded.not_now_at),
-        not_now_tally = r.not_now_tally + excluded.not_now_tally,
-        updated_at = excluded.updated_at;
-    IF p_status <> 'NotNow' THEN
-        UPDATE mdm.nano_enrollment_queue SET active = false, finished_at = now()
-        WHERE device_id = p_device_id AND id = p_enrollment_id AND command_uuid = cmd AND active;
-        -- InstallProfile / RemoveProfile outcomes (schema/60_profiles.sql)
-        PERFORM mdm._profile_result(p_device_id, p_enrollment_id, cmd, p_status, msg);
-    END IF;
-END $$;
-
--- The next command for an enrollment in its current exchange, marked sent.
-CREATE FUNCTION mdm._next_command(p_device_id text, p_enrollment_id text,
-                                  p_exchange_started_at timestamptz) RETURNS mdm.reply
-    LANGUAGE plpgsql AS $$
-DECLARE
-    next_uuid uuid;
-    body bytea;
-    -- read before the UPDATE: Citus takes no VOLATILE function in one
-    sent timestamptz;
-BEGIN
-    SELECT q.command_uuid INTO next_uuid
-    FROM mdm.nano_enrollment_queue q
-    WHERE q.device_id = p_device_id AND q.id = p_enrollment_id AND q.active
-      AND (q.sent_at IS NULL OR q.sent_at < p_exchange_started_at)
-    ORDER BY q.priority DESC, q.created_at, q.command_uuid
-    LIMIT 1
-    FOR UPDATE SKIP LOCKED;
-    IF next_uuid IS NULL THEN
-        RETURN mdm._reply_empty();
-    END IF;
-    sent := clock_timestamp();
-    UPDATE mdm.nano_enrollment_queue SET sent_at = sent, sent_count = sent_count + 1
-    WHERE device_id = p_device_id AND id = p_enrollment_id AND command_uuid = next_uuid;
-    SELECT c.plist INTO body FROM mdm.nano_commands c WHERE c.command_uuid = next_uuid;
-    RETURN ROW(200, 'application/xml', body)::mdm.reply;
-END $$;
-
--- The handler behind mdm.connect().
-CREATE FUNCTION mdm._handle_report(p_device_id text, p_enrollment_id text, p_user_id text,
-                                   p_type text, p_status text, p_command_uuid text, msg jsonb,
-                                   raw bytea, p_identity_cert bytea, p_identity_sha256 bytea,
-                                   p_identity_not_after timestamptz, p_mdm_signature text)
-    RETURNS mdm.reply
-    LANGUAGE plpgsql AS $$
-DECLARE
-    exchange_start timestamptz;
-    -- read before the UPDATE: Citus takes no VOLATILE function in one
-    clock timestamptz := clock_timestamp();
-BEGIN
-    PERFORM FROM mdm.device_identities b
-    WHERE b.device_id = p_device_id AND b.cert_sha256 = p_identity_sha256
-      AND (b.bound_via <> 'trust anchor' OR b.not_after >= now());
-    IF NOT FOUND THEN
-        PERFORM mdm._check_identity(p_device_id, false, p_identity_cert, p_identity_sha256,
-                                    p_identity_not_after);
-    END IF;
-    -- locks the enrollment row: reports of one channel are handled one at a time
-    UPDATE mdm.nano_enrollments
-    SET last_seen_at = now(),
-        exchange_started_at = CASE WHEN p_status = 'Idle' THEN clock
-                                   ELSE coalesce(exchange_started_at, '-infinity') END,
-        not_on_console = coalesce((msg->'NotOnConsole')::boolean, not_on_console)
-    WHERE device_id = p_device_id AND id = p_enrollment_id
-    RETURNING exchange_started_at INTO exchange_start;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'enrollment "%" is not enrolled', p_enrollment_id
-            USING ERRCODE = 'undefined_object',
-                  DETAIL = 'A command report arrived before the channel''s TokenUpdate.';
-    END IF;
-    IF p_status <> 'Idle' THEN
-        PERFORM mdm._store_report(p_device_id, p_enrollment_id, p_status, p_command_uuid, msg);
-    END IF;
-    RETURN mdm._next_command(p_device_id, p_enrollment_id, exchange_start);
-END $$;
+-- The handler behind mdm.connect() runs in C (src/connect_path.c): the
+-- identity, the enrollment row (locked: reports of one channel are handled
+-- one at a time), the result or orphan report, the profile delivery
+-- outcome (schema/60_profiles.sql), and the next command of the exchange.
 
 -- The front end's call for every request to the ServerURL.
 CREATE FUNCTION mdm.connect(message bytea, identity_cert bytea DEFAULT NULL,

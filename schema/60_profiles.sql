@@ -817,22 +817,8 @@ END $$;
 COMMENT ON FUNCTION mdm.remove_profile(bigint, text[]) IS
     'Queue RemoveProfile with the profile''s PayloadIdentifier to enrollments of the profile''s channel';
 
--- Outcome of an InstallProfile or RemoveProfile report, for the deliveries.
--- PL/pgSQL, not SQL: it runs on every report, and a SQL function called
--- this way has its statement parsed and planned again on every call.
-CREATE FUNCTION mdm._profile_result(p_device_id text, p_enrollment_id text, cmd uuid, p_status text,
-                                    msg jsonb) RETURNS void
-    LANGUAGE plpgsql AS $$
-BEGIN
-    UPDATE mdm.profile_deliveries
-    -- (a searched CASE: Citus deparses "CASE operation WHEN" wrongly)
-    SET status = CASE WHEN p_status = 'Acknowledged' THEN
-                          CASE WHEN operation = 'install' THEN 'installed' ELSE 'removed' END
-                      ELSE 'failed' END,
-        error_chain = msg->'ErrorChain', updated_at = now()
-    WHERE device_id = p_device_id AND enrollment_id = p_enrollment_id AND command_uuid = cmd
-      AND p_status <> 'NotNow';
-END $$;
+-- The outcome of an InstallProfile or RemoveProfile report is written to
+-- its delivery by the report handler (src/connect_path.c).
 
 -- The labels of each IdP user: directly, and through its IdP groups.
 CREATE VIEW mdm._idp_user_labels AS

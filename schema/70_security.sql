@@ -41,6 +41,11 @@ COMMENT ON TABLE mdm.identity_certs IS
     'The device each bound identity certificate belongs to (a certificate is bound to one device only)';
 SELECT pg_catalog.pg_extension_config_dump('mdm.identity_certs', '');
 
+-- Whether a message's certificate is the one bound to its device, and
+-- still good, is part of the dispatchers' lookups (src/checkin_path.c,
+-- src/connect_path.c): by device, never by certificate across the fleet;
+-- _check_identity() handles everything else.
+
 CREATE FUNCTION mdm._verify_identity_chain(cert_der bytea, anchors_pem text) RETURNS boolean
     AS 'MODULE_PATHNAME', 'mdm_verify_identity_chain'
     LANGUAGE C STABLE STRICT;

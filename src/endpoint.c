@@ -3,121 +3,63 @@
  *		The calls a front end makes for each device request:
  *		mdm.checkin() for the CheckInURL and mdm.connect() for the ServerURL.
  *
- * Both do the same four steps and differ only in the SQL handler they call:
- *   1. read the plist (plist_jsonb.c: size, depth and node limits);
- *   2. decode the message (mdm_message.c: identity, message type, key types)
+ * Both do the same steps and differ only in the path that handles them:
+ *   1. read the device identity (identity.c; a DER certificate is only
+ *      hashed here);
+ *   2. read the plist (plist_jsonb.c: size, depth and node limits);
+ *   3. decode the message (mdm_message.c: identity, message type, key types)
  *      and work out the enrollment IDs;
- *   3. convert the tree to jsonb and free it;
- *   4. run the handler, mdm._handle_checkin() or mdm._handle_report(),
- *      through a plan prepared once per backend, and return its mdm.reply.
- * Any error before or inside the handler rolls the whole call back, so bad
- * input stores nothing.
+ *   4. convert the tree to jsonb and free it;
+ *   5. run the path in C, checkin_dispatch() (checkin_path.c) or
+ *      report_dispatch() (connect_path.c), whose statements are planned once
+ *      per backend (spi_plans.c), and return its mdm.reply.
+ * Any error before or inside the path rolls the whole call back, so bad
+ * input stores nothing.  The helpers both paths share are at the end.
  */
-#include "mdm_user.h"
+#include "mdm_paths.h"
 
+#include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "funcapi.h"
 #include "utils/builtins.h"
 
 #include "mdm_message.h"
+#include "spi_plans.h"
 
-#define HANDLER_NARGS 12
-
-/* The handler's arguments, in the order of its signature. */
-typedef struct HandlerArgs
-{
-	Datum		values[HANDLER_NARGS];
-	char		nulls[HANDLER_NARGS];
-} HandlerArgs;
-
-static const char *const handler_sql[] = {
-	[MDM_CHECKIN] = "SELECT mdm._handle_checkin($1, $2, $3, $4, $5, $7, $8, $9, $10, $11, $12)",
-	[MDM_REPORT] = "SELECT mdm._handle_report($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-};
-
-static SPIPlanPtr handler_plans[2];
-
+/* The request's IDs and types from a decoded message, in server encoding. */
 static void
-set_arg(HandlerArgs *a, int i, Datum value, bool isnull)
+fill_request(MdmRequest *r, const MdmMessage *msg)
 {
-	a->values[i] = value;
-	a->nulls[i] = isnull ? 'n' : ' ';
-}
-
-static void
-set_text_arg(HandlerArgs *a, int i, const char *s)
-{
-	set_arg(a, i, s ? CStringGetTextDatum(s) : (Datum) 0, s == NULL);
-}
-
-/*
- * Fill the handler arguments from a decoded message:
- * $1 device_id, $2 enrollment_id, $3 user_id (user channels), $4 enrollment
- * type, $5 message type (MessageType or Status), $6 CommandUUID, $7 message
- * jsonb, $8 raw bytes, $9 identity certificate (DER), $10 its SHA-256,
- * $11 its expiry, $12 Mdm-Signature.
- */
-static void
-fill_args(HandlerArgs *a, const MdmMessage *msg)
-{
-	char	   *device_id = plist_text_to_server(msg->device_key, strlen(msg->device_key));
-	char	   *user_id = NULL;
-
+	r->device_id = plist_text_to_server(msg->device_key, strlen(msg->device_key));
+	r->user_id = NULL;
 	if (msg->user_key != NULL)
-		user_id = psprintf("%s:%s", device_id,
-						   plist_text_to_server(msg->user_key, strlen(msg->user_key)));
-	set_text_arg(a, 0, device_id);
-	set_text_arg(a, 1, user_id ? user_id : device_id);
-	set_text_arg(a, 2, user_id);
-	set_text_arg(a, 3, mdm_enrollment_type_name(msg->enrollment_type));
-	set_text_arg(a, 4, plist_text_to_server(msg->message_type, strlen(msg->message_type)));
-	set_text_arg(a, 5, msg->command_uuid ?
-				 plist_text_to_server(msg->command_uuid, strlen(msg->command_uuid)) : NULL);
+		r->user_id = psprintf("%s:%s", r->device_id,
+							  plist_text_to_server(msg->user_key, strlen(msg->user_key)));
+	r->enrollment_id = r->user_id ? r->user_id : r->device_id;
+	r->type = mdm_enrollment_type_name(msg->enrollment_type);
+	r->message_type = plist_text_to_server(msg->message_type, strlen(msg->message_type));
+	r->command_uuid = msg->command_uuid ?
+		plist_text_to_server(msg->command_uuid, strlen(msg->command_uuid)) : NULL;
 }
 
-static SPIPlanPtr
-handler_plan(MdmMessageKind kind)
-{
-	static const Oid argtypes[HANDLER_NARGS] = {
-		TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-		JSONBOID, BYTEAOID, BYTEAOID, BYTEAOID, TIMESTAMPTZOID, TEXTOID
-	};
-
-	if (handler_plans[kind] == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(handler_sql[kind], HANDLER_NARGS,
-									   (Oid *) argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s", handler_sql[kind],
-				 SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		handler_plans[kind] = plan;
-	}
-	return handler_plans[kind];
-}
-
-/* Run the handler and return its reply, copied out of SPI memory. */
+/* The mdm.reply composite of a reply. */
 static Datum
-run_handler(MdmMessageKind kind, HandlerArgs *a)
+reply_datum(FunctionCallInfo fcinfo, const MdmReply *reply)
 {
-	int			rc;
-	bool		isnull;
-	Datum		reply;
+	TupleDesc	tupdesc;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	rc = SPI_execute_plan(handler_plan(kind), a->values, a->nulls, false, 1);
-	if (rc != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "handler query failed: %s", SPI_result_code_string(rc));
-	reply = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (isnull)
-		elog(ERROR, "handler returned no reply");
-	reply = SPI_datumTransfer(reply, false, -1);
-	SPI_finish();
-	return reply;
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "mdm.reply is not a composite type");
+	tupdesc = BlessTupleDesc(tupdesc);
+	values[0] = Int32GetDatum(reply->status);
+	values[1] = PointerGetDatum(reply->content_type);
+	nulls[1] = reply->content_type == NULL;
+	values[2] = PointerGetDatum(reply->body);
+	return HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls));
 }
 
 static Datum
@@ -127,8 +69,8 @@ handle_message(FunctionCallInfo fcinfo, MdmMessageKind kind)
 	PlistHolder *h;
 	MdmMessage	msg;
 	PlistError	err;
-	HandlerArgs args;
-	RequestIdentity id;
+	MdmRequest	r;
+	MdmReply	reply;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -137,25 +79,27 @@ handle_message(FunctionCallInfo fcinfo, MdmMessageKind kind)
 	body = PG_GETARG_BYTEA_PP(0);
 	check_message_size(VARSIZE_ANY_EXHDR(body));
 
+	memset(&r, 0, sizeof(r));
+	r.raw = body;
+	r.signature = PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2);
+	/* who sent it, before anything of it is parsed */
+	read_identity(body, PG_ARGISNULL(1) ? NULL : PG_GETARG_BYTEA_PP(1), r.signature, &r.id);
+
 	h = plist_parse(VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body));
 	if (!mdm_message_decode(h->tree, kind, &msg, &err))
 		report_plist_error(&err);
-	fill_args(&args, &msg);
-
-	/* who sent it: a certificate bound to this device is not parsed again */
-	read_identity(body, PG_ARGISNULL(1) ? NULL : PG_GETARG_BYTEA_PP(1),
-				  PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2),
-				  TextDatumGetCString(args.values[0]), &id);
-	set_arg(&args, 6, JsonbPGetDatum(plist_tree_to_jsonb(h)), false);
+	fill_request(&r, &msg);
+	r.msg = plist_tree_to_jsonb(h);
 	plist_release(h);
 
-	set_arg(&args, 7, PointerGetDatum(body), false);
-	set_arg(&args, 8, PointerGetDatum(id.der), id.der == NULL);
-	set_arg(&args, 9, PointerGetDatum(id.sha256), id.der == NULL);
-	set_arg(&args, 10, TimestampTzGetDatum(id.not_after), id.der == NULL);
-	set_arg(&args, 11, PG_ARGISNULL(2) ? (Datum) 0 : PG_GETARG_DATUM(2), PG_ARGISNULL(2));
-
-	PG_RETURN_DATUM(run_handler(kind, &args));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (kind == MDM_CHECKIN)
+		checkin_dispatch(&r, &reply);
+	else
+		report_dispatch(&r, &reply);
+	SPI_finish();
+	PG_RETURN_DATUM(reply_datum(fcinfo, &reply));
 }
 
 /*
@@ -178,4 +122,61 @@ Datum
 mdm_connect(PG_FUNCTION_ARGS)
 {
 	return handle_message(fcinfo, MDM_REPORT);
+}
+
+/* An empty reply with this status. */
+void
+reply_empty(MdmReply *reply, int32 status)
+{
+	reply->status = status;
+	reply->content_type = NULL;
+	reply->body = (bytea *) SPI_palloc(VARHDRSZ);
+	SET_VARSIZE(reply->body, VARHDRSZ);
+}
+
+/*
+ * The reply of the last statement: one row (status, content_type, body),
+ * copied out of SPI memory.
+ */
+void
+reply_from_result(MdmReply *reply)
+{
+	bool		isnull;
+	Datum		d;
+
+	d = result_datum(1, &isnull);
+	if (isnull)
+		elog(ERROR, "handler returned no status");
+	reply->status = DatumGetInt32(d);
+	d = result_datum(2, &isnull);
+	reply->content_type = isnull ? NULL : (text *) DatumGetPointer(SPI_datumTransfer(d, false, -1));
+	d = result_datum(3, &isnull);
+	if (isnull)
+		reply_empty(reply, reply->status);
+	else
+		reply->body = (bytea *) DatumGetPointer(SPI_datumTransfer(d, false, -1));
+}
+
+/*
+ * The identity is not the one bound to the device (or none was bound, or
+ * it has expired): parse the certificate, then have mdm._check_identity()
+ * refuse it, or bind it on first use (schema/70_security.sql).
+ */
+void
+check_identity_sql(MdmRequest *r, bool authenticate)
+{
+	static SavedPlan plan = {
+		"SELECT mdm._check_identity($1, $2, $3, $4, $5)", 5,
+		{TEXTOID, BOOLOID, BYTEAOID, BYTEAOID, TIMESTAMPTZOID}
+	};
+	PlanArgs	a;
+
+	identity_complete(&r->id);
+	plan_args_init(&a);
+	plan_arg_text(&a, 0, r->device_id);
+	plan_arg(&a, 1, BoolGetDatum(authenticate), false);
+	plan_arg(&a, 2, PointerGetDatum(r->id.der), r->id.der == NULL);
+	plan_arg(&a, 3, PointerGetDatum(r->id.sha256), r->id.der == NULL);
+	plan_arg(&a, 4, TimestampTzGetDatum(r->id.not_after), r->id.der == NULL);
+	run_plan(&plan, &a, false, 1);
 }

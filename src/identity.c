@@ -5,7 +5,9 @@
  *		header (a base64 CMS signature over the exact body, detached).
  *
  * read_identity() yields the certificate in DER, its SHA-256 and its
- * expiry; binding it to a device is done in SQL (schema/70_security.sql).
+ * expiry (a DER certificate is parsed only when identity_complete() asks,
+ * see unparsed_identity()); binding it to a device is done in SQL
+ * (schema/70_security.sql).
  * A signature that does not match the body is refused here with SQLSTATE
  * 28000.  mdm._verify_identity_chain() checks a certificate against the
  * device_identity trust anchors (chain and validity).
@@ -23,9 +25,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 
-#include "catalog/pg_type.h"
 #include "common/base64.h"
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -139,69 +139,64 @@ cert_not_after(X509 *cert)
 }
 
 /*
- * The identity of a DER certificate that is already bound to the device
- * the message comes from, without parsing it (a lookup by device: one
- * shard when the tables are distributed, docs/citus.md).  A binding stores the SHA-256 of the DER that was
- * parsed, checked and bound (mdm.device_identities), so bytes whose
- * SHA-256 matches one are that very DER: its expiry is the stored one, and
- * parsing it again would yield the same values.  This matters because
- * OpenSSL 3.0 spends about 0.2 ms decoding a certificate (its public key
- * goes through the provider decoders), as much as the rest of a check-in
- * (docs/performance.md).  Returns false, leaving *out untouched, when the
- * bytes must be parsed: PEM, or a certificate no device is bound to.
+ * A DER certificate is not parsed here: its SHA-256 is all the dispatchers
+ * need to see whether it is the certificate bound to the device (they look
+ * the binding up by device, in the lookup they make anyway).  A binding
+ * stores the SHA-256 of the DER that was parsed, checked and bound
+ * (mdm.device_identities), so bytes whose SHA-256 matches it are that very
+ * DER, and parsing them again would yield the same values.  This matters
+ * because OpenSSL 3.0 spends about 0.2 ms decoding a certificate (its
+ * public key goes through the provider decoders), as much as the rest of a
+ * check-in (docs/performance.md).  When they do not match, the dispatcher
+ * calls identity_complete(), which parses the certificate as before.
  */
-static bool
-bound_identity(const char *data, size_t len, const char *device_id, RequestIdentity *out)
+static void
+unparsed_identity(const char *data, size_t len, RequestIdentity *out)
 {
-	static SPIPlanPtr plan = NULL;
 	unsigned char digest[EVP_MAX_MD_SIZE];
 	unsigned int digest_len = 0;
-	bytea	   *sha256;
-	Datum		args[2];
-	bool		found = false;
-	TimestampTz not_after = 0;
 
-	if (len == 0 || (unsigned char) data[0] != 0x30)
-		return false;			/* not DER (PEM): parse it */
 	if (!EVP_Digest(data, len, digest, &digest_len, EVP_sha256(), NULL))
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	sha256 = bytes_to_bytea(digest, digest_len);
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (plan == NULL)
-	{
-		Oid			argtypes[2] = {TEXTOID, BYTEAOID};
-		SPIPlanPtr	p = SPI_prepare("SELECT not_after FROM mdm.device_identities"
-									" WHERE device_id = $1 AND cert_sha256 = $2",
-									2, argtypes);
-
-		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "could not prepare the identity lookup: %s", SPI_result_code_string(SPI_result));
-		plan = p;
-	}
-	args[0] = CStringGetTextDatum(device_id);
-	args[1] = PointerGetDatum(sha256);
-	if (SPI_execute_plan(plan, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "identity lookup failed");
-	if (SPI_processed == 1)
-	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-
-		if (!isnull)
-		{
-			not_after = DatumGetTimestampTz(d);
-			found = true;
-		}
-	}
-	SPI_finish();
-	if (!found)
-		return false;
 	out->der = bytes_to_bytea(data, len);
-	out->sha256 = sha256;
-	out->not_after = not_after;
-	return true;
+	out->sha256 = bytes_to_bytea(digest, digest_len);
+	out->not_after = 0;
+	out->unparsed = true;
+}
+
+/* The certificate's DER as parsed and re-encoded, its SHA-256 and expiry. */
+static void
+identity_from_cert(IdentityHolder *h, RequestIdentity *out)
+{
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned int digest_len = 0;
+	int			der_len;
+
+	der_len = i2d_X509(h->cert, &h->der);
+	if (der_len <= 0 || !X509_digest(h->cert, EVP_sha256(), digest, &digest_len))
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	out->der = bytes_to_bytea(h->der, der_len);
+	out->sha256 = bytes_to_bytea(digest, digest_len);
+	out->not_after = cert_not_after(h->cert);
+	out->unparsed = false;
+}
+
+/*
+ * Parse a certificate that read_identity() left unparsed; refuses bytes
+ * that are not a certificate (28000).  Does nothing to a parsed one.
+ */
+void
+identity_complete(RequestIdentity *id)
+{
+	MemoryContext cxt;
+	IdentityHolder *h;
+
+	if (!id->unparsed)
+		return;
+	h = identity_holder_new(&cxt);
+	h->cert = parse_certificate(h, VARDATA_ANY(id->der), VARSIZE_ANY_EXHDR(id->der));
+	identity_from_cert(h, id);
+	MemoryContextDelete(cxt);
 }
 
 /*
@@ -210,22 +205,22 @@ bound_identity(const char *data, size_t len, const char *device_id, RequestIdent
  * the certificate.
  */
 void
-read_identity(bytea *body, bytea *cert, text *signature, const char *device_id,
-			  RequestIdentity *out)
+read_identity(bytea *body, bytea *cert, text *signature, RequestIdentity *out)
 {
 	MemoryContext cxt;
 	IdentityHolder *h;
 	X509	   *from_cert = NULL;
-	unsigned char digest[EVP_MAX_MD_SIZE];
-	unsigned int digest_len = 0;
-	int			der_len;
 
 	memset(out, 0, sizeof(*out));
 	if (cert == NULL && signature == NULL)
 		return;
-	if (signature == NULL &&
-		bound_identity(VARDATA_ANY(cert), VARSIZE_ANY_EXHDR(cert), device_id, out))
+	if (signature == NULL && VARSIZE_ANY_EXHDR(cert) > 0 &&
+		(unsigned char) VARDATA_ANY(cert)[0] == 0x30)
+	{
+		/* DER: parsed only if it is not the device's bound certificate */
+		unparsed_identity(VARDATA_ANY(cert), VARSIZE_ANY_EXHDR(cert), out);
 		return;
+	}
 
 	h = identity_holder_new(&cxt);
 	if (cert != NULL)
@@ -246,12 +241,7 @@ read_identity(bytea *body, bytea *cert, text *signature, const char *device_id,
 		h->cert = signer;
 	}
 
-	der_len = i2d_X509(h->cert, &h->der);
-	if (der_len <= 0 || !X509_digest(h->cert, EVP_sha256(), digest, &digest_len))
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	out->der = bytes_to_bytea(h->der, der_len);
-	out->sha256 = bytes_to_bytea(digest, digest_len);
-	out->not_after = cert_not_after(h->cert);
+	identity_from_cert(h, out);
 	MemoryContextDelete(cxt);
 }
 

@@ -35,6 +35,10 @@ extern int	mdm_user_channel_wait_timeout;
 extern int	mdm_pending_command_lifetime;
 extern int	mdm_checkin_log;
 
+/* mdm.checkin_log values */
+#define MDM_CHECKIN_LOG_ALL 0
+#define MDM_CHECKIN_LOG_NONE 1
+
 /*
  * plist_jsonb.c: plist bytes (XML or binary) to a libplist tree and to
  * jsonb; everything raises on bad input.  A PlistHolder owns the tree and
@@ -71,11 +75,12 @@ typedef struct RequestIdentity
 {
 	bytea	   *der;			/* the certificate in DER; NULL if none given */
 	bytea	   *sha256;			/* its SHA-256 */
-	TimestampTz not_after;
+	TimestampTz not_after;		/* unknown while unparsed */
+	bool		unparsed;		/* DER bytes as given, not parsed yet */
 } RequestIdentity;
 
-extern void read_identity(bytea *body, bytea *cert, text *signature, const char *device_id,
-						  RequestIdentity *out);
+extern void read_identity(bytea *body, bytea *cert, text *signature, RequestIdentity *out);
+extern void identity_complete(RequestIdentity *id);
 
 /* plist_write.c: jsonb to an XML plist */
 extern bytea *jsonb_to_plist_bytes(Jsonb *jb);

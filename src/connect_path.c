@@ -1,0 +1,250 @@
+/*
+ * connect_path.c
+ *		The command reports behind mdm.connect(), in C: Idle, Acknowledged,
+ *		Error, CommandFormatError and NotNow.
+ *
+ * For each report: the identity against the device's binding (the SQL
+ * check runs only when it does not match), the enrollment row updated and
+ * locked (reports of one channel are handled one at a time), the result
+ * stored (or an orphan recorded), and the next command of the exchange
+ * handed out and marked sent.
+ *
+ * Every statement filters by the device ID, takes its clock time as a
+ * parameter (no volatile function in an UPDATE) and names its columns, so
+ * that a distributed layout can route the whole report to the node that
+ * owns the device.  Each is planned once per backend (spi_plans.c).  The
+ * statements are those the PL/pgSQL handler ran, in the same order, so rows
+ * are locked as before.
+ */
+#include "mdm_paths.h"
+
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "spi_plans.h"
+
+/* $1 device, $2 SHA-256 */
+static SavedPlan identity_plan = {
+	"SELECT FROM mdm.device_identities b"
+	" WHERE b.device_id = $1 AND b.cert_sha256 = $2"
+	"   AND (b.bound_via <> 'trust anchor' OR b.not_after >= now())",
+	2, {TEXTOID, BYTEAOID}
+};
+
+/* $1 device, $2 enrollment, $3 Idle?, $4 clock time, $5 msg */
+static SavedPlan seen_plan = {
+	"UPDATE mdm.nano_enrollments"
+	"   SET last_seen_at = now(),"
+	"       exchange_started_at = CASE WHEN $3 THEN $4"
+	"                                  ELSE coalesce(exchange_started_at, '-infinity') END,"
+	"       not_on_console = coalesce(($5->'NotOnConsole')::boolean, not_on_console)"
+	" WHERE device_id = $1 AND id = $2"
+	" RETURNING exchange_started_at",
+	5, {TEXTOID, TEXTOID, BOOLOID, TIMESTAMPTZOID, JSONBOID}
+};
+
+/* $1 device, $2 enrollment, $3 command */
+static SavedPlan queued_plan = {
+	"SELECT FROM mdm.nano_enrollment_queue"
+	" WHERE device_id = $1 AND id = $2 AND command_uuid = $3",
+	3, {TEXTOID, TEXTOID, UUIDOID}
+};
+
+/* $1 device, $2 enrollment, $3 CommandUUID as sent, $4 status, $5 msg */
+static SavedPlan orphan_plan = {
+	"INSERT INTO mdm.orphan_reports (device_id, enrollment_id, command_uuid, status, result)"
+	" VALUES ($1, $2, $3, $4, $5)",
+	5, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID}
+};
+
+/* $1 device, $2 enrollment, $3 command, $4 status, $5 msg, $6 NotNow time, $7 NotNow count */
+static SavedPlan result_plan = {
+	"INSERT INTO mdm.nano_command_results AS r"
+	"  (device_id, id, command_uuid, status, result, not_now_at, not_now_tally)"
+	" VALUES ($1, $2, $3, $4, $5, $6, $7)"
+	" ON CONFLICT (device_id, id, command_uuid) DO UPDATE SET"
+	"  status = excluded.status, result = excluded.result,"
+	"  not_now_at = coalesce(r.not_now_at, excluded.not_now_at),"
+	"  not_now_tally = r.not_now_tally + excluded.not_now_tally,"
+	"  updated_at = excluded.updated_at",
+	7, {TEXTOID, TEXTOID, UUIDOID, TEXTOID, JSONBOID, TIMESTAMPTZOID, INT4OID}
+};
+
+/* $1 device, $2 enrollment, $3 command */
+static SavedPlan finished_plan = {
+	"UPDATE mdm.nano_enrollment_queue SET active = false, finished_at = now()"
+	" WHERE device_id = $1 AND id = $2 AND command_uuid = $3 AND active",
+	3, {TEXTOID, TEXTOID, UUIDOID}
+};
+
+/* InstallProfile / RemoveProfile outcomes (schema/60_profiles.sql); $4 status, $5 msg */
+static SavedPlan delivery_plan = {
+	"UPDATE mdm.profile_deliveries"
+	"   SET status = CASE WHEN $4 = 'Acknowledged'"
+	"                     THEN CASE WHEN operation = 'install' THEN 'installed' ELSE 'removed' END"
+	"                     ELSE 'failed' END,"
+	"       error_chain = $5->'ErrorChain', updated_at = now()"
+	" WHERE device_id = $1 AND enrollment_id = $2 AND command_uuid = $3",
+	5, {TEXTOID, TEXTOID, UUIDOID, TEXTOID, JSONBOID}
+};
+
+/* $1 device, $2 enrollment, $3 exchange start */
+static SavedPlan next_plan = {
+	"SELECT q.command_uuid FROM mdm.nano_enrollment_queue q"
+	" WHERE q.device_id = $1 AND q.id = $2 AND q.active"
+	"   AND (q.sent_at IS NULL OR q.sent_at < $3)"
+	" ORDER BY q.priority DESC, q.created_at, q.command_uuid"
+	" LIMIT 1"
+	" FOR UPDATE SKIP LOCKED",
+	3, {TEXTOID, TEXTOID, TIMESTAMPTZOID}
+};
+
+/* $1 device, $2 enrollment, $3 command, $4 clock time */
+static SavedPlan sent_plan = {
+	"UPDATE mdm.nano_enrollment_queue SET sent_at = $4, sent_count = sent_count + 1"
+	" WHERE device_id = $1 AND id = $2 AND command_uuid = $3",
+	4, {TEXTOID, TEXTOID, UUIDOID, TIMESTAMPTZOID}
+};
+
+static SavedPlan plist_plan = {
+	"SELECT c.plist FROM mdm.nano_commands c WHERE c.command_uuid = $1",
+	1, {UUIDOID}
+};
+
+/*
+ * A CommandUUID as the uuid type reads it (any case, braces, a hyphen after
+ * any group of four digits); false if it is not one, which makes the report
+ * an orphan.
+ */
+static bool
+parse_uuid(const char *s, pg_uuid_t *out)
+{
+	bool		braces = (s[0] == '{');
+
+	if (braces)
+		s++;
+	for (int i = 0; i < UUID_LEN; i++)
+	{
+		int			hi,
+					lo;
+
+		if (!isxdigit((unsigned char) s[0]) || !isxdigit((unsigned char) s[1]))
+			return false;
+		hi = isdigit((unsigned char) s[0]) ? s[0] - '0' : (tolower((unsigned char) s[0]) - 'a' + 10);
+		lo = isdigit((unsigned char) s[1]) ? s[1] - '0' : (tolower((unsigned char) s[1]) - 'a' + 10);
+		out->data[i] = (unsigned char) (hi << 4 | lo);
+		s += 2;
+		if (s[0] == '-' && (i % 2) == 1 && i < UUID_LEN - 1)
+			s++;
+	}
+	if (braces)
+	{
+		if (*s != '}')
+			return false;
+		s++;
+	}
+	return *s == '\0';
+}
+
+static void
+args_channel(PlanArgs *a, MdmRequest *r)
+{
+	plan_args_init(a);
+	plan_arg_text(a, 0, r->device_id);
+	plan_arg_text(a, 1, r->enrollment_id);
+}
+
+/* Store a report about a queued command, or record it as an orphan. */
+static void
+store_report(MdmRequest *r)
+{
+	bool		not_now = strcmp(r->message_type, "NotNow") == 0;
+	pg_uuid_t  *cmd = palloc(sizeof(pg_uuid_t));
+	PlanArgs	a;
+
+	args_channel(&a, r);
+	plan_arg(&a, 2, UUIDPGetDatum(cmd), false);
+	if (!parse_uuid(r->command_uuid, cmd) || run_plan(&queued_plan, &a, false, 1) == 0)
+	{
+		plan_arg_text(&a, 2, r->command_uuid);
+		plan_arg_text(&a, 3, r->message_type);
+		plan_arg(&a, 4, JsonbPGetDatum(r->msg), false);
+		run_plan(&orphan_plan, &a, false, 0);
+		return;
+	}
+
+	plan_arg_text(&a, 3, r->message_type);
+	plan_arg(&a, 4, JsonbPGetDatum(r->msg), false);
+	plan_arg(&a, 5, TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), !not_now);
+	plan_arg(&a, 6, Int32GetDatum(not_now ? 1 : 0), false);
+	run_plan(&result_plan, &a, false, 0);
+	if (!not_now)
+	{
+		run_plan(&finished_plan, &a, false, 0);
+		run_plan(&delivery_plan, &a, false, 0);
+	}
+}
+
+/* The next command of the current exchange, marked sent, as the reply. */
+static void
+next_command(MdmRequest *r, Datum exchange_start, MdmReply *reply)
+{
+	PlanArgs	a;
+	bool		isnull;
+	Datum		cmd;
+	Datum		plist;
+
+	args_channel(&a, r);
+	plan_arg(&a, 2, exchange_start, false);
+	if (run_plan(&next_plan, &a, false, 1) == 0)
+	{
+		reply_empty(reply, 200);
+		return;
+	}
+	cmd = result_datum(1, &isnull);
+	plan_arg(&a, 2, cmd, false);
+	plan_arg(&a, 3, TimestampTzGetDatum(GetCurrentTimestamp()), false);
+	run_plan(&sent_plan, &a, false, 0);
+	plan_args_init(&a);
+	plan_arg(&a, 0, cmd, false);
+	if (run_plan(&plist_plan, &a, false, 1) != 1)
+		elog(ERROR, "queued command has no plist");
+	plist = result_datum(1, &isnull);
+	reply->status = 200;
+	reply->content_type = (text *) DatumGetPointer(SPI_datumTransfer(
+								CStringGetTextDatum("application/xml"), false, -1));
+	reply->body = (bytea *) DatumGetPointer(SPI_datumTransfer(plist, false, -1));
+}
+
+/* Inside an SPI connection: handle one command report and fill *reply. */
+void
+report_dispatch(MdmRequest *r, MdmReply *reply)
+{
+	bool		idle = strcmp(r->message_type, "Idle") == 0;
+	PlanArgs	a;
+	Datum		exchange_start;
+	bool		isnull;
+
+	plan_args_init(&a);
+	plan_arg_text(&a, 0, r->device_id);
+	plan_arg(&a, 1, PointerGetDatum(r->id.sha256), r->id.sha256 == NULL);
+	if (run_plan(&identity_plan, &a, false, 1) == 0)
+		check_identity_sql(r, false);
+
+	args_channel(&a, r);
+	plan_arg(&a, 2, BoolGetDatum(idle), false);
+	plan_arg(&a, 3, TimestampTzGetDatum(GetCurrentTimestamp()), false);
+	plan_arg(&a, 4, JsonbPGetDatum(r->msg), false);
+	if (run_plan(&seen_plan, &a, false, 0) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("enrollment \"%s\" is not enrolled", r->enrollment_id),
+				 errdetail("A command report arrived before the channel's TokenUpdate.")));
+	exchange_start = result_datum(1, &isnull);
+
+	if (!idle)
+		store_report(r);
+	next_command(r, exchange_start, reply);
+}

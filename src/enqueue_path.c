@@ -1,0 +1,218 @@
+/*
+ * enqueue_path.c
+ *		mdm.enqueue() for one target, in C.
+ *
+ * Queuing a command to one enrollment is the commonest enqueue (a console
+ * acting on a device, the connect cycle); the set machinery of
+ * mdm._enqueue() (schema/30_queue.sql: _targets(), arrays of composites,
+ * unnest()) costs about as much as the rows it writes.  Here the target,
+ * its platform and the RequestType's rule are read in one lookup, then the
+ * command, the queue item and the push job are written with plans kept per
+ * backend, and NOTIFY is sent once if a push job was created.
+ *
+ * Only the plain case takes this path: one enrollment ID, the inner
+ * command dictionary with a RequestType other than InstallProfile (whose
+ * profile is checked at enqueue), non-NULL options, and a target that
+ * exists and whose channel takes the command.  Everything else, errors
+ * included, goes to mdm._enqueue(), so the errors and their order are
+ * the same.  The writes are the statements mdm._enqueue() makes, in the
+ * same order, with the same triggers, so rows are locked as before.
+ */
+#include "mdm_user.h"
+
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/uuid.h"
+
+#include "spi_plans.h"
+
+/* $1 enrollment ID, $2 RequestType */
+static SavedPlan target_plan = {
+	"SELECT e.device_id, rt.request_type IS NOT NULL,"
+	"       CASE WHEN e.type = 'User' THEN rt.macos_user_channel"
+	"            WHEN e.type = 'Shared iPad' THEN rt.shared_ipad_user_channel"
+	"            WHEN e.type = 'User Enrollment' THEN rt.macos_user_channel"
+	"                 AND rt.macos_user_enrollment IS DISTINCT FROM 'forbidden'"
+	"            ELSE (CASE WHEN p.platform = 'macOS' THEN rt.macos_device_channel"
+	"                       WHEN p.platform = 'iOS' THEN rt.ios_device_channel OR rt.shared_ipad_device_channel"
+	"                       WHEN p.platform = 'tvOS' THEN rt.tvos_supported"
+	"                       WHEN p.platform = 'visionOS' THEN rt.visionos_supported"
+	"                       WHEN p.platform = 'watchOS' THEN rt.watchos_supported"
+	"                       ELSE rt.macos_device_channel OR rt.ios_device_channel"
+	"                            OR rt.shared_ipad_device_channel OR rt.tvos_supported"
+	"                            OR rt.visionos_supported OR rt.watchos_supported END)"
+	"                 AND (e.type <> 'User Enrollment (Device)' OR"
+	"                      (CASE WHEN p.platform = 'iOS' THEN rt.ios_user_enrollment"
+	"                            ELSE rt.macos_user_enrollment END) IS DISTINCT FROM 'forbidden')"
+	"       END"
+	"  FROM mdm.nano_enrollments e"
+	"  LEFT JOIN mdm.nano_devices d ON d.id = e.device_id"
+	"  CROSS JOIN LATERAL (SELECT mdm.device_platform(d.model) AS platform) p"
+	"  LEFT JOIN mdm.apple_request_types rt ON rt.request_type = $2"
+	" WHERE e.device_id = split_part($1, ':', 1) AND e.id = $1",
+	2, {TEXTOID, TEXTOID}
+};
+
+/* $1 CommandUUID, $2 RequestType, $3 command */
+static SavedPlan command_plan = {
+	"INSERT INTO mdm.nano_commands (command_uuid, request_type, command, plist)"
+	" VALUES ($1, $2, $3, mdm.jsonb_to_plist(jsonb_build_object("
+	"         'CommandUUID', upper($1::text), 'Command', $3)))",
+	3, {UUIDOID, TEXTOID, JSONBOID}
+};
+
+/* $1 device, $2 enrollment, $3 CommandUUID, $4 priority */
+static SavedPlan queue_plan = {
+	"INSERT INTO mdm.nano_enrollment_queue (device_id, id, command_uuid, priority)"
+	" VALUES ($1, $2, $3, $4)",
+	4, {TEXTOID, TEXTOID, UUIDOID, INT4OID}
+};
+
+/*
+ * The push job, as mdm._announce_pushes() makes it (schema/40_push.sql): a
+ * pending job that this coalesces into stays locked until commit.
+ */
+static SavedPlan push_plan = {
+	"INSERT INTO mdm.push_jobs AS j (device_id, enrollment_id)"
+	" SELECT e.device_id, e.id FROM mdm.nano_enrollments e"
+	"  WHERE e.device_id = $1 AND e.id = $2 AND e.enabled AND e.token_invalid_at IS NULL"
+	" ON CONFLICT (device_id, enrollment_id) WHERE state = 'pending'"
+	"  DO UPDATE SET not_before = j.not_before WHERE false"
+	" RETURNING 1",
+	2, {TEXTOID, TEXTOID}
+};
+
+static SavedPlan general_plan = {
+	"SELECT mdm._enqueue($1, $2, $3, $4)", 4, {TEXTARRAYOID, JSONBOID, INT4OID, BOOLOID}
+};
+
+/* The RequestType of a plain inner command dictionary, or NULL. */
+static char *
+plain_request_type(Jsonb *cmd)
+{
+	JsonbValue	k;
+	JsonbValue *v;
+
+	if (!JB_ROOT_IS_OBJECT(cmd))
+		return NULL;
+	k.type = jbvString;
+	k.val.string.val = "Command";
+	k.val.string.len = strlen("Command");
+	if (findJsonbValueFromContainer(&cmd->root, JB_FOBJECT, &k) != NULL)
+		return NULL;
+	k.val.string.val = "RequestType";
+	k.val.string.len = strlen("RequestType");
+	v = findJsonbValueFromContainer(&cmd->root, JB_FOBJECT, &k);
+	if (v == NULL || v->type != jbvString)
+		return NULL;
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/* The only enrollment ID of a one-element array, or NULL. */
+static text *
+single_id(ArrayType *ids)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	if (ARR_NDIM(ids) != 1 || ArrayGetNItems(ARR_NDIM(ids), ARR_DIMS(ids)) != 1)
+		return NULL;
+	deconstruct_array(ids, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	return (n == 1 && !nulls[0]) ? DatumGetTextPP(elems[0]) : NULL;
+}
+
+/* A version 4 UUID, as gen_random_uuid() makes it, in the caller's memory. */
+static pg_uuid_t *
+random_uuid(void)
+{
+	pg_uuid_t  *u = SPI_palloc(sizeof(pg_uuid_t));
+
+	if (!pg_strong_random(u->data, UUID_LEN))
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not generate random values")));
+	u->data[6] = (u->data[6] & 0x0f) | 0x40;	/* version 4 */
+	u->data[8] = (u->data[8] & 0x3f) | 0x80;	/* RFC 4122 variant */
+	return u;
+}
+
+/*
+ * Queue to one target; returns false (having written nothing) when the
+ * general path must decide.
+ */
+static bool
+enqueue_one(text *id, Jsonb *command, const char *rtype, int32 priority, bool allow_unknown,
+			pg_uuid_t **result)
+{
+	PlanArgs	a;
+	Datum		device;
+	bool		isnull;
+	pg_uuid_t  *cmd;
+
+	plan_args_init(&a);
+	plan_arg(&a, 0, PointerGetDatum(id), false);
+	plan_arg_text(&a, 1, rtype);
+	if (run_plan(&target_plan, &a, false, 1) != 1)
+		return false;			/* unknown ID */
+	if (result_bool(2) ? !result_bool(3) : !allow_unknown)
+		return false;			/* RequestType unknown or not for this channel */
+	device = result_datum(1, &isnull);
+
+	cmd = random_uuid();
+	plan_args_init(&a);
+	plan_arg(&a, 0, UUIDPGetDatum(cmd), false);
+	plan_arg_text(&a, 1, rtype);
+	plan_arg(&a, 2, JsonbPGetDatum(command), false);
+	run_plan(&command_plan, &a, false, 0);
+
+	plan_args_init(&a);
+	plan_arg(&a, 0, device, false);
+	plan_arg(&a, 1, PointerGetDatum(id), false);
+	plan_arg(&a, 2, UUIDPGetDatum(cmd), false);
+	plan_arg(&a, 3, Int32GetDatum(priority), false);
+	run_plan(&queue_plan, &a, false, 0);
+
+	if (run_plan(&push_plan, &a, false, 0) > 0)
+		Async_Notify("mdm_push", "");	/* one per transaction, however many */
+	*result = cmd;
+	return true;
+}
+
+/*
+ * mdm.enqueue(enrollment_ids text[], command jsonb, priority integer,
+ *             allow_unknown_request_type boolean) RETURNS uuid
+ */
+PG_FUNCTION_INFO_V1(mdm_enqueue);
+Datum
+mdm_enqueue(PG_FUNCTION_ARGS)
+{
+	text	   *id = PG_ARGISNULL(0) ? NULL : single_id(PG_GETARG_ARRAYTYPE_P(0));
+	Jsonb	   *command = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
+	char	   *rtype = command ? plain_request_type(command) : NULL;
+	pg_uuid_t  *result = NULL;
+	PlanArgs	a;
+	bool		isnull;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (id == NULL || rtype == NULL || PG_ARGISNULL(2) || PG_ARGISNULL(3) ||
+		strcmp(rtype, "InstallProfile") == 0 ||
+		!enqueue_one(id, command, rtype, PG_GETARG_INT32(2), PG_GETARG_BOOL(3), &result))
+	{
+		plan_args_init(&a);
+		for (int i = 0; i < 4; i++)
+			plan_arg(&a, i, PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i), PG_ARGISNULL(i));
+		if (run_plan(&general_plan, &a, false, 1) != 1)
+			elog(ERROR, "mdm._enqueue returned no row");
+		result = (pg_uuid_t *) DatumGetPointer(SPI_datumTransfer(result_datum(1, &isnull), false, UUID_LEN));
+		if (isnull)
+			elog(ERROR, "mdm._enqueue returned no CommandUUID");
+	}
+	SPI_finish();
+	PG_RETURN_UUID_P(result);
+}

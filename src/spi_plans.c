@@ -1,0 +1,79 @@
+/*
+ * spi_plans.c
+ *		The saved-plan cache of the per-message C paths (checkin_path.c,
+ *		connect_path.c, enqueue_path.c): every statement is parsed and
+ *		planned once per backend, then only executed.
+ *
+ * A kept plan is still invalidated by PostgreSQL when a table or function
+ * it depends on changes (ALTER, ANALYZE, a new extension version), and
+ * re-planned on its next use, so keeping it is always safe.
+ */
+#include "spi_plans.h"
+
+#include "utils/builtins.h"
+
+void
+plan_args_init(PlanArgs *a)
+{
+	memset(a->values, 0, sizeof(a->values));
+	memset(a->nulls, 'n', sizeof(a->nulls));
+}
+
+void
+plan_arg(PlanArgs *a, int i, Datum value, bool isnull)
+{
+	Assert(i >= 0 && i < SAVED_PLAN_MAXARGS);
+	a->values[i] = isnull ? (Datum) 0 : value;
+	a->nulls[i] = isnull ? 'n' : ' ';
+}
+
+void
+plan_arg_text(PlanArgs *a, int i, const char *s)
+{
+	plan_arg(a, i, s ? CStringGetTextDatum(s) : (Datum) 0, s == NULL);
+}
+
+static SPIPlanPtr
+saved_plan(SavedPlan *p)
+{
+	if (p->plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(p->sql, p->nargs, p->argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s", p->sql,
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed for \"%s\"", p->sql);
+		p->plan = plan;
+	}
+	return p->plan;
+}
+
+uint64
+run_plan(SavedPlan *p, PlanArgs *a, bool read_only, long count)
+{
+	int			rc = SPI_execute_plan(saved_plan(p), a->values, a->nulls, read_only, count);
+
+	if (rc < 0)
+		elog(ERROR, "statement \"%s\" failed: %s", p->sql, SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+Datum
+result_datum(int col, bool *isnull)
+{
+	if (SPI_tuptable == NULL || SPI_processed < 1)
+		elog(ERROR, "statement returned no row");
+	return SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, isnull);
+}
+
+/* A NULL boolean counts as false. */
+bool
+result_bool(int col)
+{
+	bool		isnull;
+	Datum		d = result_datum(col, &isnull);
+
+	return !isnull && DatumGetBool(d);
+}
