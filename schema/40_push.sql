@@ -164,6 +164,10 @@ DECLARE
     released integer;
     renewed integer;
 BEGIN
+    IF mdm._distributed() THEN
+        -- no row locks across shards on Citus (schema/90_citus.sql)
+        RETURN mdm._release_stale_claims_by_job();
+    END IF;
     WITH stale AS (
         SELECT j.device_id, j.id,
                CASE WHEN j.attempts >= mdm._setting('mdm.push_max_attempts')::integer THEN 'failed'
@@ -211,6 +215,11 @@ BEGIN
     IF max_jobs IS NULL OR max_jobs < 1 THEN
         RAISE EXCEPTION 'max_jobs must be at least 1, not %', coalesce(max_jobs::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF mdm._distributed() THEN
+        -- no row locks across shards on Citus: claimed job by job (schema/90_citus.sql)
+        RETURN QUERY SELECT * FROM mdm._claim_pushes_by_job(max_jobs);
+        RETURN;
     END IF;
     PERFORM mdm._release_stale_claims();
     RETURN QUERY

@@ -83,6 +83,96 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- mdm.claim_pushes() on Citus, where a row lock cannot span shards: the
+-- candidates are read without a lock, then each is claimed by its whole
+-- key, in one statement on its own shard that claims it only if it is
+-- still pending.  A front end claiming at the same time waits for that row
+-- instead of skipping it, and then finds it claimed.
+CREATE FUNCTION mdm._claim_pushes_by_job(max_jobs integer)
+    RETURNS TABLE (job_id bigint, enrollment_id text, token_hex text, push_magic text,
+                   topic text, cert_pem text, key_pem text, apns_expiration bigint,
+                   apns_priority integer, apns_push_type text)
+    LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    candidate record;
+    claimed_enrollment text;
+    expiration bigint := mdm._setting('mdm.push_expiration')::bigint;
+    at timestamptz := now();
+BEGIN
+    PERFORM mdm._release_stale_claims();
+    FOR candidate IN
+        SELECT j.device_id, j.id
+        FROM mdm.push_jobs j
+        JOIN mdm.nano_enrollments e ON e.device_id = j.device_id AND e.id = j.enrollment_id
+        JOIN mdm.push_certs c ON c.topic = e.topic
+        WHERE j.state = 'pending' AND j.not_before <= at
+        ORDER BY j.not_before, j.id
+        LIMIT max_jobs
+    LOOP
+        UPDATE mdm.push_jobs j
+        SET state = 'claimed', claimed_at = at, attempts = j.attempts + 1, token_hex = e.token_hex
+        FROM mdm.nano_enrollments e
+        WHERE j.device_id = candidate.device_id AND j.id = candidate.id AND j.state = 'pending'
+          AND e.device_id = j.device_id AND e.id = j.enrollment_id
+        RETURNING j.enrollment_id INTO claimed_enrollment;
+        CONTINUE WHEN NOT FOUND;
+        RETURN QUERY
+        SELECT candidate.id, e.id, e.token_hex, e.push_magic, e.topic, pc.cert_pem, pc.key_pem,
+               CASE WHEN expiration = 0 THEN 0 ELSE extract(epoch FROM at)::bigint + expiration END,
+               10, 'mdm'::text
+        FROM mdm.nano_enrollments e JOIN mdm.push_certs pc ON pc.topic = e.topic
+        WHERE e.device_id = candidate.device_id AND e.id = claimed_enrollment;
+    END LOOP;
+END $$;
+
+-- mdm._release_stale_claims() on Citus, job by job in the same way.
+CREATE FUNCTION mdm._release_stale_claims_by_job() RETURNS integer
+    LANGUAGE plpgsql AS $$
+DECLARE
+    stale record;
+    ended record;
+    released integer := 0;
+    renewed integer := 0;
+    max_attempts integer := mdm._setting('mdm.push_max_attempts')::integer;
+    cutoff timestamptz := now() - make_interval(secs => mdm._setting('mdm.push_claim_timeout')::integer);
+    at timestamptz := now();
+BEGIN
+    FOR stale IN
+        SELECT j.device_id, j.id FROM mdm.push_jobs j
+        WHERE j.state = 'claimed' AND j.claimed_at < cutoff
+        ORDER BY j.claimed_at
+        LIMIT 10000
+    LOOP
+        UPDATE mdm.push_jobs j
+        SET state = CASE WHEN j.attempts >= max_attempts THEN 'failed' ELSE 'superseded' END,
+            finished_at = at,
+            apns_reason = CASE WHEN j.attempts >= max_attempts THEN 'claim timed out on every attempt'
+                               ELSE 'claim timed out' END
+        WHERE j.device_id = stale.device_id AND j.id = stale.id
+          AND j.state = 'claimed' AND j.claimed_at < cutoff
+        RETURNING j.device_id, j.enrollment_id, j.attempts, j.state INTO ended;
+        CONTINUE WHEN NOT FOUND;
+        released := released + 1;
+        IF ended.state = 'superseded' THEN
+            INSERT INTO mdm.push_jobs AS p (device_id, enrollment_id, attempts)
+            SELECT e.device_id, e.id, ended.attempts
+            FROM mdm.nano_enrollments e
+            WHERE e.device_id = ended.device_id AND e.id = ended.enrollment_id
+              AND e.enabled AND e.token_invalid_at IS NULL
+            ON CONFLICT (device_id, enrollment_id) WHERE state = 'pending'
+                DO UPDATE SET not_before = p.not_before WHERE false;
+            IF FOUND THEN
+                renewed := renewed + 1;
+            END IF;
+        END IF;
+    END LOOP;
+    IF renewed > 0 THEN
+        PERFORM pg_notify('mdm_push', '');
+    END IF;
+    RETURN released;
+END $$;
+
 -- Is the schema laid out on Citus?
 CREATE FUNCTION mdm._distributed() RETURNS boolean
     LANGUAGE plpgsql STABLE AS $$
@@ -235,6 +325,7 @@ COMMENT ON FUNCTION mdm.distribute() IS
     'Lay mdm_user out on a Citus cluster (run on the coordinator once the workers are added): per-device tables distributed by device, shared tables as reference tables, routed entry points distributed by device';
 
 REVOKE ALL ON FUNCTION mdm.distribute(), mdm._citus_prepare_node(), mdm._distributed(),
+    mdm._claim_pushes_by_job(integer), mdm._release_stale_claims_by_job(),
     mdm._queue_check_item(), mdm.checkin_routed(text, bytea, bytea, text),
     mdm.connect_routed(text, bytea, bytea, text), mdm.message_device_id(bytea),
     mdm.report_device_id(bytea) FROM PUBLIC;
