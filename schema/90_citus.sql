@@ -155,16 +155,18 @@ BEGIN
         CONTINUE WHEN NOT FOUND;
         released := released + 1;
         IF ended.state = 'superseded' THEN
-            INSERT INTO mdm.push_jobs AS p (device_id, enrollment_id, attempts)
-            SELECT e.device_id, e.id, ended.attempts
-            FROM mdm.nano_enrollments e
-            WHERE e.device_id = ended.device_id AND e.id = ended.enrollment_id
-              AND e.enabled AND e.token_invalid_at IS NULL
-            ON CONFLICT (device_id, enrollment_id) WHERE state = 'pending'
-                DO UPDATE SET not_before = p.not_before WHERE false;
-            IF FOUND THEN
-                renewed := renewed + 1;
-            END IF;
+            -- (counted through a CTE: Citus counts a row that met the
+            -- conflict as inserted)
+            WITH created AS (
+                INSERT INTO mdm.push_jobs AS p (device_id, enrollment_id, attempts)
+                SELECT e.device_id, e.id, ended.attempts
+                FROM mdm.nano_enrollments e
+                WHERE e.device_id = ended.device_id AND e.id = ended.enrollment_id
+                  AND e.enabled AND e.token_invalid_at IS NULL
+                ON CONFLICT (device_id, enrollment_id) WHERE state = 'pending'
+                    DO UPDATE SET not_before = p.not_before WHERE false
+                RETURNING 1)
+            SELECT renewed + count(*) INTO renewed FROM created;
         END IF;
     END LOOP;
     IF renewed > 0 THEN

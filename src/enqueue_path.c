@@ -77,12 +77,15 @@ static SavedPlan queue_plan = {
  * pending job that this coalesces into stays locked until commit.
  */
 static SavedPlan push_plan = {
-	"INSERT INTO mdm.push_jobs AS j (device_id, enrollment_id)"
+	/* (in a CTE: Citus counts a row that met the conflict as inserted) */
+	"WITH created AS ("
+	" INSERT INTO mdm.push_jobs AS j (device_id, enrollment_id)"
 	" SELECT e.device_id, e.id FROM mdm.nano_enrollments e"
 	"  WHERE e.device_id = $1 AND e.id = $2 AND e.enabled AND e.token_invalid_at IS NULL"
 	" ON CONFLICT (device_id, enrollment_id) WHERE state = 'pending'"
 	"  DO UPDATE SET not_before = j.not_before WHERE false"
-	" RETURNING 1",
+	" RETURNING 1)"
+	" SELECT 1 FROM created",
 	2, {TEXTOID, TEXTOID}
 };
 

@@ -14,7 +14,11 @@ trap 'rm -rf "$tmp"' EXIT
 read -r -a workers <<< "$MDM_CITUS_WORKER_PORTS"
 passed=0
 
-q() { psql -X -At -v ON_ERROR_STOP=1 "$@" 2>>"$tmp/notices"; }
+q() {
+    psql -X -At -v ON_ERROR_STOP=1 "$@" 2>"$tmp/stderr" && return
+    grep -v '^NOTICE\|^DETAIL' "$tmp/stderr" | tail -8 >&2
+    return 1
+}
 fail() { echo "FAILED: $*" >&2; exit 1; }
 expect() {  # what actual expected
     [ "$2" = "$3" ] || fail "$1: got '$2', expected '$3'"
@@ -31,10 +35,12 @@ report() {  # message SQL [identity SQL]
     q -c "SELECT status || ' ' || coalesce(mdm.plist_to_jsonb(nullif(body, ''))#>>'{Command,RequestType}', 'empty')
           FROM mdm.connect_routed(mdm.report_device_id($1), $1, ${2:-NULL})"
 }
-xml_report() {  # udid status [uuid]
+xml_report() {  # udid status [uuid [userid]]
     local extra=""
     [ -n "${3:-}" ] && extra="<key>CommandUUID</key><string>$3</string>"
-    echo "convert_to('<plist><dict><key>UDID</key><string>$1</string><key>Status</key><string>$2</string>$extra</dict></plist>', 'UTF8')"
+    [ -n "${4:-}" ] && extra="$extra<key>UserID</key><string>$4</string>"
+    # a bytea literal: a constant, as a front end's parameter is, so Citus can route the call
+    echo "'<plist><dict><key>UDID</key><string>$1</string><key>Status</key><string>$2</string>$extra</dict></plist>'::bytea"
 }
 
 echo "== mdm_user on Citus: a coordinator and ${#workers[@]} workers"
@@ -135,17 +141,54 @@ expect "queue state" "$(q -c "SELECT state FROM mdm.view_queue WHERE command_uui
 expect "the next Idle offers it again" "$(report "$(xml_report $mac Idle)" "$mac_der")" "200 ProfileList"
 one_worker "Acknowledged report, DER certificate" \
     "SELECT status FROM mdm.connect_routed(mdm.report_device_id($(xml_report $mac Acknowledged "$plist")), $(xml_report $mac Acknowledged "$plist"), $mac_der)"
+fanout=$(q -c "SELECT mdm.enqueue(ARRAY(SELECT id FROM mdm.nano_enrollments WHERE user_id IS NULL ORDER BY id),
+                                  '{\"RequestType\": \"DeviceInformation\", \"Queries\": [\"Model\"]}'::jsonb)")
 expect "fan-out: one command, a queue item per target" \
-    "$(q -c "SELECT count(*) FROM mdm.nano_enrollment_queue WHERE command_uuid =
-             mdm.enqueue(ARRAY(SELECT id FROM mdm.nano_enrollments WHERE user_id IS NULL ORDER BY id),
-                         '{\"RequestType\": \"DeviceInformation\", \"Queries\": [\"Model\"]}'::jsonb)")" 4
+    "$(q -c "SELECT count(*) FROM mdm.nano_commands WHERE command_uuid = '$fanout'") $(q -c "SELECT count(*) FROM mdm.nano_enrollment_queue WHERE command_uuid = '$fanout'")" "1 4"
 
 # -- pushes ------------------------------------------------------------------
 expect "push certificate" "$(q -c "SELECT mdm.upload_push_cert('$(cat "$tmp/push/mdm.crt")', '$(cat "$tmp/push/mdm.key")') LIKE 'com.apple.mgmt.%'")" t
 claimed=$(q -c "SELECT count(*) FROM mdm.claim_pushes(100)")
-[ "$claimed" -ge 1 ] || fail "claim_pushes claimed nothing"
-expect "claim_pushes: every pending job claimed once" "$(q -c "SELECT count(*) FROM mdm.claim_pushes(100)") $(q -c "SELECT count(*) FROM mdm.push_jobs WHERE state = 'claimed'")" "0 $claimed"
+[ "$claimed" -ge 2 ] || fail "claim_pushes claimed $claimed jobs"
+expect "claim_pushes: every pending job claimed once" \
+    "$(q -c "SELECT count(*) FROM mdm.claim_pushes(100)") $(q -c "SELECT count(*) FROM mdm.push_jobs WHERE state = 'claimed'")" "0 $claimed"
 jobs=($(q -c "SELECT id FROM mdm.push_jobs WHERE state = 'claimed' ORDER BY id"))
 expect "push_result 200" "$(q -c "SELECT mdm.push_result(${jobs[0]}, 200, NULL, 'apns-1')")" sent
-expect "push_result 410: failed, token invalid" \
-    "$(q -c "SELECT mdm.push_result(${jobs[1]:-${jobs[0]}}, 410, 'Unregistered')") $(q -c "SELECT count(*) FROM mdm.nano_enrollments WHERE token_invalid_at IS NOT NULL")" "failed 1"
+expect "push_result 410: failed, its token invalid" \
+    "$(q -c "SELECT mdm.push_result(${jobs[1]}, 410, 'Unregistered')") $(q -c "SELECT count(*) FROM mdm.nano_enrollments WHERE token_invalid_at IS NOT NULL")" "failed 1"
+expect "push_result 503: pending again, with a backoff" \
+    "$(q -c "SELECT count(*) FROM mdm.claim_pushes(100)") $(q -c "SELECT mdm.push_result(${jobs[2]:-0}, 503)" 2>/dev/null || echo none)" \
+    "0 $( [ -n "${jobs[2]:-}" ] && echo pending || echo none)"
+
+# -- profiles ----------------------------------------------------------------
+ada=$(q -c "SELECT id FROM mdm.nano_enrollments WHERE device_id = '$mac2' AND user_id IS NOT NULL")
+user_prof=$(q -c "SELECT mdm.upload_profile($(msg profiles/01-user-scoped-certificate.mobileconfig))")
+sys_prof=$(q -c "SELECT mdm.upload_profile($(msg profiles/02-system-scoped-filevault.mobileconfig))")
+expect "PayloadScope decides the channel" "$(q -c "SELECT string_agg(scope, ' ' ORDER BY id) FROM mdm.profiles")" "User System"
+expect "a User-scoped profile to a user channel" \
+    "$(q -c "SELECT count(*) FROM mdm.install_profile($user_prof, ARRAY['$victor'])")" 1
+expect "a User-scoped profile refused on a device channel" \
+    "$(psql -X -At -c "SELECT mdm.install_profile($user_prof, ARRAY['$mac'])" 2>&1 | grep -m1 -c 'is User-scoped')" 1
+expect "a System-scoped profile to a device channel" \
+    "$(q -c "SELECT count(*) FROM mdm.install_profile($sys_prof, ARRAY['$mac2'])")" 1
+q -c "SELECT mdm.bind_profile($user_prof, '$victor')" >/dev/null
+expect "a user-bound profile refused on another user channel" \
+    "$(psql -X -At -c "SELECT mdm.install_profile($user_prof, ARRAY['$ada'])" 2>&1 | grep -m1 -c 'is bound to enrollment')" 1
+expect "... and as a raw InstallProfile (the queue's guard)" \
+    "$(psql -X -At -c "SELECT mdm.enqueue(ARRAY['$ada'], jsonb_build_object('RequestType', 'InstallProfile',
+                          'Payload', mdm.plist_data_value($(msg profiles/01-user-scoped-certificate.mobileconfig))))" 2>&1 \
+       | grep -m1 -c 'is bound to enrollment')" 1
+expect "the user channel's poll gets the InstallProfile" "$(report "$(msg connect/02-idle-user-seed.plist)" "$mac_der")" "200 InstallProfile"
+install=$(q -c "SELECT command_uuid FROM mdm.profile_deliveries WHERE enrollment_id = '$victor'")
+expect "Acknowledged: installed" \
+    "$(report "$(xml_report $mac Acknowledged "$install" 23B1AB9F-5A19-4919-8610-0A74091497E1)" "$mac_der") $(q -c "SELECT status FROM mdm.profile_deliveries WHERE enrollment_id = '$victor'")" \
+    "200 empty installed"
+
+# -- labels, reconcile, maintenance ------------------------------------------
+label=$(q -c "INSERT INTO mdm.labels (name) VALUES ('macs') RETURNING id")
+q -c "INSERT INTO mdm.label_enrollments (label_id, device_id, enrollment_id) VALUES ($label, '$mac', '$mac')" >/dev/null
+q -c "INSERT INTO mdm.profile_assignments (label_id, payload_identifier) SELECT $label, payload_identifier FROM mdm.profiles WHERE id = $sys_prof" >/dev/null
+expect "reconcile queues the label's profile" "$(q -c "SELECT mdm.reconcile()->>'installs'")" 1
+expect "view_profile_status" "$(q -c "SELECT string_agg(status, ' ' ORDER BY enrollment_id, status) FROM mdm.view_profile_status")" "queued queued installed"
+expect "run_maintenance" "$(q -c "SELECT mdm.run_maintenance() ?& ARRAY['released_push_claims', 'expired_commands', 'repushed', 'reconciled']")" t
+echo "== Citus suite: $passed checks passed"
