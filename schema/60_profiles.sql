@@ -988,6 +988,15 @@ END $$;
 COMMENT ON FUNCTION mdm.reconcile(integer) IS
     'Queue the difference between the profiles labels assign and what was delivered: installs and removes; idempotent';
 
+-- Every device ID, for the view below.  (A function rather than a
+-- sub-select in the view: Citus cannot plan a sub-select in the argument
+-- of a function in FROM.)
+CREATE FUNCTION mdm._all_device_ids() RETURNS text[]
+    LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN ARRAY(SELECT id FROM mdm.nano_devices);
+END $$;
+
 -- Per-enrollment profile status: what was queued and how it went, what
 -- reconcile would queue next (pending), and user-scoped profiles that wait
 -- for a user channel that does not exist yet.
@@ -997,7 +1006,7 @@ SELECT d.device_id, d.enrollment_id, NULL::text AS user_short_name, d.payload_id
 FROM mdm.profile_deliveries d JOIN mdm.profiles p ON p.id = d.profile_id
 UNION ALL
 SELECT w.device_id, w.enrollment_id, NULL, p.payload_identifier, p.id, p.version, 'pending', NULL, NULL
-FROM mdm._desired_profiles(ARRAY(SELECT id FROM mdm.nano_devices)) w
+FROM mdm._desired_profiles(mdm._all_device_ids()) w
 JOIN mdm.profiles p ON p.id = w.profile_id
 WHERE NOT EXISTS (SELECT FROM mdm.profile_deliveries d
                   WHERE d.device_id = w.device_id AND d.enrollment_id = w.enrollment_id

@@ -255,7 +255,8 @@ GRANT SELECT (id, payload_identifier, version, payload_uuid, display_name, scope
     ON mdm.profiles TO mdm_reader, mdm_admin;
 
 -- functions the views call with the reader's rights
-GRANT EXECUTE ON FUNCTION mdm._desired_profiles(text[]), mdm._setting(text) TO mdm_reader, mdm_admin;
+GRANT EXECUTE ON FUNCTION mdm._desired_profiles(text[]), mdm._all_device_ids(), mdm._setting(text)
+    TO mdm_reader, mdm_admin;
 
 -- administering: labels, IdP mapping, assignments, values, trust anchors
 GRANT INSERT, UPDATE, DELETE ON mdm.labels, mdm.label_enrollments, mdm.idp_groups,

@@ -15,7 +15,7 @@ read -r -a workers <<< "$MDM_CITUS_WORKER_PORTS"
 passed=0
 
 q() {
-    psql -X -At -v ON_ERROR_STOP=1 "$@" 2>"$tmp/stderr" && return
+    psql -X -q -At -v ON_ERROR_STOP=1 "$@" 2>"$tmp/stderr" && return
     grep -v '^NOTICE\|^DETAIL' "$tmp/stderr" | tail -8 >&2
     return 1
 }
@@ -141,8 +141,8 @@ expect "queue state" "$(q -c "SELECT state FROM mdm.view_queue WHERE command_uui
 expect "the next Idle offers it again" "$(report "$(xml_report $mac Idle)" "$mac_der")" "200 ProfileList"
 one_worker "Acknowledged report, DER certificate" \
     "SELECT status FROM mdm.connect_routed(mdm.report_device_id($(xml_report $mac Acknowledged "$plist")), $(xml_report $mac Acknowledged "$plist"), $mac_der)"
-fanout=$(q -c "SELECT mdm.enqueue(ARRAY(SELECT id FROM mdm.nano_enrollments WHERE user_id IS NULL ORDER BY id),
-                                  '{\"RequestType\": \"DeviceInformation\", \"Queries\": [\"Model\"]}'::jsonb)")
+devices=$(q -c "SELECT string_agg(quote_literal(id), ', ' ORDER BY id) FROM mdm.nano_enrollments WHERE user_id IS NULL")
+fanout=$(q -c "SELECT mdm.enqueue(ARRAY[$devices], '{\"RequestType\": \"DeviceInformation\", \"Queries\": [\"Model\"]}'::jsonb)")
 expect "fan-out: one command, a queue item per target" \
     "$(q -c "SELECT count(*) FROM mdm.nano_commands WHERE command_uuid = '$fanout'") $(q -c "SELECT count(*) FROM mdm.nano_enrollment_queue WHERE command_uuid = '$fanout'")" "1 4"
 
