@@ -954,6 +954,17 @@ CREATE FUNCTION mdm._reconcile_devices(device_ids text[]) RETURNS jsonb
     LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock_shared(hashtext('mdm.reconcile.devices'));
+    -- nothing to queue when no label assigns a profile and no profile was
+    -- delivered to these devices by label (this keeps such a TokenUpdate on
+    -- its device's shard when distributed, docs/citus.md)
+    PERFORM FROM mdm.profile_assignments LIMIT 1;
+    IF NOT FOUND THEN
+        PERFORM FROM mdm.profile_deliveries d
+        WHERE d.device_id = ANY (device_ids) AND d.source = 'label' LIMIT 1;
+        IF NOT FOUND THEN
+            RETURN jsonb_build_object('installs', 0, 'removes', 0);
+        END IF;
+    END IF;
     RETURN mdm._reconcile_batch(device_ids);
 END $$;
 

@@ -179,8 +179,10 @@ END $$;
 CREATE FUNCTION mdm._distributed() RETURNS boolean
     LANGUAGE plpgsql STABLE AS $$
 BEGIN
-    RETURN to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL
-       AND EXISTS (SELECT FROM pg_catalog.pg_dist_partition WHERE logicalrelid = 'mdm.nano_devices'::regclass);
+    IF to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN false;           -- no Citus (the statement below is planned only with it)
+    END IF;
+    RETURN EXISTS (SELECT FROM pg_catalog.pg_dist_partition WHERE logicalrelid = 'mdm.nano_devices'::regclass);
 END $$;
 
 -- What each node needs before the tables are distributed, run on the

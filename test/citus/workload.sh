@@ -77,32 +77,6 @@ victor="$mac:23B1AB9F-5A19-4919-8610-0A74091497E1"
 mac_der="decode('$(cat "$tmp/identity/mac.der.b64")', 'base64')"
 mac2_pem="convert_to('$(cat "$tmp/identity/mac2.crt")', 'UTF8')"
 
-# -- every check-in vector, through the coordinator -------------------------
-for v in 01-authenticate.plist 01-authenticate.bplist; do
-    expect "check-in $v (DER identity, bound on first use)" "$(checkin "checkin/$v" "$mac_der")" 200
-done
-for v in 02-tokenupdate-device.plist 02-tokenupdate-device.bplist 03-userauthenticate.plist \
-         04-userauthenticate-digestresponse.plist 05-tokenupdate-user.plist 05-tokenupdate-user.bplist \
-         06-setbootstraptoken.plist 07-getbootstraptoken.plist 08-declarativemanagement-tokens.plist \
-         09-declarativemanagement-status.plist; do
-    expect "check-in $v" "$(checkin "checkin/$v" "$mac_der")" 200
-done
-expect "check-in 10-gettoken.plist (no token service: 404)" "$(checkin checkin/10-gettoken.plist "$mac_der")" 404
-for v in 20-authenticate-mac2.plist 21-tokenupdate-mac2-device.plist 22-tokenupdate-mac2-user.plist; do
-    expect "check-in $v (PEM identity)" "$(checkin "checkin/$v" "$mac2_pem")" 200
-done
-for v in 30-authenticate-userenrollment.plist 31-tokenupdate-userenrollment-device.plist \
-         32-tokenupdate-userenrollment-user.plist 38-authenticate-sharedipad.plist \
-         39-tokenupdate-sharedipad-device.plist 40-tokenupdate-sharedipad-user.plist; do
-    expect "check-in $v" "$(checkin "checkin/$v")" 200
-done
-expect "enrollments" "$(q -c "SELECT count(*) || ' devices' FROM mdm.nano_devices") $(q -c "SELECT count(*) FROM mdm.nano_enrollments WHERE enabled")" "4 devices 8"
-expect "a certificate bound to another device is refused" \
-    "$(psql -X -At -c "SELECT status FROM mdm.checkin_routed(mdm.message_device_id($(msg checkin/20-authenticate-mac2.plist)),
-                     $(msg checkin/20-authenticate-mac2.plist), $mac_der)" 2>&1 | grep -m1 -c 'device identity does not match device')" \
-    1
-expect "one certificate, one device" "$(q -c "SELECT count(*) FROM mdm.identity_certs")" 2
-
 # -- a check-in and a report each go to one worker --------------------------
 one_worker() {  # what statement
     local i pids sizes=() out issued local_nodes=0 remote=0
@@ -118,10 +92,37 @@ one_worker() {  # what statement
         remote=$((remote + $(grep -F "$pids" "$tmp/w$i" | grep -c 'NOTICE:  issuing' || true)))
     done
     if [ "$issued $local_nodes $remote" != "1 1 0" ]; then
-        echo "$out"; grep -h -A1 'NOTICE:  issuing' "$tmp/w1" "$tmp/w2" | head -20
+        echo "$out" | sed -n 1,20p; grep -h -A1 'NOTICE:  issuing' "$tmp/w1" "$tmp/w2" | sed -n 1,20p
     fi
     expect "$1: 1 statement to 1 worker, no remote command there" "$issued $local_nodes $remote" "1 1 0"
 }
+# -- every check-in vector, through the coordinator -------------------------
+for v in 01-authenticate.plist 01-authenticate.bplist; do
+    expect "check-in $v (DER identity, bound on first use)" "$(checkin "checkin/$v" "$mac_der")" 200
+done
+for v in 02-tokenupdate-device.plist 02-tokenupdate-device.bplist 03-userauthenticate.plist \
+         04-userauthenticate-digestresponse.plist 05-tokenupdate-user.plist 05-tokenupdate-user.bplist \
+         06-setbootstraptoken.plist 07-getbootstraptoken.plist 08-declarativemanagement-tokens.plist \
+         09-declarativemanagement-status.plist; do
+    expect "check-in $v" "$(checkin "checkin/$v" "$mac_der")" 200
+done
+expect "check-in 10-gettoken.plist (no token service: 404)" "$(checkin checkin/10-gettoken.plist "$mac_der")" 404
+expect "check-in 20-authenticate-mac2.plist (PEM identity)" "$(checkin checkin/20-authenticate-mac2.plist "$mac2_pem")" 200
+one_worker "first TokenUpdate of a channel (no label assigns profiles), PEM certificate" \
+    "SELECT status FROM mdm.checkin_routed(mdm.message_device_id($(msg checkin/21-tokenupdate-mac2-device.plist)), $(msg checkin/21-tokenupdate-mac2-device.plist), $mac2_pem)"
+expect "check-in 22-tokenupdate-mac2-user.plist (PEM identity)" "$(checkin checkin/22-tokenupdate-mac2-user.plist "$mac2_pem")" 200
+for v in 30-authenticate-userenrollment.plist 31-tokenupdate-userenrollment-device.plist \
+         32-tokenupdate-userenrollment-user.plist 38-authenticate-sharedipad.plist \
+         39-tokenupdate-sharedipad-device.plist 40-tokenupdate-sharedipad-user.plist; do
+    expect "check-in $v" "$(checkin "checkin/$v")" 200
+done
+expect "enrollments" "$(q -c "SELECT count(*) || ' devices' FROM mdm.nano_devices") $(q -c "SELECT count(*) FROM mdm.nano_enrollments WHERE enabled")" "4 devices 8"
+expect "a certificate bound to another device is refused" \
+    "$(psql -X -At -c "SELECT status FROM mdm.checkin_routed(mdm.message_device_id($(msg checkin/20-authenticate-mac2.plist)),
+                     $(msg checkin/20-authenticate-mac2.plist), $mac_der)" 2>&1 | grep -m1 -c 'device identity does not match device')" \
+    1
+expect "one certificate, one device" "$(q -c "SELECT count(*) FROM mdm.identity_certs")" 2
+
 one_worker "TokenUpdate, DER certificate" \
     "SELECT status FROM mdm.checkin_routed(mdm.message_device_id($(msg checkin/02-tokenupdate-device.plist)), $(msg checkin/02-tokenupdate-device.plist), $mac_der)"
 one_worker "TokenUpdate, PEM certificate" \
