@@ -203,6 +203,11 @@ DECLARE
     r record;
     grp bigint;
 BEGIN
+    IF to_regclass('pg_catalog.pg_dist_local_group') IS NULL THEN
+        RAISE EXCEPTION 'Citus is not installed in this database'
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'This prepares a Citus node for mdm.distribute(); it changes nothing elsewhere.';
+    END IF;
     PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
     FOR r IN SELECT c.conrelid::regclass AS tbl, c.conname
              FROM pg_constraint c

@@ -190,6 +190,6 @@ label=$(q -c "INSERT INTO mdm.labels (name) VALUES ('macs') RETURNING id")
 q -c "INSERT INTO mdm.label_enrollments (label_id, device_id, enrollment_id) VALUES ($label, '$mac', '$mac')" >/dev/null
 q -c "INSERT INTO mdm.profile_assignments (label_id, payload_identifier) SELECT $label, payload_identifier FROM mdm.profiles WHERE id = $sys_prof" >/dev/null
 expect "reconcile queues the label's profile" "$(q -c "SELECT mdm.reconcile()->>'installs'")" 1
-expect "view_profile_status" "$(q -c "SELECT string_agg(status, ' ' ORDER BY enrollment_id, status) FROM mdm.view_profile_status")" "queued queued installed"
+expect "deliveries" "$(q -c "SELECT string_agg(status, ' ' ORDER BY enrollment_id, status) FROM mdm.profile_deliveries")" "queued queued installed"
 expect "run_maintenance" "$(q -c "SELECT mdm.run_maintenance() ?& ARRAY['released_push_claims', 'expired_commands', 'repushed', 'reconciled']")" t
 echo "== Citus suite: $passed checks passed"
