@@ -27,7 +27,7 @@ CREATE TABLE mdm.nano_devices (
     imei text,
     meid text,
     identity_cert bytea,
-    authenticate bytea NOT NULL,
+    authenticate bytea,
     authenticate_at timestamptz NOT NULL,
     enrolled_at timestamptz NOT NULL DEFAULT now(),
     checked_out_at timestamptz,
@@ -37,7 +37,8 @@ CREATE INDEX nano_devices_serial_number ON mdm.nano_devices (serial_number);
 COMMENT ON TABLE mdm.nano_devices IS 'Enrolled devices, one per device channel ID (UDID, or EnrollmentID for User Enrollment)';
 COMMENT ON COLUMN mdm.nano_devices.id IS 'Device channel enrollment ID: UDID, or EnrollmentID for User Enrollment';
 COMMENT ON COLUMN mdm.nano_devices.identity_cert IS 'Identity certificate (DER) of the last Authenticate that carried one';
-COMMENT ON COLUMN mdm.nano_devices.authenticate IS 'The last Authenticate message as received';
+COMMENT ON COLUMN mdm.nano_devices.authenticate IS
+    'The last Authenticate message as received, kept here only when mdm.checkin_log is none (else it is in mdm.checkin_messages)';
 COMMENT ON COLUMN mdm.nano_devices.enrolled_at IS 'First Authenticate';
 COMMENT ON COLUMN mdm.nano_devices.checked_out_at IS 'Last CheckOut; NULL after a new Authenticate';
 
@@ -88,7 +89,7 @@ CREATE TABLE mdm.nano_enrollments (
     token_hex text NOT NULL CHECK (token_hex ~ '^([0-9a-f]{2})+$'),
     enabled boolean NOT NULL DEFAULT true,
     token_update_tally integer NOT NULL DEFAULT 1,
-    token_update bytea NOT NULL,
+    token_update bytea,
     token_update_at timestamptz NOT NULL,
     awaiting_configuration boolean,
     not_on_console boolean,
@@ -111,7 +112,8 @@ COMMENT ON COLUMN mdm.nano_enrollments.push_magic IS 'PushMagic of this channel,
 COMMENT ON COLUMN mdm.nano_enrollments.token_hex IS 'APNs device token of this channel, lowercase hex';
 COMMENT ON COLUMN mdm.nano_enrollments.enabled IS 'False from Authenticate or CheckOut until the next TokenUpdate';
 COMMENT ON COLUMN mdm.nano_enrollments.token_update_tally IS 'Number of TokenUpdate messages received for this channel';
-COMMENT ON COLUMN mdm.nano_enrollments.token_update IS 'The last TokenUpdate message as received';
+COMMENT ON COLUMN mdm.nano_enrollments.token_update IS
+    'The last TokenUpdate message as received, kept here only when mdm.checkin_log is none (else it is in mdm.checkin_messages)';
 COMMENT ON COLUMN mdm.nano_enrollments.awaiting_configuration IS 'AwaitingConfiguration of the last TokenUpdate that carried it';
 COMMENT ON COLUMN mdm.nano_enrollments.not_on_console IS 'NotOnConsole of the last TokenUpdate (user channels)';
 COMMENT ON COLUMN mdm.nano_enrollments.last_seen_at IS 'Last check-in or command report on this channel';
@@ -139,7 +141,7 @@ ALTER SEQUENCE mdm.checkin_messages_id_seq OWNED BY mdm.checkin_messages.id;
 -- BRIN: rows arrive in time order; retention deletes by time; cheap to keep up
 CREATE INDEX checkin_messages_received_at ON mdm.checkin_messages USING brin (received_at);
 COMMENT ON TABLE mdm.checkin_messages IS
-    'Check-in messages as received, with the HTTP status of the reply (unless mdm.checkin_log is none); pruned after mdm.history_retention';
+    'Check-in messages as received (bodies compressed), with the HTTP status of the reply (unless mdm.checkin_log is none); pruned after mdm.history_retention';
 
 SELECT pg_catalog.pg_extension_config_dump('mdm.nano_devices', '');
 SELECT pg_catalog.pg_extension_config_dump('mdm.device_secrets', '');
@@ -175,7 +177,8 @@ CREATE FUNCTION mdm._reply_json(value jsonb) RETURNS mdm.reply
     LANGUAGE sql STABLE PARALLEL SAFE
     RETURN ROW(200, 'application/json', pg_catalog.convert_to(value::text, 'UTF8'))::mdm.reply;
 
--- Authenticate: (re-)enrollment of a device.
+-- Authenticate: (re-)enrollment of a device.  raw is NULL when the message
+-- is logged (src/checkin_path.c): a message is kept in one place only.
 CREATE FUNCTION mdm._checkin_authenticate(p_device_id text, msg jsonb, raw bytea,
                                           p_identity_cert bytea) RETURNS mdm.reply
     LANGUAGE plpgsql AS $$

@@ -8,7 +8,8 @@
  * that explain a failure (or bind a first identity) run only when one does
  * not pass.  TokenUpdate, the most frequent check-in, runs its statements
  * from here; the other message types call their handler in
- * schema/20_checkin.sql.  Then last_seen_at and the check-in log.
+ * schema/20_checkin.sql.  Then last_seen_at and the check-in log, the one
+ * place where messages are kept as received (compressed, see log_body()).
  *
  * Every statement filters by the device ID, names its columns (no
  * whole-row arguments) and has no volatile function in an ON CONFLICT DO
@@ -19,6 +20,8 @@
  */
 #include "mdm_paths.h"
 
+#include "access/toast_compression.h"
+#include "access/toast_internals.h"
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
 
@@ -69,7 +72,7 @@ static SavedPlan unlock_token_plan = {
 	2, {TEXTOID, JSONBOID}
 };
 
-/* $1 device, $2 enrollment, $3 user, $4 type, $5 msg, $6 raw */
+/* $1 device, $2 enrollment, $3 user, $4 type, $5 msg, $6 raw unless logged */
 static SavedPlan enrollment_plan = {
 	"INSERT INTO mdm.nano_enrollments AS e"
 	"  (device_id, id, user_id, type, topic, push_magic, token_hex, token_update,"
@@ -110,7 +113,7 @@ static SavedPlan waiting_push_plan = {
 /* The other message types: their handlers in schema/20_checkin.sql. */
 typedef enum HandlerArg
 {
-	ARG_DEVICE, ARG_ENROLLMENT, ARG_USER, ARG_MSG, ARG_RAW, ARG_CERT, ARG_NONE
+	ARG_DEVICE, ARG_ENROLLMENT, ARG_USER, ARG_MSG, ARG_RAW, ARG_UNLOGGED_RAW, ARG_CERT, ARG_NONE
 } HandlerArg;
 
 typedef struct CheckinHandler
@@ -121,7 +124,7 @@ typedef struct CheckinHandler
 } CheckinHandler;
 
 static CheckinHandler handlers[] = {
-	{"Authenticate", {ARG_DEVICE, ARG_MSG, ARG_RAW, ARG_CERT},
+	{"Authenticate", {ARG_DEVICE, ARG_MSG, ARG_UNLOGGED_RAW, ARG_CERT},
 	{"SELECT * FROM mdm._checkin_authenticate($1, $2, $3, $4)", 4,
 	{TEXTOID, JSONBOID, BYTEAOID, BYTEAOID}}},
 	{"UserAuthenticate", {ARG_DEVICE, ARG_USER, ARG_MSG, ARG_RAW},
@@ -154,6 +157,36 @@ static SavedPlan log_plan = {
 	" VALUES ($1, $2, $3, $4, $5, $6, $7)",
 	7, {TEXTOID, TEXTOID, TEXTOID, BYTEAOID, BYTEAOID, TEXTOID, INT4OID}
 };
+
+/*
+ * Is every check-in logged (mdm.checkin_log)?  Then the log is the one
+ * place a message is kept as received; otherwise the last Authenticate and
+ * TokenUpdate are kept on their rows.
+ */
+static bool
+logged(void)
+{
+	return mdm_checkin_log == MDM_CHECKIN_LOG_ALL;
+}
+
+/*
+ * The body of a log row, compressed with LZ4 as TOAST compresses values,
+ * though a check-in (about 1 kB) is below the size at which TOAST would try
+ * (about 2 kB): a plist compresses to about half, and the log is most of
+ * the bytes kept per device.  Readers see the bytes as received (a
+ * compressed value is decompressed wherever it is read).  The bytes as
+ * they are when compressing does not save at least 2 bytes.
+ */
+static Datum
+log_body(bytea *raw)
+{
+	Datum		c;
+
+	if (VARATT_IS_EXTENDED(raw) && !VARATT_IS_SHORT(raw))
+		return PointerGetDatum(raw);	/* compressed or external already */
+	c = toast_compress_datum(PointerGetDatum(raw), TOAST_LZ4_COMPRESSION);
+	return c != (Datum) 0 ? c : PointerGetDatum(raw);
+}
 
 static bool
 msg_has_key(Jsonb *msg, const char *key)
@@ -191,7 +224,7 @@ token_update(MdmRequest *r, bool was_pushable, MdmReply *reply)
 	plan_arg_text(&a, 2, r->user_id);
 	plan_arg_text(&a, 3, r->type);
 	plan_arg(&a, 4, JsonbPGetDatum(r->msg), false);
-	plan_arg(&a, 5, PointerGetDatum(r->raw), false);
+	plan_arg(&a, 5, PointerGetDatum(r->raw), logged());
 	run_plan(&enrollment_plan, &a, false, 0);
 
 	if (!was_pushable)
@@ -232,6 +265,9 @@ call_handler(MdmRequest *r, MdmReply *reply)
 					break;
 				case ARG_RAW:
 					plan_arg(&a, j, PointerGetDatum(r->raw), false);
+					break;
+				case ARG_UNLOGGED_RAW:
+					plan_arg(&a, j, PointerGetDatum(r->raw), logged());
 					break;
 				case ARG_CERT:
 					plan_arg(&a, j, PointerGetDatum(r->id.der), r->id.der == NULL);
@@ -308,13 +344,13 @@ checkin_dispatch(MdmRequest *r, MdmReply *reply)
 		plan_arg_text(&a, 1, r->enrollment_id);
 		run_plan(&last_seen_plan, &a, false, 0);
 	}
-	if (mdm_checkin_log == MDM_CHECKIN_LOG_ALL)
+	if (logged())
 	{
 		plan_args_init(&a);
 		plan_arg_text(&a, 0, r->device_id);
 		plan_arg_text(&a, 1, r->enrollment_id);
 		plan_arg_text(&a, 2, r->message_type);
-		plan_arg(&a, 3, PointerGetDatum(r->raw), false);
+		plan_arg(&a, 3, log_body(r->raw), false);
 		plan_arg(&a, 4, PointerGetDatum(r->id.sha256), r->id.sha256 == NULL);
 		plan_arg(&a, 5, PointerGetDatum(r->signature), r->signature == NULL);
 		plan_arg(&a, 6, Int32GetDatum(reply->status), false);

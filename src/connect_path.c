@@ -45,13 +45,6 @@ static SavedPlan seen_plan = {
 	5, {TEXTOID, TEXTOID, BOOLOID, TIMESTAMPTZOID, JSONBOID}
 };
 
-/* $1 device, $2 enrollment, $3 command */
-static SavedPlan queued_plan = {
-	"SELECT FROM mdm.nano_enrollment_queue"
-	" WHERE device_id = $1 AND id = $2 AND command_uuid = $3",
-	3, {TEXTOID, TEXTOID, UUIDOID}
-};
-
 /* $1 device, $2 enrollment, $3 CommandUUID as sent, $4 status, $5 msg */
 static SavedPlan orphan_plan = {
 	"INSERT INTO mdm.orphan_reports (device_id, enrollment_id, command_uuid, status, result)"
@@ -59,16 +52,23 @@ static SavedPlan orphan_plan = {
 	5, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID}
 };
 
-/* $1 device, $2 enrollment, $3 command, $4 status, $5 msg, $6 NotNow time, $7 NotNow count */
+/*
+ * The result, if the command was queued to this enrollment (no row comes
+ * back if it was not: the report is an orphan).
+ * $1 device, $2 enrollment, $3 command, $4 status, $5 msg, $6 NotNow time, $7 NotNow count
+ */
 static SavedPlan result_plan = {
 	"INSERT INTO mdm.nano_command_results AS r"
 	"  (device_id, id, command_uuid, status, result, not_now_at, not_now_tally)"
-	" VALUES ($1, $2, $3, $4, $5, $6, $7)"
+	" SELECT $1, $2, $3, $4, $5, $6, $7"
+	"  WHERE EXISTS (SELECT FROM mdm.nano_enrollment_queue q"
+	"                WHERE q.device_id = $1 AND q.id = $2 AND q.command_uuid = $3)"
 	" ON CONFLICT (device_id, id, command_uuid) DO UPDATE SET"
 	"  status = excluded.status, result = excluded.result,"
 	"  not_now_at = coalesce(r.not_now_at, excluded.not_now_at),"
 	"  not_now_tally = r.not_now_tally + excluded.not_now_tally,"
-	"  updated_at = excluded.updated_at",
+	"  updated_at = excluded.updated_at"
+	" RETURNING 1",
 	7, {TEXTOID, TEXTOID, UUIDOID, TEXTOID, JSONBOID, TIMESTAMPTZOID, INT4OID}
 };
 
@@ -90,27 +90,26 @@ static SavedPlan delivery_plan = {
 	5, {TEXTOID, TEXTOID, UUIDOID, TEXTOID, JSONBOID}
 };
 
-/* $1 device, $2 enrollment, $3 exchange start */
+/*
+ * The next command of the exchange, locked (one that another report of the
+ * channel holds is skipped), marked sent, with its plist.
+ * $1 device, $2 enrollment, $3 exchange start, $4 clock time
+ */
 static SavedPlan next_plan = {
-	"SELECT q.command_uuid FROM mdm.nano_enrollment_queue q"
-	" WHERE q.device_id = $1 AND q.id = $2 AND q.active"
-	"   AND (q.sent_at IS NULL OR q.sent_at < $3)"
-	" ORDER BY q.priority DESC, q.created_at, q.command_uuid"
-	" LIMIT 1"
-	" FOR UPDATE SKIP LOCKED",
-	3, {TEXTOID, TEXTOID, TIMESTAMPTZOID}
-};
-
-/* $1 device, $2 enrollment, $3 command, $4 clock time */
-static SavedPlan sent_plan = {
-	"UPDATE mdm.nano_enrollment_queue SET sent_at = $4, sent_count = sent_count + 1"
-	" WHERE device_id = $1 AND id = $2 AND command_uuid = $3",
-	4, {TEXTOID, TEXTOID, UUIDOID, TIMESTAMPTZOID}
-};
-
-static SavedPlan plist_plan = {
-	"SELECT c.plist FROM mdm.nano_commands c WHERE c.command_uuid = $1",
-	1, {UUIDOID}
+	"WITH next AS ("
+	"  SELECT q.command_uuid FROM mdm.nano_enrollment_queue q"
+	"   WHERE q.device_id = $1 AND q.id = $2 AND q.active"
+	"     AND (q.sent_at IS NULL OR q.sent_at < $3)"
+	"   ORDER BY q.priority DESC, q.created_at, q.command_uuid"
+	"   LIMIT 1"
+	"   FOR UPDATE SKIP LOCKED),"
+	" sent AS ("
+	"  UPDATE mdm.nano_enrollment_queue q SET sent_at = $4, sent_count = q.sent_count + 1"
+	"    FROM next n"
+	"   WHERE q.device_id = $1 AND q.id = $2 AND q.command_uuid = n.command_uuid"
+	"  RETURNING q.command_uuid)"
+	" SELECT c.plist FROM sent s JOIN mdm.nano_commands c ON c.command_uuid = s.command_uuid",
+	4, {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
 };
 
 /*
@@ -166,20 +165,16 @@ store_report(MdmRequest *r)
 
 	args_channel(&a, r);
 	plan_arg(&a, 2, UUIDPGetDatum(cmd), false);
-	if (!parse_uuid(r->command_uuid, cmd) || run_plan(&queued_plan, &a, false, 1) == 0)
-	{
-		plan_arg_text(&a, 2, r->command_uuid);
-		plan_arg_text(&a, 3, r->message_type);
-		plan_arg(&a, 4, JsonbPGetDatum(r->msg), false);
-		run_plan(&orphan_plan, &a, false, 0);
-		return;
-	}
-
 	plan_arg_text(&a, 3, r->message_type);
 	plan_arg(&a, 4, JsonbPGetDatum(r->msg), false);
 	plan_arg(&a, 5, TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), !not_now);
 	plan_arg(&a, 6, Int32GetDatum(not_now ? 1 : 0), false);
-	run_plan(&result_plan, &a, false, 0);
+	if (!parse_uuid(r->command_uuid, cmd) || run_plan(&result_plan, &a, false, 0) == 0)
+	{
+		plan_arg_text(&a, 2, r->command_uuid);
+		run_plan(&orphan_plan, &a, false, 0);
+		return;
+	}
 	if (!not_now)
 	{
 		run_plan(&finished_plan, &a, false, 0);
@@ -193,24 +188,16 @@ next_command(MdmRequest *r, Datum exchange_start, MdmReply *reply)
 {
 	PlanArgs	a;
 	bool		isnull;
-	Datum		cmd;
 	Datum		plist;
 
 	args_channel(&a, r);
 	plan_arg(&a, 2, exchange_start, false);
-	if (run_plan(&next_plan, &a, false, 1) == 0)
+	plan_arg(&a, 3, TimestampTzGetDatum(GetCurrentTimestamp()), false);
+	if (run_plan(&next_plan, &a, false, 0) == 0)
 	{
 		reply_empty(reply, 200);
 		return;
 	}
-	cmd = result_datum(1, &isnull);
-	plan_arg(&a, 2, cmd, false);
-	plan_arg(&a, 3, TimestampTzGetDatum(GetCurrentTimestamp()), false);
-	run_plan(&sent_plan, &a, false, 0);
-	plan_args_init(&a);
-	plan_arg(&a, 0, cmd, false);
-	if (run_plan(&plist_plan, &a, false, 1) != 1)
-		elog(ERROR, "queued command has no plist");
 	plist = result_datum(1, &isnull);
 	reply->status = 200;
 	reply->content_type = (text *) DatumGetPointer(SPI_datumTransfer(

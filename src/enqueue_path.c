@@ -8,15 +8,16 @@
  * unnest()) costs about as much as the rows it writes.  Here the target,
  * its platform and the RequestType's rule are read in one lookup, then the
  * command, the queue item and the push job are written with plans kept per
- * backend, and NOTIFY is sent once if a push job was created.
+ * backend (one statement), and NOTIFY is sent once if a push job was
+ * created.
  *
  * Only the plain case takes this path: one enrollment ID, the inner
  * command dictionary with a RequestType other than InstallProfile (whose
  * profile is checked at enqueue), non-NULL options, and a target that
  * exists and whose channel takes the command.  Everything else, errors
  * included, goes to mdm._enqueue(), so the errors and their order are
- * the same.  The writes are the statements mdm._enqueue() makes, in the
- * same order, with the same triggers, so rows are locked as before.
+ * the same.  The writes are the rows mdm._enqueue() writes, with the same
+ * triggers and foreign keys.
  */
 #include "mdm_user.h"
 
@@ -30,7 +31,15 @@
 
 #include "spi_plans.h"
 
-/* $1 enrollment ID, $2 RequestType */
+/*
+ * The target, its platform and whether its channel takes the RequestType.
+ * The enrollment row is locked FOR KEY SHARE, the lock the queue item's
+ * foreign key takes, here before anything is written: whatever waits for
+ * the writers of a device's work (FOR UPDATE of its enrollments) waits for
+ * this call from its first statement, and this call, coming later, waits
+ * for it and reads the enrollment it left.
+ * $1 enrollment ID, $2 RequestType
+ */
 static SavedPlan target_plan = {
 	"SELECT e.device_id, rt.request_type IS NOT NULL,"
 	"       CASE WHEN e.type = 'User' THEN rt.macos_user_channel"
@@ -53,32 +62,30 @@ static SavedPlan target_plan = {
 	"  LEFT JOIN mdm.nano_devices d ON d.id = e.device_id"
 	"  CROSS JOIN LATERAL (SELECT mdm.device_platform(d.model) AS platform) p"
 	"  LEFT JOIN mdm.apple_request_types rt ON rt.request_type = $2"
-	" WHERE e.device_id = split_part($1, ':', 1) AND e.id = $1",
+	" WHERE e.device_id = split_part($1, ':', 1) AND e.id = $1"
+	"   FOR KEY SHARE OF e",
 	2, {TEXTOID, TEXTOID}
 };
 
-/* $1 CommandUUID, $2 RequestType, $3 command */
-static SavedPlan command_plan = {
-	"INSERT INTO mdm.nano_commands (command_uuid, request_type, command, plist)"
-	" VALUES ($1, $2, $3, mdm.jsonb_to_plist(jsonb_build_object("
-	"         'CommandUUID', upper($1::text), 'Command', $3)))",
-	3, {UUIDOID, TEXTOID, JSONBOID}
-};
-
-/* $1 device, $2 enrollment, $3 CommandUUID, $4 priority */
-static SavedPlan queue_plan = {
-	"INSERT INTO mdm.nano_enrollment_queue (device_id, id, command_uuid, priority)"
-	" VALUES ($1, $2, $3, $4)",
-	4, {TEXTOID, TEXTOID, UUIDOID, INT4OID}
-};
-
 /*
- * The push job, as mdm._announce_pushes() makes it (schema/40_push.sql): a
- * pending job that this coalesces into stays locked until commit.
+ * The command, its queue item and the push job, in one statement.  The
+ * push job is made as mdm._announce_pushes() makes it (schema/40_push.sql):
+ * a pending job that this coalesces into stays locked until commit.  The
+ * queue's triggers and foreign keys run at the end of the statement, as
+ * they ran at the end of the queue's own INSERT.
+ * $1 device, $2 enrollment, $3 CommandUUID, $4 priority, $5 RequestType, $6 command
  */
-static SavedPlan push_plan = {
-	/* (in a CTE: Citus counts a row that met the conflict as inserted) */
-	"WITH created AS ("
+static SavedPlan queue_plan = {
+	"WITH command AS ("
+	"  INSERT INTO mdm.nano_commands (command_uuid, request_type, command, plist)"
+	"  VALUES ($3, $5, $6, mdm.jsonb_to_plist(jsonb_build_object("
+	"          'CommandUUID', upper($3::text), 'Command', $6)))"
+	"  RETURNING command_uuid),"
+	" item AS ("
+	"  INSERT INTO mdm.nano_enrollment_queue (device_id, id, command_uuid, priority)"
+	"  SELECT $1, $2, c.command_uuid, $4 FROM command c),"
+	/* (the push job in a CTE too: Citus counts a row that met the conflict as inserted) */
+	" created AS ("
 	" INSERT INTO mdm.push_jobs AS j (device_id, enrollment_id)"
 	" SELECT e.device_id, e.id FROM mdm.nano_enrollments e"
 	"  WHERE e.device_id = $1 AND e.id = $2 AND e.enabled AND e.token_invalid_at IS NULL"
@@ -86,7 +93,7 @@ static SavedPlan push_plan = {
 	"  DO UPDATE SET not_before = j.not_before WHERE false"
 	" RETURNING 1)"
 	" SELECT 1 FROM created",
-	2, {TEXTOID, TEXTOID}
+	6, {TEXTOID, TEXTOID, UUIDOID, INT4OID, TEXTOID, JSONBOID}
 };
 
 static SavedPlan general_plan = {
@@ -168,19 +175,13 @@ enqueue_one(text *id, Jsonb *command, const char *rtype, int32 priority, bool al
 
 	cmd = random_uuid();
 	plan_args_init(&a);
-	plan_arg(&a, 0, UUIDPGetDatum(cmd), false);
-	plan_arg_text(&a, 1, rtype);
-	plan_arg(&a, 2, JsonbPGetDatum(command), false);
-	run_plan(&command_plan, &a, false, 0);
-
-	plan_args_init(&a);
 	plan_arg(&a, 0, device, false);
 	plan_arg(&a, 1, PointerGetDatum(id), false);
 	plan_arg(&a, 2, UUIDPGetDatum(cmd), false);
 	plan_arg(&a, 3, Int32GetDatum(priority), false);
-	run_plan(&queue_plan, &a, false, 0);
-
-	if (run_plan(&push_plan, &a, false, 0) > 0)
+	plan_arg_text(&a, 4, rtype);
+	plan_arg(&a, 5, JsonbPGetDatum(command), false);
+	if (run_plan(&queue_plan, &a, false, 0) > 0)
 		Async_Notify("mdm_push", "");	/* one per transaction, however many */
 	*result = cmd;
 	return true;

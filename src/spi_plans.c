@@ -7,6 +7,13 @@
  * A kept plan is still invalidated by PostgreSQL when a table or function
  * it depends on changes (ALTER, ANALYZE, a new extension version), and
  * re-planned on its next use, so keeping it is always safe.
+ *
+ * The plans are generic (CURSOR_OPT_GENERIC_PLAN): every statement looks
+ * rows up by their keys, which a generic plan does as well as a custom one,
+ * and a custom plan would be planned again on every call until the plan
+ * cache settled (docs/performance.md).  It also keeps parameter values as
+ * they are: a custom plan turns them into constants, and a constant is
+ * stored decompressed (the check-in log passes its body compressed).
  */
 #include "spi_plans.h"
 
@@ -38,7 +45,8 @@ saved_plan(SavedPlan *p)
 {
 	if (p->plan == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare(p->sql, p->nargs, p->argtypes);
+		SPIPlanPtr	plan = SPI_prepare_cursor(p->sql, p->nargs, p->argtypes,
+											  CURSOR_OPT_GENERIC_PLAN);
 
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed for \"%s\": %s", p->sql,
