@@ -58,6 +58,7 @@ DECLARE
     n_orphans integer;
     n_pushes integer;
     n_commands integer;
+    doomed_commands uuid[];
 BEGIN
     WITH doomed AS (SELECT device_id, id FROM mdm.checkin_messages
                     WHERE received_at < cutoff LIMIT batch_size),
@@ -88,14 +89,29 @@ BEGIN
     SELECT count(*) INTO n_pushes FROM gone;
 
     -- commands no queue item refers to any more
-    WITH doomed AS (SELECT c.command_uuid FROM mdm.nano_commands c
-                    WHERE c.created_at < cutoff
-                      AND NOT EXISTS (SELECT FROM mdm.nano_enrollment_queue q
-                                      WHERE q.command_uuid = c.command_uuid)
-                    LIMIT batch_size),
-         gone AS (DELETE FROM mdm.nano_commands c USING doomed d
-                  WHERE c.command_uuid = d.command_uuid RETURNING 1)
-    SELECT count(*) INTO n_commands FROM gone;
+    IF mdm._distributed() THEN
+        -- on Citus (docs/citus.md): no sub-select from a reference table
+        -- correlated with a distributed one; the old commands' items are
+        -- looked up in one pass over the shards instead
+        doomed_commands := ARRAY(SELECT c.command_uuid FROM mdm.nano_commands c
+                                 WHERE c.created_at < cutoff);
+        doomed_commands := ARRAY(SELECT u FROM unnest(doomed_commands) u
+                                 EXCEPT
+                                 SELECT q.command_uuid FROM mdm.nano_enrollment_queue q
+                                 WHERE q.command_uuid = ANY (doomed_commands));
+        DELETE FROM mdm.nano_commands c
+        WHERE c.command_uuid = ANY (doomed_commands[1:batch_size]);
+        GET DIAGNOSTICS n_commands = ROW_COUNT;
+    ELSE
+        WITH doomed AS (SELECT c.command_uuid FROM mdm.nano_commands c
+                        WHERE c.created_at < cutoff
+                          AND NOT EXISTS (SELECT FROM mdm.nano_enrollment_queue q
+                                          WHERE q.command_uuid = c.command_uuid)
+                        LIMIT batch_size),
+             gone AS (DELETE FROM mdm.nano_commands c USING doomed d
+                      WHERE c.command_uuid = d.command_uuid RETURNING 1)
+        SELECT count(*) INTO n_commands FROM gone;
+    END IF;
 
     RETURN jsonb_build_object('checkin_messages', n_messages, 'queue_items', n_queue,
                               'orphan_reports', n_orphans, 'push_jobs', n_pushes,
