@@ -27,9 +27,11 @@ CREATE FUNCTION mdm.plist_date(value jsonb) RETURNS timestamptz
 COMMENT ON FUNCTION mdm.plist_date(jsonb) IS
     'The time of a plist date value in jsonb form ({"$date": "YYYY-MM-DDTHH:MM:SS[.ffffff]Z"}); NULL for other jsonb; an error for any other date text';
 
-CREATE FUNCTION mdm.backend_memory(OUT malloc_bytes bigint, OUT context_bytes bigint)
+CREATE FUNCTION mdm.backend_memory(reset_peak boolean DEFAULT false,
+                                   OUT malloc_bytes bigint, OUT context_bytes bigint,
+                                   OUT rss_bytes bigint, OUT peak_rss_bytes bigint)
     AS 'MODULE_PATHNAME', 'mdm_backend_memory'
     LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED;
-COMMENT ON FUNCTION mdm.backend_memory() IS
-    'Memory this backend holds: malloc''ed bytes (libplist, OpenSSL) and PostgreSQL memory-context bytes';
-REVOKE ALL ON FUNCTION mdm.backend_memory() FROM PUBLIC;
+COMMENT ON FUNCTION mdm.backend_memory(boolean) IS
+    'Memory this backend holds: malloc''ed bytes (libplist, OpenSSL), PostgreSQL memory-context bytes, and its resident set now and at its peak (VmRSS, VmHWM); reset_peak first resets the peak to the current resident set';
+REVOKE ALL ON FUNCTION mdm.backend_memory(boolean) FROM PUBLIC;

@@ -201,6 +201,15 @@ BEGIN
         authenticate = excluded.authenticate, authenticate_at = excluded.authenticate_at,
         checked_out_at = NULL, updated_at = excluded.updated_at;
 
+    -- Serialise with writers that add work for the device's channels: every
+    -- row they insert (queue items, push jobs, profile deliveries) holds a
+    -- foreign-key lock (FOR KEY SHARE) on its enrollment until they commit,
+    -- and FOR UPDATE waits for it, so the statements below see that work
+    -- and clear it; a writer that comes later waits for this transaction
+    -- and sees the channels disabled.  In id order, as writers insert in
+    -- (device_id, id) order, so neither can hold one lock the other waits
+    -- for while waiting for another.  See docs/queue.md (concurrency).
+    PERFORM FROM mdm.nano_enrollments WHERE device_id = p_device_id ORDER BY id FOR UPDATE;
     -- a re-enrollment: every channel waits for its next TokenUpdate; the
     -- device channel, which this message came on, was seen now
     UPDATE mdm.nano_enrollments
@@ -266,6 +275,9 @@ END $$;
 CREATE FUNCTION mdm._checkin_checkout(p_device_id text) RETURNS mdm.reply
     LANGUAGE plpgsql AS $$
 BEGIN
+    -- serialised with writers as in _checkin_authenticate: an enqueue that
+    -- has not committed yet has its push job superseded below
+    PERFORM FROM mdm.nano_enrollments WHERE device_id = p_device_id ORDER BY id FOR UPDATE;
     UPDATE mdm.nano_enrollments SET enabled = false, updated_at = now()
     WHERE device_id = p_device_id AND enabled;
     UPDATE mdm.nano_devices SET checked_out_at = now(), updated_at = now()

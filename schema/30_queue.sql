@@ -222,7 +222,8 @@ BEGIN
         RAISE EXCEPTION 'enrollment ID number % is NULL', array_position(enrollment_ids, NULL)
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    SELECT array_agg(ROW(e.device_id, e.id, e.type, mdm.device_platform(d.model))::mdm._target)
+    SELECT array_agg(ROW(e.device_id, e.id, e.type, mdm.device_platform(d.model))::mdm._target
+                     ORDER BY e.device_id, e.id)
                FILTER (WHERE e.id IS NOT NULL),
            array_agg(t.id ORDER BY t.id) FILTER (WHERE e.id IS NULL)
     INTO found_targets, missing
@@ -255,9 +256,13 @@ BEGIN
     VALUES (p_command_uuid, command->>'RequestType', command,
             mdm.jsonb_to_plist(jsonb_build_object('CommandUUID', upper(p_command_uuid::text),
                                                   'Command', command)));
+    -- in (device_id, id) order: each row's foreign-key lock on its
+    -- enrollment is what Authenticate and CheckOut wait for
+    -- (_checkin_authenticate), and both take them in that order
     INSERT INTO mdm.nano_enrollment_queue (device_id, id, command_uuid, priority)
     SELECT t.device_id, t.enrollment_id, p_command_uuid, p_priority
-    FROM unnest(targets) t;
+    FROM unnest(targets) t
+    ORDER BY t.device_id, t.enrollment_id;
     PERFORM mdm._announce_pushes(targets);
 END $$;
 
@@ -336,6 +341,17 @@ CREATE FUNCTION mdm.enqueue(enrollment_ids text[], command bytea, priority integ
     RETURN mdm.enqueue(enrollment_ids, mdm.plist_to_jsonb(command), priority, allow_unknown_request_type);
 COMMENT ON FUNCTION mdm.enqueue(text[], bytea, integer, boolean) IS
     'Queue a command given as a plist (inner dictionary, or {CommandUUID, Command})';
+
+-- JSON text, so that an untyped literal resolves here rather than being
+-- ambiguous between jsonb and bytea: for an argument of unknown type,
+-- PostgreSQL prefers the candidate of the string category.
+CREATE FUNCTION mdm.enqueue(enrollment_ids text[], command text, priority integer DEFAULT 0,
+                            allow_unknown_request_type boolean DEFAULT false)
+    RETURNS uuid
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    RETURN mdm.enqueue(enrollment_ids, command::jsonb, priority, allow_unknown_request_type);
+COMMENT ON FUNCTION mdm.enqueue(text[], text, integer, boolean) IS
+    'Queue a command given as JSON text (an untyped literal lands here), as mdm.enqueue(text[], jsonb, ...)';
 
 -- The handler behind mdm.connect() runs in C (src/connect_path.c): the
 -- identity, the enrollment row (locked: reports of one channel are handled

@@ -228,6 +228,9 @@ BEGIN
         FROM mdm.push_jobs j
         JOIN mdm.nano_enrollments e ON e.device_id = j.device_id AND e.id = j.enrollment_id
         WHERE j.state = 'pending' AND j.not_before <= now()
+          -- never a channel waiting for its TokenUpdate (re-enrolled or
+          -- checked out) or with a dead token: its token and PushMagic are void
+          AND e.enabled AND e.token_invalid_at IS NULL
           AND EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic)
         ORDER BY j.not_before, j.id
         LIMIT max_jobs
@@ -336,9 +339,13 @@ BEGIN
             new_state := 'superseded';
         ELSE
             new_state := 'pending';
-            retry_at := CASE WHEN token_dead THEN now() ELSE now() + least(
-                make_interval(secs => mdm._setting('mdm.push_retry_base')::integer * 2 ^ (j.attempts - 1)),
-                make_interval(secs => mdm._setting('mdm.push_retry_max')::integer)) END;
+            -- base * 2^(attempts - 1), at most mdm.push_retry_max, in
+            -- seconds before it becomes an interval (which would overflow
+            -- past 2^43 s); the exponent stops at 30, where even a base of
+            -- 1 s exceeds the largest allowed maximum (7 days)
+            retry_at := CASE WHEN token_dead THEN now() ELSE now() + make_interval(secs => least(
+                mdm._setting('mdm.push_retry_base')::float8 * 2.0 ^ least(greatest(j.attempts - 1, 0), 30),
+                mdm._setting('mdm.push_retry_max')::float8)) END;
         END IF;
     ELSE
         -- certificate and topic errors: retrying will not help; operators see it

@@ -128,6 +128,7 @@ CREATE FUNCTION mdm._repush(batch_size integer) RETURNS integer
     LANGUAGE plpgsql AS $$
 DECLARE
     base interval := make_interval(secs => mdm._setting('mdm.repush_interval')::integer);
+    base_secs float8 := mdm._setting('mdm.repush_interval')::float8;
     targets mdm._target[];
 BEGIN
     SELECT array_agg(ROW(e.device_id, e.id, e.type, NULL)::mdm._target) INTO targets
@@ -142,7 +143,11 @@ BEGIN
                 AND j.state = 'sent' AND j.finished_at > e.last_seen_at) p
           WHERE e.enabled AND e.token_invalid_at IS NULL
             AND (p.unanswered > 0
-                     AND p.last_push < now() - least(base * 2 ^ (p.unanswered - 1), interval '1 day')
+                     -- in seconds, the exponent capped where a minute
+                     -- already exceeds a day: an interval would overflow
+                     -- after about 32 unanswered pushes
+                     AND p.last_push < now() - make_interval(secs => least(
+                         base_secs * 2.0 ^ least(p.unanswered - 1, 20), 86400))
                  OR p.unanswered = 0 AND e.last_seen_at < now() - base
                      AND EXISTS (SELECT FROM mdm.nano_enrollment_queue q
                                  WHERE q.device_id = e.device_id AND q.id = e.id AND q.active
@@ -158,7 +163,10 @@ BEGIN
 END $$;
 
 -- Commands that waited longer than mdm.pending_command_lifetime for a
--- device that never came back are dropped (0 keeps them forever).
+-- device that never came back are dropped (0 keeps them forever): neither
+-- queued nor handed out within the lifetime.  A connect handing an item
+-- out holds its row lock: the item is skipped, not dropped under it (and
+-- the connect skips an item being dropped).  See docs/queue.md.
 CREATE FUNCTION mdm._expire_pending(batch_size integer) RETURNS integer
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -170,7 +178,9 @@ BEGIN
     END IF;
     WITH doomed AS (SELECT device_id, id, command_uuid FROM mdm.nano_enrollment_queue
                     WHERE active AND created_at < now() - make_interval(secs => lifetime)
-                    LIMIT batch_size),
+                      AND (sent_at IS NULL OR sent_at < now() - make_interval(secs => lifetime))
+                    LIMIT batch_size
+                    FOR UPDATE SKIP LOCKED),
          gone AS (UPDATE mdm.nano_enrollment_queue q
                   SET active = false, cleared_at = now(), cleared_reason = 'expired'
                   FROM doomed d

@@ -641,8 +641,13 @@ END $$;
 COMMENT ON FUNCTION mdm.bind_profile(bigint, text) IS
     'Bind a profile (all versions of its PayloadIdentifier) to one user channel: nothing else can ever be queued its InstallProfile';
 
+-- The identifier's lock exclusively, as bind_profile: an InstallProfile
+-- being queued (the queue trigger holds it shared) commits first, and one
+-- queued meanwhile waits and then sees the binding gone.
 CREATE FUNCTION mdm.unbind_profile(payload_identifier text) RETURNS boolean
     LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.pg_advisory_xact_lock(
+        pg_catalog.hashtextextended('mdm.bind:' || unbind_profile.payload_identifier, 0));
     DELETE FROM mdm.profile_bindings b WHERE b.payload_identifier = unbind_profile.payload_identifier
     RETURNING true
 $$;
@@ -663,6 +668,10 @@ BEGIN
 END $$;
 
 -- A profile's content with its variables substituted for one target.
+-- Names, serial numbers and IDs are what devices reported: a long value
+-- used many times would multiply bytes, so the result may not grow past
+-- mdm.max_message_bytes, the bound of an uploaded profile (54000, checked
+-- before each substitution is made).
 CREATE FUNCTION mdm._render_profile(p mdm.profiles, p_device_id text, p_enrollment_id text) RETURNS bytea
     LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -670,6 +679,9 @@ DECLARE
     vals text[];
     val text;
     i integer;
+    marker text;
+    uses bigint;
+    max_bytes bigint := mdm._setting('mdm.max_message_bytes')::bigint;
 BEGIN
     IF cardinality(p.variables) = 0 THEN
         RETURN p.mobileconfig;
@@ -702,7 +714,15 @@ BEGIN
         text_form := replace(text_form, '${' || p.variables[i] || '}', chr(1) || i || chr(1));
     END LOOP;
     FOR i IN 1 .. cardinality(p.variables) LOOP
-        text_form := replace(text_form, chr(1) || i || chr(1), vals[i]);
+        marker := chr(1) || i || chr(1);
+        uses := (octet_length(text_form) - octet_length(replace(text_form, marker, ''))) / octet_length(marker);
+        IF octet_length(text_form) + uses * (octet_length(vals[i]) - octet_length(marker)) > max_bytes THEN
+            RAISE EXCEPTION 'rendered profile too large'
+                USING ERRCODE = 'program_limit_exceeded',
+                      DETAIL = format('With the values of enrollment "%s", profile "%s" would exceed %s bytes (mdm.max_message_bytes) once ${%s} is substituted.',
+                                      p_enrollment_id, p.payload_identifier, max_bytes, p.variables[i]);
+        END IF;
+        text_form := replace(text_form, marker, vals[i]);
     END LOOP;
     RETURN mdm.jsonb_to_plist(text_form::jsonb);
 END $$;
@@ -733,7 +753,7 @@ BEGIN
         FOREACH t IN ARRAY targets LOOP
             BEGIN
                 payload := mdm._render_profile(p, t.device_id, t.enrollment_id);
-            EXCEPTION WHEN null_value_not_allowed THEN
+            EXCEPTION WHEN null_value_not_allowed OR program_limit_exceeded THEN
                 -- a manual install fails as a whole; reconcile records the
                 -- target as failed and goes on (it retries once the value exists)
                 IF p_source = 'manual' THEN

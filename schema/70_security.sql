@@ -211,6 +211,7 @@ GRANT EXECUTE ON FUNCTION mdm.checkin(bytea, bytea, text), mdm.connect(bytea, by
 
 GRANT EXECUTE ON FUNCTION
     mdm.enqueue(text[], jsonb, integer, boolean), mdm.enqueue(text[], bytea, integer, boolean),
+    mdm.enqueue(text[], text, integer, boolean),
     mdm.push(text[]), mdm.upload_push_cert(text, text),
     mdm.enrollment_profile(text, uuid, text, text, integer, boolean, text[], jsonb, text, text),
     mdm.upload_profile(bytea, boolean), mdm.install_profile(bigint, text[]),

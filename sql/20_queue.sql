@@ -185,3 +185,13 @@ SET mdm.pending_command_lifetime = 0;
 UPDATE mdm.nano_enrollment_queue SET created_at = now() - interval '400 days' WHERE id = 'FAN-3';
 SELECT mdm.run_maintenance() -> 'expired_commands' AS kept_forever;
 RESET mdm.pending_command_lifetime;
+
+-- An untyped literal is JSON text (the text overload), not ambiguous
+-- between jsonb and bytea; typed jsonb and bytea calls keep their overloads
+SELECT mdm.enqueue(ARRAY['FAN-3'], '{"RequestType": "ProfileList"}') AS untyped \gset
+SELECT mdm.enqueue(ARRAY['FAN-3'], '{"RequestType": "SecurityInfo"}', 5) AS untyped_priority \gset
+SELECT mdm.enqueue(ARRAY['FAN-3'], mdm.jsonb_to_plist('{"RequestType": "CertificateList"}')) AS plist \gset
+SELECT c.request_type, q.priority FROM mdm.nano_commands c JOIN mdm.nano_enrollment_queue q USING (command_uuid)
+WHERE c.command_uuid IN (:'untyped', :'untyped_priority', :'plist') ORDER BY 1;
+SELECT try($$SELECT mdm.enqueue(ARRAY['FAN-3'], 'not json')$$);
+SELECT p.oid::regprocedure FROM pg_proc p WHERE p.proname = 'enqueue' ORDER BY 1::text;

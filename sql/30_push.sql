@@ -92,6 +92,37 @@ UPDATE mdm.push_jobs SET not_before = now() WHERE id = :retry_job;
 SELECT count(*) FROM mdm.claim_pushes();
 SELECT mdm.push_result(:retry_job, 500, 'InternalServerError') AS gives_up;
 RESET mdm.push_max_attempts;
+-- The backoff at the largest settings: base * 2^(attempts - 1) is clamped
+-- in seconds before it becomes an interval (an interval overflowed at 41
+-- attempts, push_result raised and the job stayed claimed for good)
+CREATE TEMP TABLE saved_job AS SELECT * FROM mdm.push_jobs WHERE id = :retry_job;
+CREATE FUNCTION backoff_after(job bigint, n integer, OUT result text, OUT delay interval)
+    LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE mdm.push_jobs SET state = 'pending', finished_at = NULL, not_before = now(), attempts = n - 1
+    WHERE id = job;
+    PERFORM FROM mdm.claim_pushes() c WHERE c.job_id = job;
+    result := mdm.push_result(job, 503, 'ServiceUnavailable');
+    SELECT date_trunc('second', j.not_before - now() + interval '0.5 s') INTO delay
+    FROM mdm.push_jobs j WHERE j.id = job;
+END $$;
+SET mdm.push_max_attempts = 1000;
+SET mdm.push_retry_base = '1d';
+SET mdm.push_retry_max = '7d';
+SELECT n AS attempts, b.* FROM unnest(ARRAY[1, 2, 3, 4, 41, 42, 64, 999, 1000]) n, backoff_after(:retry_job, n) b;
+SET mdm.push_retry_base = 1;
+SELECT n AS attempts, b.* FROM unnest(ARRAY[1, 20, 21, 41, 1000]) n, backoff_after(:retry_job, n) b;
+RESET mdm.push_retry_base;
+SELECT n AS attempts, b.* FROM unnest(ARRAY[10, 16, 17, 18, 41, 999]) n, backoff_after(:retry_job, n) b;
+RESET mdm.push_retry_max;
+RESET mdm.push_max_attempts;
+DROP FUNCTION backoff_after(bigint, integer);
+-- the job as it was (failed after three attempts)
+DELETE FROM mdm.push_attempts a USING saved_job s WHERE a.job_id = s.id AND a.attempt > s.attempts;
+UPDATE mdm.push_jobs j SET state = s.state, attempts = s.attempts, not_before = s.not_before,
+       finished_at = s.finished_at, claimed_at = s.claimed_at, apns_status = s.apns_status,
+       apns_reason = s.apns_reason
+FROM saved_job s WHERE j.id = s.id;
 
 -- Other statuses fail without retry and without touching the token
 SELECT mdm.push(ARRAY[:'victor']);
@@ -197,6 +228,17 @@ SELECT mdm.run_maintenance() -> 'repushed' AS repushed;
 SELECT mdm.run_maintenance() -> 'repushed' AS not_twice;
 UPDATE mdm.push_jobs SET state = 'sent', finished_at = now() - interval '90 minutes' WHERE state = 'pending';
 SELECT mdm.run_maintenance() -> 'repushed' AS two_unanswered_wait_longer;
+-- forty unanswered pushes: the wait stays a day (doubling an interval
+-- overflowed after about 32 of them, and run_maintenance failed for good)
+DELETE FROM mdm.push_jobs;
+UPDATE mdm.nano_enrollments SET last_seen_at = now() - interval '60 days' WHERE id = :'mac';
+INSERT INTO mdm.push_jobs (device_id, enrollment_id, state, finished_at, attempts)
+SELECT :'mac', :'mac', 'sent', now() - interval '25 hours' - g * interval '1 day', 1
+FROM generate_series(0, 39) g;
+SELECT mdm.run_maintenance() -> 'repushed' AS repushed_after_a_day;
+UPDATE mdm.push_jobs SET finished_at = now() - interval '23 hours' WHERE state = 'pending';
+UPDATE mdm.push_jobs SET state = 'sent' WHERE state = 'pending';
+SELECT mdm.run_maintenance() -> 'repushed' AS not_within_the_day;
 -- a poll that came while an enqueue was still uncommitted did not see its
 -- command: once the poll is mdm.repush_interval old, it is pushed again
 DELETE FROM mdm.push_jobs;

@@ -160,6 +160,14 @@ SELECT d.enrollment_id,
 FROM mdm.profile_deliveries d JOIN mdm.nano_commands c USING (command_uuid),
      LATERAL (SELECT mdm.plist_to_jsonb(mdm.plist_data(c.command->'Payload')) AS p) x
 WHERE d.profile_id = :templated ORDER BY 1;
+-- device-reported values cannot multiply a profile past mdm.max_message_bytes
+CREATE TEMP TABLE saved_user AS SELECT * FROM mdm.nano_users WHERE id = :'victor';
+UPDATE mdm.nano_users SET user_long_name = repeat('L', 70000) WHERE id = :'victor';
+SET mdm.max_message_bytes = '64kB';
+SELECT try(format('SELECT mdm.install_profile(%s, ARRAY[%L])', :templated, :'victor')) AS too_large;
+RESET mdm.max_message_bytes;
+UPDATE mdm.nano_users u SET user_long_name = s.user_long_name FROM saved_user s WHERE u.id = s.id;
+DROP TABLE saved_user;
 
 -- User-bound profiles: Victor's certificate can reach Victor only, whatever the path
 SELECT mdm.bind_profile(:cert_v1, :'victor');

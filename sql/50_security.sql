@@ -183,3 +183,14 @@ SELECT mdm.enqueue(ARRAY['980E3D0B-5A28-537C-B7CB-7AFD15AFB933'], '{"RequestType
 SELECT (mdm.checkin(v('checkin/02-tokenupdate-device.plist'), convert_to(:'issued_pem', 'UTF8'))).status AS checkin_unaffected;
 RESET search_path;
 DROP SCHEMA evil CASCADE;
+
+-- raw device messages stay the owner's: mdm_reader and mdm_admin read no
+-- Authenticate, UserAuthenticate (DigestResponse included), TokenUpdate,
+-- identity certificate or check-in body
+SELECT r AS role, t || '.' || c AS raw_column,
+       has_column_privilege(r, 'mdm.' || t, c, 'SELECT') AS readable
+FROM unnest(ARRAY['mdm_reader', 'mdm_admin']) r,
+     (VALUES ('nano_devices', 'authenticate'), ('nano_devices', 'identity_cert'),
+             ('nano_users', 'user_authenticate'), ('nano_users', 'user_authenticate_digest'),
+             ('nano_enrollments', 'token_update'), ('checkin_messages', 'body')) x(t, c)
+ORDER BY 1, 2;

@@ -72,6 +72,21 @@ static SavedPlan unlock_token_plan = {
 	2, {TEXTOID, JSONBOID}
 };
 
+/*
+ * The dispatcher's lookup read whether the channel was pushable without a
+ * lock: a 410 for the old token (push_result), a CheckOut or an
+ * Authenticate may have committed since, or be about to.  It is read again
+ * under the row lock the upsert takes anyway, or the channel would come
+ * back without the reconcile and the push its waiting commands need.
+ * $1 device, $2 enrollment
+ */
+static SavedPlan pushable_plan = {
+	"SELECT e.enabled AND e.token_invalid_at IS NULL FROM mdm.nano_enrollments e"
+	" WHERE e.device_id = $1 AND e.id = $2"
+	" FOR NO KEY UPDATE",
+	2, {TEXTOID, TEXTOID}
+};
+
 /* $1 device, $2 enrollment, $3 user, $4 type, $5 msg, $6 raw unless logged */
 static SavedPlan enrollment_plan = {
 	"INSERT INTO mdm.nano_enrollments AS e"
@@ -221,6 +236,8 @@ token_update(MdmRequest *r, bool was_pushable, MdmReply *reply)
 	plan_args_init(&a);
 	plan_arg_text(&a, 0, r->device_id);
 	plan_arg_text(&a, 1, r->enrollment_id);
+	if (was_pushable)
+		was_pushable = run_plan(&pushable_plan, &a, false, 1) == 1 && result_bool(1);
 	plan_arg_text(&a, 2, r->user_id);
 	plan_arg_text(&a, 3, r->type);
 	plan_arg(&a, 4, JsonbPGetDatum(r->msg), false);

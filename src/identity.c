@@ -66,13 +66,35 @@ identity_holder_new(MemoryContext *cxt)
 	return holder_create("mdm identity", sizeof(IdentityHolder), identity_holder_release, cxt);
 }
 
+/* Identities are refused with SQLSTATE 28000 and a fixed message. */
+#define refuse_cert(detail) \
+	ereport(ERROR, \
+			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION), \
+			 errmsg("invalid device identity certificate"), \
+			 errdetail_internal("%s", (detail))))
+#define refuse_signature(detail) \
+	ereport(ERROR, \
+			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION), \
+			 errmsg("invalid Mdm-Signature"), \
+			 errdetail_internal("%s", (detail))))
+
+/*
+ * A certificate or Mdm-Signature larger than mdm.max_identity_bytes is
+ * refused (54000) before OpenSSL reads it: they are read before the
+ * sender is known.
+ */
 static void
-refuse(const char *message, const char *detail)
+check_identity_size(bool is_signature, size_t len)
 {
-	ereport(ERROR,
-			(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
-			 errmsg_internal("%s", message),
-			 detail ? errdetail_internal("%s", detail) : 0));
+	if (len > (size_t) mdm_max_identity_bytes)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("device identity too large"),
+				 is_signature ?
+				 errdetail("The Mdm-Signature has %zu bytes; mdm.max_identity_bytes is %d.",
+						   len, mdm_max_identity_bytes) :
+				 errdetail("The certificate has %zu bytes; mdm.max_identity_bytes is %d.",
+						   len, mdm_max_identity_bytes)));
 }
 
 /* A certificate given as DER or PEM. */
@@ -92,8 +114,8 @@ parse_certificate(IdentityHolder *h, const char *data, size_t len)
 		cert = PEM_read_bio_X509(h->bio, NULL, NULL, NULL);
 	}
 	if (cert == NULL)
-		refuse("invalid device identity certificate",
-			   psprintf("It is neither a DER nor a PEM X.509 certificate: %s.", openssl_error_text()));
+		refuse_cert(psprintf(_("It is neither a DER nor a PEM X.509 certificate: %s."),
+							 openssl_error_text()));
 	return cert;
 }
 
@@ -111,20 +133,22 @@ verify_signature(IdentityHolder *h, const char *sig_b64, int sig_len, const char
 	const unsigned char *p = (const unsigned char *) der;
 
 	if (derlen <= 0)
-		refuse("invalid Mdm-Signature", "The header is not base64.");
+		refuse_signature(_("The header is not base64."));
 	h->cms = d2i_CMS_ContentInfo(NULL, &p, derlen);
 	if (h->cms == NULL || OBJ_obj2nid(CMS_get0_type(h->cms)) != NID_pkcs7_signed)
-		refuse("invalid Mdm-Signature", "The header is not a CMS signature.");
+		refuse_signature(_("The header is not a CMS signature."));
 	h->content = BIO_new_mem_buf(body, (int) body_len);
 	if (h->content == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	if (CMS_verify(h->cms, NULL, NULL, h->content, NULL,
 				   CMS_BINARY | CMS_DETACHED | CMS_NO_SIGNER_CERT_VERIFY) != 1)
-		refuse("Mdm-Signature does not match the message",
-			   psprintf("OpenSSL: %s.", openssl_error_text()));
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+				 errmsg("Mdm-Signature does not match the message"),
+				 errdetail("OpenSSL: %s.", openssl_error_text())));
 	h->signers = CMS_get0_signers(h->cms);
 	if (h->signers == NULL || sk_X509_num(h->signers) != 1)
-		refuse("invalid Mdm-Signature", "It must have exactly one signer.");
+		refuse_signature(_("It must have exactly one signer."));
 	return X509_dup(sk_X509_value(h->signers, 0));
 }
 
@@ -134,7 +158,7 @@ cert_not_after(X509 *cert)
 	struct tm	tm;
 
 	if (!ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm))
-		refuse("invalid device identity certificate", "Its validity period cannot be read.");
+		refuse_cert(_("Its validity period cannot be read."));
 	return time_t_to_timestamptz((pg_time_t) timegm(&tm));
 }
 
@@ -214,6 +238,10 @@ read_identity(bytea *body, bytea *cert, text *signature, RequestIdentity *out)
 	memset(out, 0, sizeof(*out));
 	if (cert == NULL && signature == NULL)
 		return;
+	if (cert != NULL)
+		check_identity_size(false, VARSIZE_ANY_EXHDR(cert));
+	if (signature != NULL)
+		check_identity_size(true, VARSIZE_ANY_EXHDR(signature));
 	if (signature == NULL && VARSIZE_ANY_EXHDR(cert) > 0 &&
 		(unsigned char) VARDATA_ANY(cert)[0] == 0x30)
 	{
@@ -234,8 +262,10 @@ read_identity(bytea *body, bytea *cert, text *signature, RequestIdentity *out)
 		if (from_cert != NULL && X509_cmp(from_cert, signer) != 0)
 		{
 			X509_free(signer);
-			refuse("Mdm-Signature and client certificate disagree",
-				   "The message is signed by a certificate other than the one the front end passed.");
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+					 errmsg("Mdm-Signature and client certificate disagree"),
+					 errdetail("The message is signed by a certificate other than the one the front end passed.")));
 		}
 		X509_free(h->cert);
 		h->cert = signer;
@@ -261,6 +291,7 @@ mdm_verify_identity_chain(PG_FUNCTION_ARGS)
 	X509	   *anchor;
 	bool		ok;
 
+	check_identity_size(false, VARSIZE_ANY_EXHDR(der));
 	h->cert = parse_certificate(h, VARDATA_ANY(der), VARSIZE_ANY_EXHDR(der));
 	h->store = X509_STORE_new();
 	h->ctx = X509_STORE_CTX_new();

@@ -284,8 +284,8 @@ int
 mdm_message_decode(plist_t root, MdmMessageKind kind, MdmMessage *msg,
 				   PlistError *err)
 {
-	const char *what = (kind == MDM_CHECKIN) ? "invalid check-in message"
-		: "invalid command report";
+	const char *what = (kind == MDM_CHECKIN) ? plist_msg("invalid check-in message")
+		: plist_msg("invalid command report");
 
 	memset(msg, 0, sizeof(*msg));
 	if (plist_get_node_type(root) != PLIST_DICT)

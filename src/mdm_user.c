@@ -12,6 +12,7 @@
 
 #include "fmgr.h"
 #include "funcapi.h"
+#include "storage/fd.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -21,6 +22,7 @@ PG_MODULE_MAGIC;
 int			mdm_max_message_bytes = 1024 * 1024;
 int			mdm_max_nesting_depth = 64;
 int			mdm_max_plist_nodes = 100000;
+int			mdm_max_identity_bytes = 64 * 1024;
 int			mdm_user_authenticate = 0;
 char	   *mdm_declarative_management_handler = NULL;
 char	   *mdm_get_token_handler = NULL;
@@ -82,6 +84,13 @@ _PG_init(void)
 							&mdm_max_plist_nodes,
 							100000, 1, INT_MAX,
 							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("mdm.max_identity_bytes",
+							"Largest device identity certificate or Mdm-Signature accepted, in bytes.",
+							"Larger ones are refused before OpenSSL reads them.",
+							&mdm_max_identity_bytes,
+							64 * 1024, 1024, 16 * 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 	DefineCustomEnumVariable("mdm.user_authenticate",
 							 "How UserAuthenticate (a directory user logging in) is answered.",
@@ -210,24 +219,82 @@ mdm_setting(PG_FUNCTION_ARGS)
 }
 
 /*
- * mdm.backend_memory() RETURNS TABLE(malloc_bytes bigint, context_bytes bigint)
+ * A field of /proc/self/status in bytes ("VmRSS", "VmHWM"); -1 if the
+ * system has none.
+ */
+static int64
+proc_status_bytes(const char *field)
+{
+	FILE	   *f = AllocateFile("/proc/self/status", "r");
+	char		line[256];
+	size_t		flen = strlen(field);
+	int64		result = -1;
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+	{
+		long long	kb;
+
+		if (strncmp(line, field, flen) == 0 && line[flen] == ':' &&
+			sscanf(line + flen + 1, "%lld", &kb) == 1)
+		{
+			result = (int64) kb * 1024;
+			break;
+		}
+	}
+	FreeFile(f);
+	return result;
+}
+
+/* Reset VmHWM to the current resident set (Linux 4.0 and later). */
+static void
+reset_peak_rss(void)
+{
+	FILE	   *f = AllocateFile("/proc/self/clear_refs", "w");
+
+	if (f == NULL || fputs("5", f) == EOF || FreeFile(f) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("could not reset the peak resident set size"),
+				 errdetail("Writing to /proc/self/clear_refs failed: %m.")));
+}
+
+/*
+ * mdm.backend_memory(reset_peak boolean DEFAULT false)
+ *		RETURNS TABLE(malloc_bytes bigint, context_bytes bigint,
+ *					  rss_bytes bigint, peak_rss_bytes bigint)
  *
  * Memory held by this backend: bytes allocated with malloc (libplist and
- * OpenSSL allocate there) and bytes held by PostgreSQL memory contexts.
- * The regression suite uses it to show that parsing does not leak.
+ * OpenSSL allocate there), bytes held by PostgreSQL memory contexts, and
+ * the resident set now and at its peak (VmRSS and VmHWM; NULL where there
+ * is no /proc).  With reset_peak the peak is first reset to the current
+ * resident set.  The regression suite uses it to show that parsing does
+ * not leak and that hostile input cannot make a backend balloon.
  */
 PG_FUNCTION_INFO_V1(mdm_backend_memory);
 Datum
 mdm_backend_memory(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[2];
-	bool		nulls[2] = {false, false};
-	struct mallinfo2 mi = mallinfo2();
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	struct mallinfo2 mi;
+	int64		rss;
+	int64		peak;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
+	if (PG_GETARG_BOOL(0))
+		reset_peak_rss();
+	mi = mallinfo2();
+	rss = proc_status_bytes("VmRSS");
+	peak = proc_status_bytes("VmHWM");
 	values[0] = Int64GetDatum((int64) mi.uordblks + (int64) mi.hblkhd);
 	values[1] = Int64GetDatum((int64) MemoryContextMemAllocated(TopMemoryContext, true));
+	values[2] = Int64GetDatum(rss);
+	nulls[2] = (rss < 0);
+	values[3] = Int64GetDatum(peak);
+	nulls[3] = (peak < 0);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }

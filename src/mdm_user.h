@@ -19,6 +19,7 @@
 extern int	mdm_max_message_bytes;
 extern int	mdm_max_nesting_depth;
 extern int	mdm_max_plist_nodes;
+extern int	mdm_max_identity_bytes;
 extern int	mdm_user_authenticate;
 extern char *mdm_declarative_management_handler;
 extern char *mdm_get_token_handler;
@@ -51,6 +52,7 @@ typedef struct PlistHolder
 	plist_t		tree;
 	void	   *iter;			/* plist_dict_iter / plist_array_iter */
 	char	   *key;			/* key copy from plist_dict_next_item */
+	int64		bytes;			/* string, key and data bytes converted */
 } PlistHolder;
 
 extern PlistHolder *plist_parse(const char *data, size_t len);

@@ -6,8 +6,10 @@
  * libplist 2.2 reads binary plists recursively without a depth limit (a
  * 900 KB file of 100,000 nested arrays crashes it) and copies an object each
  * time it is referenced, so 204 bytes of arrays that each reference the
- * next one twice expand to 2^23 nodes.  This scan walks the object graph
- * once, without recursion, and refuses the input unless:
+ * next one twice expand to 2^23 nodes, and 69 KB holding one 64,000-byte
+ * data object referenced 5,000 times from an array expand to 320 MB.  This
+ * scan walks the object graph once, without recursion, and refuses the
+ * input unless:
  *
  *   - the trailer, offset table and every object lie inside the buffer;
  *   - every object is of a type that MDM uses and libplist reads faithfully
@@ -15,11 +17,13 @@
  *     reals, dates libplist can hand back, ASCII strings without NUL or
  *     high bytes, well-formed UTF-16, string dictionary keys);
  *   - there is no reference cycle;
- *   - the nesting depth and the node count after expanding shared
- *     references stay within the limits.
+ *   - the nesting depth, the node count and the expanded size (the bytes
+ *     of every string, key and data value, in UTF-8, once each shared
+ *     reference is a copy) stay within the limits.
  *
- * Each object's subtree height and expanded node count are computed once
- * and memoised, so the scan is linear in the number of references.
+ * Each object's subtree height, expanded node count and expanded size are
+ * computed once and memoised, so the scan is linear in the number of
+ * references.
  */
 #include "plist_read.h"
 
@@ -36,7 +40,8 @@ typedef struct ObjInfo
 	uint8_t		state;			/* SCAN_NEW, SCAN_ACTIVE, SCAN_DONE */
 	uint8_t		is_string;		/* usable as a dictionary key */
 	uint16_t	height;			/* containers nested inside, itself included */
-	int64_t		nodes;			/* libplist nodes after expansion */
+	uint32_t	nodes;			/* libplist nodes after expansion */
+	uint32_t	bytes;			/* string, key and data bytes after expansion */
 } ObjInfo;
 
 enum
@@ -242,9 +247,11 @@ check_ascii(BScan *s, uint64_t idx, size_t body, uint64_t count)
 }
 
 static int
-check_utf16(BScan *s, uint64_t idx, size_t body, uint64_t count)
+check_utf16(BScan *s, uint64_t idx, size_t body, uint64_t count,
+			uint64_t *utf8_len)
 {
 	uint64_t	i;
+	uint64_t	n = 0;
 
 	/* libplist 2.2 cannot convert an empty UTF-16 string */
 	if (count == 0)
@@ -267,16 +274,34 @@ check_utf16(BScan *s, uint64_t idx, size_t body, uint64_t count)
 			if (low < 0xDC00 || low > 0xDFFF)
 				goto bad;
 			i++;
+			n += 4;
 		}
 		else if (u >= 0xDC00 && u <= 0xDFFF)
 			goto bad;
+		else
+			n += u < 0x80 ? 1 : u < 0x800 ? 2 : 3;
 	}
+	*utf8_len = n;
 	return 1;
 
 bad:
 	return plist_fail(s->err, PLIST_ERR_ENCODING, "invalid UTF-16 in plist string",
 					  "String object %llu has an unpaired surrogate at position %llu.",
 					  (unsigned long long) idx, (unsigned long long) i);
+}
+
+/*
+ * Record the bytes a string or data object costs each time it is copied
+ * (UTF-8 for strings); a single copy may already be too much.
+ */
+static int
+leaf_bytes(BScan *s, ObjInfo *oi, uint64_t nbytes)
+{
+	if (!plist_check_bytes(s->limits, nbytes > (uint64_t) INT64_MAX ?
+						   INT64_MAX : (int64_t) nbytes, s->err))
+		return 0;
+	oi->bytes = (uint32_t) nbytes;
+	return 1;
 }
 
 /*
@@ -291,12 +316,14 @@ check_object(BScan *s, uint64_t idx, int *is_container, Container *c)
 	uint64_t	count;
 	size_t		body;
 	ObjInfo    *oi = &s->info[idx];
+	uint64_t	utf8_len = 0;
 
 	if (!object_offset(s, idx, &at))
 		return 0;
 	type = s->buf[at] >> 4;
 	*is_container = 0;
 	oi->is_string = 0;
+	oi->bytes = 0;
 
 	switch (type)
 	{
@@ -314,21 +341,27 @@ check_object(BScan *s, uint64_t idx, int *is_container, Container *c)
 		case 0x3:
 			return check_real_or_date(s, idx, at, 1);
 		case 0x4:
-			return object_count(s, idx, at, &count, &body) &&
-				fits(s, idx, body, count);
+			if (!(object_count(s, idx, at, &count, &body) &&
+				  fits(s, idx, body, count)))
+				return 0;
+			return leaf_bytes(s, oi, count);
 		case 0x5:
 			oi->is_string = 1;
-			return object_count(s, idx, at, &count, &body) &&
-				fits(s, idx, body, count) &&
-				check_ascii(s, idx, body, count);
+			if (!(object_count(s, idx, at, &count, &body) &&
+				  fits(s, idx, body, count) &&
+				  check_ascii(s, idx, body, count)))
+				return 0;
+			return leaf_bytes(s, oi, count);
 		case 0x6:
 			oi->is_string = 1;
 			if (!object_count(s, idx, at, &count, &body))
 				return 0;
 			if (count > (uint64_t) s->len)
 				return fits(s, idx, body, UINT64_MAX);
-			return fits(s, idx, body, 2 * count) &&
-				check_utf16(s, idx, body, count);
+			if (!(fits(s, idx, body, 2 * count) &&
+				  check_utf16(s, idx, body, count, &utf8_len)))
+				return 0;
+			return leaf_bytes(s, oi, utf8_len);
 		case 0x8:
 			return plist_fail(s->err, PLIST_ERR_UNSUPPORTED,
 							  "plist UID values are not supported",
@@ -436,14 +469,21 @@ check_nodes(BScan *s, int64_t nodes)
 static int
 add_child(BScan *s, ObjInfo *parent, const ObjInfo *child, int depth_of_parent)
 {
+	int64_t		nodes = (int64_t) parent->nodes + child->nodes;
+	int64_t		bytes = (int64_t) parent->bytes + child->bytes;
+
 	if (child->height + depth_of_parent > s->limits->max_depth)
 		return plist_fail(s->err, PLIST_ERR_DEPTH, "plist nesting too deep",
 						  "Containers are nested more than %d levels deep (mdm.max_nesting_depth).",
 						  s->limits->max_depth);
 	if (child->height + 1 > parent->height)
 		parent->height = (uint16_t) (child->height + 1);
-	parent->nodes += child->nodes;
-	return check_nodes(s, parent->nodes);
+	if (!check_nodes(s, nodes) || !plist_check_bytes(s->limits, bytes, s->err))
+		return 0;
+	/* both fit: plist_bscan() caps the limits at UINT32_MAX */
+	parent->nodes = (uint32_t) nodes;
+	parent->bytes = (uint32_t) bytes;
+	return 1;
 }
 
 static int
@@ -528,12 +568,18 @@ plist_bscan(const unsigned char *buf, size_t len, const PlistLimits *limits,
 			PlistError *err)
 {
 	BScan		s;
+	PlistLimits capped = *limits;
 	int			ok;
 
+	/* per-object counts are 32-bit; the input is under 4 GB anyway */
+	if (capped.max_nodes > (int64_t) UINT32_MAX)
+		capped.max_nodes = (int64_t) UINT32_MAX;
+	if (capped.max_bytes > (int64_t) UINT32_MAX)
+		capped.max_bytes = (int64_t) UINT32_MAX;
 	memset(&s, 0, sizeof(s));
 	s.buf = buf;
 	s.len = len;
-	s.limits = limits;
+	s.limits = &capped;
 	s.err = err;
 
 	if (!check_trailer(&s))

@@ -79,6 +79,7 @@ report_plist_error(const PlistError *err)
 			break;
 		case PLIST_ERR_DEPTH:
 		case PLIST_ERR_NODES:
+		case PLIST_ERR_BYTES:
 			code = ERRCODE_PROGRAM_LIMIT_EXCEEDED;
 			break;
 		case PLIST_ERR_INT_RANGE:
@@ -104,9 +105,16 @@ report_plist_error(const PlistError *err)
 			code = ERRCODE_INTERNAL_ERROR;
 			break;
 	}
+
+	/*
+	 * err->message is one of the fixed texts of the reader (plist_fail's
+	 * third argument, a gettext trigger in nls.mk), translated here as core
+	 * translates messages prepared elsewhere (GUC_check_errmsg); the detail
+	 * carries the reader's numbers.
+	 */
 	ereport(ERROR,
 			(errcode(code),
-			 errmsg_internal("%s", err->message),
+			 errmsg_internal("%s", _(err->message)),
 			 err->detail[0] ? errdetail_internal("%s", err->detail) : 0));
 }
 
@@ -124,6 +132,26 @@ plist_text_to_server(const char *s, size_t len)
 	if (GetDatabaseEncoding() == PG_UTF8)
 		return pnstrdup(s, len);
 	return pstrdup(pg_any_to_server(s, (int) len, PG_UTF8));
+}
+
+/*
+ * The conversion keeps the reader's bound on string, key and data bytes
+ * (mdm.max_message_bytes): the readers enforced it, and the tree it
+ * converts is never larger; counting again keeps the two in step.
+ */
+static void
+count_bytes(PlistHolder *h, uint64_t n)
+{
+	PlistError	err;
+
+	h->bytes += (int64) n;
+	if (h->bytes > (int64) mdm_max_message_bytes)
+	{
+		PlistLimits limits = {0, 0, mdm_max_message_bytes};
+
+		plist_check_bytes(&limits, h->bytes, &err);
+		report_plist_error(&err);
+	}
 }
 
 static JsonbValue *
@@ -213,6 +241,7 @@ push_dict(JsonbParseState **state, PlistHolder *h, plist_t node)
 		plist_dict_next_item(node, h->iter, &h->key, &vals[i]);
 		if (h->key == NULL || vals[i] == NULL)
 			elog(ERROR, "libplist dictionary has fewer entries than it reports");
+		count_bytes(h, strlen(h->key));
 		keys[i] = plist_text_to_server(h->key, strlen(h->key));
 		free(h->key);
 		h->key = NULL;
@@ -301,6 +330,7 @@ push_node(JsonbParseState **state, PlistHolder *h, plist_t node,
 				uint64_t	len = 0;
 				const char *s = plist_get_string_ptr(node, &len);
 
+				count_bytes(h, len);
 				return push_string(state, token, plist_text_to_server(s, (size_t) len));
 			}
 		case PLIST_BOOLEAN:
@@ -341,10 +371,14 @@ push_node(JsonbParseState **state, PlistHolder *h, plist_t node,
 			{
 				uint64_t	len = 0;
 				const char *p = plist_get_data_ptr(node, &len);
-				int			enclen = pg_b64_enc_len((int) len);
-				char	   *enc = palloc(enclen + 1);
-				int			n = pg_b64_encode(p, (int) len, enc, enclen);
+				int			enclen;
+				char	   *enc;
+				int			n;
 
+				count_bytes(h, len);
+				enclen = pg_b64_enc_len((int) len);
+				enc = palloc(enclen + 1);
+				n = pg_b64_encode(p, (int) len, enc, enclen);
 				if (n < 0)
 					elog(ERROR, "could not encode plist data as base64");
 				enc[n] = '\0';
@@ -365,6 +399,8 @@ plist_tree_to_jsonb(PlistHolder *h)
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
 	plist_type	t = plist_get_node_type(h->tree);
+
+	h->bytes = 0;
 
 	if (t == PLIST_DICT || t == PLIST_ARRAY || t == PLIST_DATE || t == PLIST_DATA)
 		res = push_node(&state, h, h->tree, WJB_VALUE);
@@ -402,6 +438,7 @@ plist_parse(const char *data, size_t len)
 
 	limits.max_depth = mdm_max_nesting_depth;
 	limits.max_nodes = mdm_max_plist_nodes;
+	limits.max_bytes = mdm_max_message_bytes;
 	if (!plist_read((const unsigned char *) data, len, &limits, &h->tree, &err))
 		report_plist_error(&err);
 	return h;

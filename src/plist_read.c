@@ -24,11 +24,21 @@ plist_fail(PlistError *err, PlistErrorKind kind, const char *message,
 	va_list		ap;
 
 	err->kind = kind;
-	snprintf(err->message, sizeof(err->message), "%s", message);
+	err->message = message;
 	va_start(ap, detail_fmt);
 	vsnprintf(err->detail, sizeof(err->detail), detail_fmt, ap);
 	va_end(ap);
 	return 0;
+}
+
+int
+plist_check_bytes(const PlistLimits *limits, int64_t total, PlistError *err)
+{
+	if (total > limits->max_bytes)
+		return plist_fail(err, PLIST_ERR_BYTES, "plist too large once expanded",
+						  "Its strings, keys and data come to more than %lld bytes once every shared reference is copied (mdm.max_message_bytes).",
+						  (long long) limits->max_bytes);
+	return 1;
 }
 
 PlistFormat
@@ -54,7 +64,8 @@ plist_read(const unsigned char *buf, size_t len, const PlistLimits *limits,
 {
 	*out = NULL;
 	err->kind = PLIST_OK;
-	err->message[0] = err->detail[0] = '\0';
+	err->message = "";
+	err->detail[0] = '\0';
 
 	switch (plist_detect_format(buf, len))
 	{

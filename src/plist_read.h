@@ -22,11 +22,17 @@
 #include <stdint.h>
 #include <plist/plist.h>
 
-/* Bounds applied while reading; both come from settings in the server. */
+/*
+ * Bounds applied while reading; all come from settings in the server.
+ * max_bytes bounds the expanded size: the bytes of every string, key and
+ * data value in the tree libplist builds, each shared reference counted as
+ * the copy libplist 2.2 makes of it (strings in UTF-8).
+ */
 typedef struct PlistLimits
 {
 	int			max_depth;		/* containers nested inside each other */
 	int64_t		max_nodes;		/* nodes after expanding shared references */
+	int64_t		max_bytes;		/* string, key and data bytes after expansion */
 } PlistLimits;
 
 typedef enum PlistErrorKind
@@ -40,6 +46,7 @@ typedef enum PlistErrorKind
 	PLIST_ERR_DEPTH,			/* deeper than max_depth */
 	PLIST_ERR_NODES,			/* more than max_nodes, or too many keys
 								 * in one libplist hash bucket */
+	PLIST_ERR_BYTES,			/* more than max_bytes once expanded */
 	PLIST_ERR_INT_RANGE,		/* integer outside int64 */
 	PLIST_ERR_REAL_RANGE,		/* real that is not finite */
 	PLIST_ERR_DATE_RANGE,		/* date outside what libplist can hold */
@@ -49,10 +56,14 @@ typedef enum PlistErrorKind
 	PLIST_ERR_MESSAGE			/* a plist, but not a valid MDM message */
 } PlistErrorKind;
 
+/*
+ * message is always one of the fixed texts (string literals) passed to
+ * plist_fail(), so that the server can translate it; detail is formatted.
+ */
 typedef struct PlistError
 {
 	PlistErrorKind kind;
-	char		message[192];
+	const char *message;
 	char		detail[320];
 } PlistError;
 
@@ -90,6 +101,19 @@ extern int	plist_read_xml(const unsigned char *buf, size_t len,
 extern int	plist_fail(PlistError *err, PlistErrorKind kind, const char *message,
 					   const char *detail_fmt,...)
 			__attribute__((format(printf, 4, 5)));
+
+/*
+ * Marks a fixed message that reaches plist_fail() through a variable, so
+ * that it is extracted for translation too (nls.mk).
+ */
+#define plist_msg(x) (x)
+
+/*
+ * The expanded-size check both readers share: 0 (with *err filled) when
+ * "total" string, key and data bytes exceed limits->max_bytes.
+ */
+extern int	plist_check_bytes(const PlistLimits *limits, int64_t total,
+							  PlistError *err);
 
 /* UTF-8 validation: 1 if buf[0..len) is valid UTF-8 without NUL bytes. */
 extern int	plist_utf8_valid(const unsigned char *buf, size_t len,

@@ -20,6 +20,10 @@
  *   - dict, array, key, string, integer, real, true, false, date, data;
  *   - the five predefined entities and numeric character references;
  *   - nesting up to max_depth and at most max_nodes nodes in all;
+ *   - at most max_bytes of strings, keys and data in all (XML cannot share
+ *     values, so this holds for any input no longer than max_bytes: the
+ *     binary pre-scan applies the same bound, where it matters);
+ *   - reals that neither overflow nor underflow a double;
  *   - dictionaries whose keys do not pile up in one bucket of libplist's
  *     hash table (see note_key_bucket).
  *
@@ -60,6 +64,7 @@ typedef struct XmlReader
 	const PlistLimits *limits;
 	PlistError *err;
 	int64_t		nodes;
+	int64_t		bytes;			/* string, key and data bytes so far */
 	Frame	   *stack;
 	int			sp;
 	plist_t		root;
@@ -758,11 +763,24 @@ parse_real(XmlReader *r, const char *s, size_t len, double *out)
 		return fail_syntax(r, "real", s, len);
 	errno = 0;
 	*out = strtod(s, &endp);
+	/* as float8in: an underflow to zero is an error; subnormals are kept */
+	if (errno == ERANGE && *out == 0.0)
+		return plist_fail(r->err, PLIST_ERR_REAL_RANGE, "plist real value out of range",
+						  "\"%.*s\" is too small for a double precision number.",
+						  (int) (len > 40 ? 40 : len), s);
 	if (!isfinite(*out))
 		return plist_fail(r->err, PLIST_ERR_REAL_RANGE, "plist real value out of range",
 						  "\"%.*s\" is too large for a double precision number.",
 						  (int) (len > 40 ? 40 : len), s);
 	return 1;
+}
+
+/* Count string, key or data bytes against limits->max_bytes. */
+static int
+count_bytes(XmlReader *r, size_t n)
+{
+	r->bytes += (int64_t) n;
+	return plist_check_bytes(r->limits, r->bytes, r->err);
 }
 
 static int
@@ -803,6 +821,8 @@ read_scalar(XmlReader *r, const Tag *tag, plist_t *out)
 	switch (tag->kind)
 	{
 		case EL_STRING:
+			if (!count_bytes(r, len))
+				return 0;
 			*out = plist_new_string(s);
 			break;
 		case EL_TRUE:
@@ -846,6 +866,11 @@ read_scalar(XmlReader *r, const Tag *tag, plist_t *out)
 
 				if (!plist_base64_decode(s, len, &bytes, &nbytes, r->err))
 					return 0;
+				if (!count_bytes(r, nbytes))
+				{
+					free(bytes);
+					return 0;
+				}
 				*out = plist_new_data((const char *) bytes, nbytes);
 				free(bytes);
 				break;
@@ -996,7 +1021,7 @@ read_dict_key(XmlReader *r, Frame *top)
 						  "The key \"%.*s\" appears twice in one dictionary (byte %ld).",
 						  (int) (r->text_len > 60 ? 60 : r->text_len), r->text,
 						  offset_of(r));
-	if (!note_key_bucket(r, top, r->text))
+	if (!note_key_bucket(r, top, r->text) || !count_bytes(r, r->text_len))
 		return 0;
 	top->pending_key = strdup(r->text);
 	if (top->pending_key == NULL)

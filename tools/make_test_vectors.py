@@ -36,6 +36,31 @@ def bplist(objects, root=0):
     return body
 
 
+def bplist_wide(objects, root=0):
+    """A binary plist with 4-byte offsets and 2-byte references."""
+    body = b"bplist00"
+    offsets = []
+    for obj in objects:
+        offsets.append(len(body))
+        body += obj
+    table_at = len(body)
+    for off in offsets:
+        body += off.to_bytes(4, "big")
+    body += bytes(6) + bytes([4, 2]) + struct.pack(">QQQ", len(objects), root, table_at)
+    return body
+
+
+def head(kind, n):
+    """Object marker of type nibble kind with n elements (bytes, units, refs)."""
+    if n < 15:
+        return bytes([kind << 4 | n])
+    return bytes([kind << 4 | 0xF, 0x12]) + struct.pack(">I", n)
+
+
+def refs(items):
+    return b"".join(struct.pack(">H", i) for i in items)
+
+
 def ascii_obj(s):
     b = s.encode("ascii")
     assert len(b) < 15
@@ -130,6 +155,26 @@ def main():
     write("colliding-keys.plist",
           ("<plist><dict>\n" + "".join("<key>%s</key><true/>\n" % k for k in keys)
            + "</dict></plist>\n").encode("ascii"))
+    # Byte amplification: libplist 2.2 copies a shared string or data
+    # object for every reference, so each of these few kB stands for more
+    # than the default mdm.max_message_bytes (1 MB) once expanded: refused
+    # with PLIST_ERR_BYTES (54000) by the pre-scan
+    write("shared-data.bplist", bplist_wide([
+        head(0xA, 300) + refs([1] * 300),
+        head(0x4, 4000) + b"D" * 4000]))
+    write("shared-utf16.bplist", bplist_wide([
+        head(0xA, 300) + refs([1] * 300),
+        head(0x6, 1500) + "\u4e2d".encode("utf-16-be") * 1500]))
+    write("shared-key.bplist", bplist_wide([
+        head(0xA, 300) + refs([1] * 300),
+        head(0xD, 1) + refs([2]) + refs([3]),
+        head(0x5, 4000) + b"K" * 4000,
+        bytes([0x09])]))
+    write("shared-nested.bplist", bplist_wide([
+        head(0xA, 40) + refs([1] * 40),
+        head(0xD, 40) + refs(range(3, 43)) + refs([2] * 40),
+        head(0x5, 1000) + b"S" * 1000]
+        + [ascii_obj("k%d" % i) for i in range(40)]))
 
 
 if __name__ == "__main__":

@@ -13,14 +13,15 @@
  * For each input it runs:
  *
  *   - plist_read() with the server's default limits (max_depth 64,
- *     max_nodes 100000), then walks the tree the way plist_jsonb.c does
+ *     max_nodes 100000, max_bytes 1 MB), then walks the tree the way plist_jsonb.c does
  *     (fuzz_walk.c), decodes it with mdm_message_decode() as a check-in
  *     and as a command report (fuzz_message.c), and frees it; the trees
  *     plist_read_xml() returns below are walked and decoded the same way;
  *   - plist_bscan() alone, and plist_read_xml() alone (on any input, not
  *     only on what looks like XML), walking what the latter returns;
  *   - when the read succeeded, the same read again with limits set exactly
- *     to the depth and node count of the tree, and one below each;
+ *     to the depth, node count and expanded size of the tree, and one
+ *     below each;
  *   - plist_read_xml() on short inputs wrapped as the content of each
  *     scalar element and of a dictionary key;
  *   - plist_date_parse() and plist_base64_decode() on the whole input and
@@ -38,10 +39,12 @@
  *   - decoding a message fails with PLIST_ERR_MESSAGE and a message, or
  *     returns IDs that come from the tree and follow the identity rules
  *     (fuzz_message.c);
- *   - the tree is at most max_depth containers deep and has at most
- *     max_nodes nodes, and those limits are exact: the read succeeds with
- *     limits equal to the tree's depth and node count and fails with
- *     PLIST_ERR_DEPTH or PLIST_ERR_NODES one below;
+ *   - the tree is at most max_depth containers deep, has at most
+ *     max_nodes nodes and at most max_bytes bytes of strings, keys and
+ *     data (every shared reference of a binary plist counted as the copy
+ *     libplist makes), and those limits are exact: the read succeeds with
+ *     limits equal to the tree's depth, node count and size and fails with
+ *     PLIST_ERR_DEPTH, PLIST_ERR_NODES or PLIST_ERR_BYTES one below;
  *   - plist_read() agrees with plist_bscan() on binary input (whatever the
  *     pre-scan accepts, libplist reads) and with plist_read_xml() on XML;
  *   - dates and data in a tree, and whatever plist_date_parse() and
@@ -57,8 +60,11 @@
 
 extern int	LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* The defaults of mdm.max_nesting_depth and mdm.max_plist_nodes. */
-static const PlistLimits server_limits = {64, 100000};
+/*
+ * The defaults of mdm.max_nesting_depth, mdm.max_plist_nodes and
+ * mdm.max_message_bytes (which also bounds the expanded size).
+ */
+static const PlistLimits server_limits = {64, 100000, 1024 * 1024};
 
 /* Which reader a check runs. */
 typedef enum Reader
@@ -129,7 +135,7 @@ run_reader(Reader reader, const uint8_t *buf, size_t len,
 /* Read with the given limits, and expect the given outcome. */
 static void
 expect_outcome(Reader reader, const uint8_t *buf, size_t len, int max_depth,
-			   int64_t max_nodes, PlistErrorKind expected)
+			   int64_t max_nodes, int64_t max_bytes, PlistErrorKind expected)
 {
 	PlistLimits limits;
 	PlistError	err;
@@ -138,28 +144,34 @@ expect_outcome(Reader reader, const uint8_t *buf, size_t len, int max_depth,
 
 	limits.max_depth = max_depth;
 	limits.max_nodes = max_nodes;
+	limits.max_bytes = max_bytes;
 	ok = run_reader(reader, buf, len, &limits, &tree, &err);
 	plist_free(tree);
 	FUZZ_CHECK(ok == (expected == PLIST_OK) && err.kind == expected,
-			   "%s with max_depth %d, max_nodes %lld: kind %d, expected %d (%s: %s)",
-			   reader_name(reader), max_depth, (long long) max_nodes,
+			   "%s with max_depth %d, max_nodes %lld, max_bytes %lld: kind %d, expected %d (%s: %s)",
+			   reader_name(reader), max_depth, (long long) max_nodes, (long long) max_bytes,
 			   (int) err.kind, (int) expected, err.message, err.detail);
 }
 
 /*
- * The limits are exact: a tree of depth D and N nodes is read with limits
- * (D, N) and refused with (D - 1, N) and (D, N - 1).
+ * The limits are exact: a tree of depth D, N nodes and B bytes of strings,
+ * keys and data is read with limits (D, N, B) and refused with
+ * (D - 1, N, B), (D, N - 1, B) and (D, N, B - 1).
  */
 static void
 check_tight_limits(Reader reader, const uint8_t *buf, size_t len,
 				   const TreeStats *stats)
 {
-	expect_outcome(reader, buf, len, stats->depth, stats->nodes, PLIST_OK);
+	expect_outcome(reader, buf, len, stats->depth, stats->nodes, stats->bytes,
+				   PLIST_OK);
 	if (stats->depth > 0)
 		expect_outcome(reader, buf, len, stats->depth - 1, stats->nodes,
-					   PLIST_ERR_DEPTH);
+					   stats->bytes, PLIST_ERR_DEPTH);
 	expect_outcome(reader, buf, len, stats->depth, stats->nodes - 1,
-				   PLIST_ERR_NODES);
+				   stats->bytes, PLIST_ERR_NODES);
+	if (stats->bytes > 0)
+		expect_outcome(reader, buf, len, stats->depth, stats->nodes,
+					   stats->bytes - 1, PLIST_ERR_BYTES);
 }
 
 /*

@@ -31,6 +31,7 @@ typedef struct TreeStats
 {
 	int			depth;			/* most containers on one path from the root */
 	int64_t		nodes;			/* libplist nodes, dictionary keys included */
+	int64_t		bytes;			/* bytes of all strings, keys and data */
 	int64_t		non_xml_text;	/* strings and keys with a character XML 1.0
 								 * cannot represent */
 } TreeStats;

@@ -53,6 +53,16 @@ has_non_xml_char(const unsigned char *s, size_t len)
 	return 0;
 }
 
+/* The expanded size the readers bound (PlistLimits.max_bytes). */
+static void
+count_bytes(Walk *w, uint64_t n)
+{
+	w->stats->bytes += (int64_t) n;
+	FUZZ_CHECK(w->stats->bytes <= w->limits->max_bytes,
+			   "tree holds more than max_bytes = %lld bytes of strings, keys and data",
+			   (long long) w->limits->max_bytes);
+}
+
 static void
 check_text(Walk *w, const char *s, size_t len, const char *what)
 {
@@ -65,6 +75,7 @@ check_text(Walk *w, const char *s, size_t len, const char *what)
 			   "%s is not valid UTF-8 at byte %zu", what, bad);
 	if (has_non_xml_char((const unsigned char *) s, len))
 		w->stats->non_xml_text++;
+	count_bytes(w, len);
 }
 
 /* Enter a container: it is one level deeper than its parent. */
@@ -158,7 +169,7 @@ walk_date(plist_t node)
 }
 
 static void
-walk_data(plist_t node)
+walk_data(Walk *w, plist_t node)
 {
 	uint64_t	len = UINT64_MAX;
 	const char *p = plist_get_data_ptr(node, &len);
@@ -167,6 +178,7 @@ walk_data(plist_t node)
 	FUZZ_CHECK(p != NULL || len == 0, "data node of %llu bytes without bytes",
 			   (unsigned long long) len);
 	fuzz_check_base64(p, (size_t) len);
+	count_bytes(w, len);
 }
 
 /* Visit one node that sits "depth" containers below the top. */
@@ -219,7 +231,7 @@ walk_node(Walk *w, plist_t node, int depth)
 			walk_date(node);
 			return;
 		case PLIST_DATA:
-			walk_data(node);
+			walk_data(w, node);
 			return;
 		default:
 			break;
@@ -235,6 +247,7 @@ fuzz_walk_tree(plist_t tree, const PlistLimits *limits, TreeStats *stats)
 
 	stats->depth = 0;
 	stats->nodes = 0;
+	stats->bytes = 0;
 	stats->non_xml_text = 0;
 	w.limits = limits;
 	w.stats = stats;
