@@ -35,7 +35,14 @@ BEGIN
         RETURN jsonb_build_object('skipped', 'a reconcile() or a first TokenUpdate is running');
     END IF;
     INSERT INTO mdm.maintenance_state DEFAULT VALUES ON CONFLICT DO NOTHING;
-    SELECT reconcile_after INTO after FROM mdm.maintenance_state FOR UPDATE;
+    IF mdm._distributed() THEN
+        -- on Citus a row lock on this reference table followed by the
+        -- batch's multi-shard reads crashes the coordinator (Citus 13.2.2);
+        -- the exclusive lock taken above already keeps other slices out
+        SELECT reconcile_after INTO after FROM mdm.maintenance_state;
+    ELSE
+        SELECT reconcile_after INTO after FROM mdm.maintenance_state FOR UPDATE;
+    END IF;
     batch := ARRAY(SELECT id FROM mdm.nano_devices WHERE id > after ORDER BY id LIMIT batch_size);
     IF cardinality(batch) = 0 AND after <> '' THEN
         batch := ARRAY(SELECT id FROM mdm.nano_devices ORDER BY id LIMIT batch_size);
@@ -171,10 +178,37 @@ CREATE FUNCTION mdm._expire_pending(batch_size integer) RETURNS integer
     LANGUAGE plpgsql AS $$
 DECLARE
     lifetime integer := mdm._setting('mdm.pending_command_lifetime')::integer;
-    expired integer;
+    expired integer := 0;
+    cutoff timestamptz;
+    item record;
 BEGIN
     IF lifetime = 0 THEN
         RETURN 0;
+    END IF;
+    IF mdm._distributed() THEN
+        -- on Citus (docs/citus.md), where a row lock cannot span shards: the
+        -- candidates read without a lock, each then expired by its key with
+        -- the conditions checked again (a poll that has just handed it out
+        -- keeps it)
+        cutoff := now() - make_interval(secs => lifetime);
+        FOR item IN SELECT q.device_id, q.id, q.command_uuid FROM mdm.nano_enrollment_queue q
+                    WHERE q.active AND q.created_at < cutoff AND (q.sent_at IS NULL OR q.sent_at < cutoff)
+                    LIMIT batch_size
+        LOOP
+            UPDATE mdm.nano_enrollment_queue q
+            SET active = false, cleared_at = now(), cleared_reason = 'expired'
+            WHERE q.device_id = item.device_id AND q.id = item.id AND q.command_uuid = item.command_uuid
+              AND q.active AND q.created_at < cutoff AND (q.sent_at IS NULL OR q.sent_at < cutoff);
+            CONTINUE WHEN NOT FOUND;
+            expired := expired + 1;
+            UPDATE mdm.profile_deliveries p
+            SET status = 'failed', updated_at = now(),
+                error_chain = jsonb_build_array(jsonb_build_object('LocalizedDescription',
+                    'The command expired before the device fetched it (mdm.pending_command_lifetime).'))
+            WHERE p.device_id = item.device_id AND p.enrollment_id = item.id
+              AND p.command_uuid = item.command_uuid;
+        END LOOP;
+        RETURN expired;
     END IF;
     WITH doomed AS (SELECT device_id, id, command_uuid FROM mdm.nano_enrollment_queue
                     WHERE active AND created_at < now() - make_interval(secs => lifetime)
