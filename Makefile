@@ -22,7 +22,8 @@ OBJS = \
 	src/spi_plans.o \
 	src/checkin_path.o \
 	src/connect_path.o \
-	src/enqueue_path.o
+	src/enqueue_path.o \
+	src/error_context.o
 
 # The install script is built from one file per concern, in name order.
 SCHEMA_PARTS = $(sort $(wildcard schema/*.sql))
@@ -45,6 +46,10 @@ PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initi
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS tracks no header dependencies: rebuild every object when a header
+# changes (a stale object with an old struct layout reads garbage).
+$(OBJS) $(OBJS:.o=.bc): $(wildcard src/*.h)
 
 $(EXTENSION)--$(EXTVERSION).sql: $(SCHEMA_PARTS) $(EXTENSION).control
 	cat $(SCHEMA_PARTS) > $@

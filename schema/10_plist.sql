@@ -4,7 +4,12 @@ CREATE FUNCTION mdm.plist_to_jsonb(plist bytea) RETURNS jsonb
     AS 'MODULE_PATHNAME', 'mdm_plist_to_jsonb'
     LANGUAGE C STABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION mdm.plist_to_jsonb(bytea) IS
-    'Convert an XML or binary plist to jsonb; data and dates become {"$data": base64} and {"$date": "...Z"}';
+    'Convert an XML or binary plist to jsonb; data and dates become {"$data": base64} and {"$date": "...Z"}; empty input (a reply without a body) is NULL';
+
+-- The same for input that must be a plist: empty input is an error.
+CREATE FUNCTION mdm._plist_to_jsonb_strict(plist bytea) RETURNS jsonb
+    AS 'MODULE_PATHNAME', 'mdm_plist_to_jsonb_strict'
+    LANGUAGE C STABLE STRICT PARALLEL SAFE;
 
 CREATE FUNCTION mdm.jsonb_to_plist(value jsonb) RETURNS bytea
     AS 'MODULE_PATHNAME', 'mdm_jsonb_to_plist'

@@ -338,7 +338,7 @@ CREATE FUNCTION mdm.enqueue(enrollment_ids text[], command bytea, priority integ
                             allow_unknown_request_type boolean DEFAULT false)
     RETURNS uuid
     LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    RETURN mdm.enqueue(enrollment_ids, mdm.plist_to_jsonb(command), priority, allow_unknown_request_type);
+    RETURN mdm.enqueue(enrollment_ids, mdm._plist_to_jsonb_strict(command), priority, allow_unknown_request_type);
 COMMENT ON FUNCTION mdm.enqueue(text[], bytea, integer, boolean) IS
     'Queue a command given as a plist (inner dictionary, or {CommandUUID, Command})';
 

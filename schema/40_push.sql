@@ -145,8 +145,12 @@ END $$;
 -- Push without a command, e.g. to wake a device.
 CREATE FUNCTION mdm.push(enrollment_ids text[]) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    targets mdm._target[] := mdm._targets(enrollment_ids);
 BEGIN
-    RETURN mdm._announce_pushes(mdm._targets(enrollment_ids));
+    -- say which enrollments cannot be pushed, rather than skip them quietly
+    PERFORM mdm._notice_unpushable(targets);
+    RETURN mdm._announce_pushes(targets);
 END $$;
 COMMENT ON FUNCTION mdm.push(text[]) IS
     'Create push jobs for enrollments (coalescing with pending ones); returns how many were created';
@@ -321,6 +325,8 @@ BEGIN
     IF j.state <> 'claimed' THEN
         -- decided already: a late report of a claim that timed out (its
         -- job superseded by a new one), or a report sent twice; it is kept
+        RAISE NOTICE 'push job % is % already: the report is recorded but changes nothing', j.id, j.state
+            USING DETAIL = 'The claim timed out (mdm.push_claim_timeout) or the outcome was reported before; the job keeps its state.';
         RETURN j.state;
     END IF;
 
@@ -434,6 +440,23 @@ BEGIN
         RAISE EXCEPTION 'extra_payloads must be a JSON array of payload dictionaries'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- devices talk to an MDM server over https only
+    IF server_url !~* '^https://[^/]' OR checkin_url !~* '^https://[^/]' THEN
+        RAISE EXCEPTION 'ServerURL and CheckInURL must be https URLs, not "%"',
+                        CASE WHEN server_url !~* '^https://[^/]' THEN server_url ELSE checkin_url END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give the full URL the front end serves, such as https://mdm.example.com/mdm.';
+    END IF;
+    -- PayloadUUIDs in the upper-case form of IdentityCertificateUUID, so
+    -- that the same UUID matches whatever case it was given in
+    extra_payloads := mdm._upper_payload_uuids(extra_payloads);
+    IF NOT EXISTS (SELECT FROM jsonb_array_elements(extra_payloads) p
+                   WHERE p->>'PayloadUUID' = upper(identity_payload_uuid::text)) THEN
+        RAISE EXCEPTION 'IdentityCertificateUUID % matches no payload of the profile', identity_payload_uuid
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'The device looks for its identity (a SCEP, ACME or PKCS #12 payload) in the enrollment profile itself.',
+                  HINT = 'Pass the identity payload in extra_payloads with this PayloadUUID.';
+    END IF;
     mdm_payload := jsonb_strip_nulls(jsonb_build_object(
         'PayloadType', 'com.apple.mdm',
         'PayloadVersion', 1,
@@ -459,4 +482,4 @@ BEGIN
         'PayloadContent', extra_payloads || jsonb_build_array(mdm_payload)));
 END $$;
 COMMENT ON FUNCTION mdm.enrollment_profile(text, uuid, text, text, integer, boolean, text[], jsonb, text, text) IS
-    'An unsigned enrollment profile: the MDM payload (with per-user connections) and any extra payloads, such as the identity';
+    'An unsigned enrollment profile: the MDM payload (with per-user connections) and the extra payloads, the identity among them. Under trust on first use a device that enrolls again with a new identity is refused: store the SCEP CA as a device_identity trust anchor before the first re-enrollment';

@@ -210,7 +210,7 @@ DECLARE
     s record := mdm._open_signed(data, (SELECT string_agg(cert_pem, E'\n') FROM mdm.trust_anchors
                                         WHERE purpose = 'profile_signer'));
 BEGIN
-    content := mdm.plist_to_jsonb(s.content);
+    content := mdm._plist_to_jsonb_strict(s.content);
     signed := s.signed;
     signer_subject := s.signer_subject;
     signer_sha256 := s.signer_sha256;

@@ -59,10 +59,14 @@ CREATE FUNCTION mdm._identity_anchors() RETURNS text
     WHERE purpose = 'device_identity'
 $$;
 
-CREATE FUNCTION mdm._refuse_identity(message text, detail text) RETURNS void
+CREATE FUNCTION mdm._refuse_identity(message text, detail text, hint text DEFAULT NULL) RETURNS void
     LANGUAGE plpgsql AS $$
 BEGIN
-    RAISE EXCEPTION '%', message USING ERRCODE = 'invalid_authorization_specification', DETAIL = detail;
+    IF hint IS NULL THEN
+        RAISE EXCEPTION '%', message USING ERRCODE = 'invalid_authorization_specification', DETAIL = detail;
+    END IF;
+    RAISE EXCEPTION '%', message USING ERRCODE = 'invalid_authorization_specification', DETAIL = detail,
+                                       HINT = hint;
 END $$;
 
 -- Check (and on first use, bind) the identity of a message of a device.
@@ -102,7 +106,9 @@ BEGIN
                      THEN 'The device is bound to another certificate; with no trust anchors stored, only an administrator can release it (mdm.release_device_identity).'
                      WHEN p_authenticate
                      THEN 'The device is bound to another certificate, and this one does not chain to a stored trust anchor.'
-                     ELSE 'The message comes with a certificate other than the one bound to the device.' END);
+                     ELSE 'The message comes with a certificate other than the one bound to the device.' END,
+                CASE WHEN p_authenticate
+                     THEN 'A device that enrolls again gets a new identity. Store the CA that issues identities (your SCEP CA) as a device_identity trust anchor so that re-enrollments are accepted: INSERT INTO mdm.trust_anchors (purpose, cert_pem) VALUES (''device_identity'', ''<PEM>''). ' || format('For this device alone: SELECT mdm.release_device_identity(%L).', p_device_id) END);
         END IF;
     ELSIF anchors IS NOT NULL AND NOT anchored THEN
         PERFORM mdm._refuse_identity('device identity certificate is not trusted',

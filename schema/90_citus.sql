@@ -263,7 +263,7 @@ DECLARE
         'device_secrets', 'nano_users', 'nano_enrollments', 'checkin_messages', 'device_identities',
         'nano_enrollment_queue', 'nano_command_results', 'orphan_reports', 'push_jobs',
         'push_attempts', 'enrollment_values', 'label_enrollments', 'idp_user_enrollments',
-        'idp_user_logins', 'profile_deliveries'];
+        'idp_user_logins', 'profile_deliveries', 'device_inventory'];
 BEGIN
     IF to_regproc('pg_catalog.create_distributed_table') IS NULL THEN
         RAISE EXCEPTION 'Citus is not installed in this database'

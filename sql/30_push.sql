@@ -250,10 +250,14 @@ SELECT enrollment_id, state FROM mdm.push_jobs;
 
 -- The enrollment profile: per-user connections, or no Mac opens a user channel
 SELECT jsonb_pretty(p - 'PayloadUUID' - 'PayloadContent') AS wrapper,
-       jsonb_pretty((p #> '{PayloadContent,0}') - 'PayloadUUID') AS mdm_payload
+       jsonb_pretty((p -> 'PayloadContent' -> -1) - 'PayloadUUID') AS mdm_payload
 FROM mdm.plist_to_jsonb(mdm.enrollment_profile('https://mdm.example.com/mdm',
                                                'A1B2C3D4-0000-4000-8000-000000000001',
-                                               checkin_url => 'https://mdm.example.com/checkin')) p;
+                                               checkin_url => 'https://mdm.example.com/checkin',
+                                               extra_payloads => '[{"PayloadType": "com.apple.security.scep",
+                                                   "PayloadUUID": "A1B2C3D4-0000-4000-8000-000000000001",
+                                                   "PayloadIdentifier": "com.example.mdm.scep",
+                                                   "PayloadVersion": 1}]')) p;
 SELECT try($$SELECT mdm.enrollment_profile('https://x', gen_random_uuid(), topic => 'com.apple.mgmt.External.other')$$);
 
 -- pg_cron lives in the postgres database: schedule_maintenance says what to run there

@@ -203,17 +203,6 @@ log_body(bytea *raw)
 	return c != (Datum) 0 ? c : PointerGetDatum(raw);
 }
 
-static bool
-msg_has_key(Jsonb *msg, const char *key)
-{
-	JsonbValue	k;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	return findJsonbValueFromContainer(&msg->root, JB_FOBJECT, &k) != NULL;
-}
-
 static void
 token_update(MdmRequest *r, bool was_pushable, MdmReply *reply)
 {

@@ -6,8 +6,10 @@
  * For each report: the identity against the device's binding (the SQL
  * check runs only when it does not match), the enrollment row updated and
  * locked (reports of one channel are handled one at a time), the result
- * stored (or an orphan recorded), and the next command of the exchange
- * handed out and marked sent.
+ * stored (or an orphan recorded) with its profile delivery outcome and,
+ * for DeviceInformation and SecurityInfo answers, the inventory
+ * (mdm._store_inventory(), schema/80_console.sql), and the next command of
+ * the exchange handed out and marked sent.
  *
  * Every statement filters by the device ID, takes its clock time as a
  * parameter (no volatile function in an UPDATE) and names its columns, so
@@ -87,6 +89,15 @@ static SavedPlan delivery_plan = {
 	"                     ELSE 'failed' END,"
 	"       error_chain = $5->'ErrorChain', updated_at = now()"
 	" WHERE device_id = $1 AND enrollment_id = $2 AND command_uuid = $3",
+	5, {TEXTOID, TEXTOID, UUIDOID, TEXTOID, JSONBOID}
+};
+
+/*
+ * Inventory from a DeviceInformation or SecurityInfo answer
+ * (schema/80_console.sql).  $1 device, $3 command, $5 msg
+ */
+static SavedPlan inventory_plan = {
+	"SELECT mdm._store_inventory($1, $3, $5)",
 	5, {TEXTOID, TEXTOID, UUIDOID, TEXTOID, JSONBOID}
 };
 
@@ -179,6 +190,9 @@ store_report(MdmRequest *r)
 	{
 		run_plan(&finished_plan, &a, false, 0);
 		run_plan(&delivery_plan, &a, false, 0);
+		if (strcmp(r->message_type, "Acknowledged") == 0 &&
+			(msg_has_key(r->msg, "QueryResponses") || msg_has_key(r->msg, "SecurityInfo")))
+			run_plan(&inventory_plan, &a, false, 0);
 	}
 }
 

@@ -180,3 +180,15 @@ check_identity_sql(MdmRequest *r, bool authenticate)
 	plan_arg(&a, 4, TimestampTzGetDatum(r->id.not_after), r->id.der == NULL);
 	run_plan(&plan, &a, false, 1);
 }
+
+/* Does the message (a dictionary) have this key at its top level? */
+bool
+msg_has_key(Jsonb *msg, const char *key)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	return findJsonbValueFromContainer(&msg->root, JB_FOBJECT, &k) != NULL;
+}

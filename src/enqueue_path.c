@@ -188,6 +188,17 @@ enqueue_one(text *id, Jsonb *command, const char *rtype, int32 priority, bool al
 }
 
 /*
+ * The context line of errors raised under mdm.enqueue(): the frame a
+ * PL/pgSQL function would have had, so that an error names the call the
+ * caller made (src/error_context.c keeps it and trims what ran inside).
+ */
+static void
+enqueue_error_context(void *arg)
+{
+	errcontext("C function mdm.enqueue(text[],jsonb,integer,boolean)");
+}
+
+/*
  * mdm.enqueue(enrollment_ids text[], command jsonb, priority integer,
  *             allow_unknown_request_type boolean) RETURNS uuid
  */
@@ -201,7 +212,12 @@ mdm_enqueue(PG_FUNCTION_ARGS)
 	pg_uuid_t  *result = NULL;
 	PlanArgs	a;
 	bool		isnull;
+	ErrorContextCallback errcb;
 
+	errcb.callback = enqueue_error_context;
+	errcb.arg = NULL;
+	errcb.previous = error_context_stack;
+	error_context_stack = &errcb;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (id == NULL || rtype == NULL || PG_ARGISNULL(2) || PG_ARGISNULL(3) ||
@@ -218,5 +234,6 @@ mdm_enqueue(PG_FUNCTION_ARGS)
 			elog(ERROR, "mdm._enqueue returned no CommandUUID");
 	}
 	SPI_finish();
+	error_context_stack = errcb.previous;
 	PG_RETURN_UUID_P(result);
 }

@@ -42,5 +42,6 @@ extern void report_dispatch(MdmRequest *r, MdmReply *reply);
 extern void reply_empty(MdmReply *reply, int32 status);
 extern void reply_from_result(MdmReply *reply);
 extern void check_identity_sql(MdmRequest *r, bool authenticate);
+extern bool msg_has_key(Jsonb *msg, const char *key);
 
 #endif							/* MDM_PATHS_H */

@@ -5,6 +5,12 @@
  *
  * Every setting that protects the server from hostile input is PGC_SUSET:
  * the HTTP front end's role must not be able to raise its own limits.
+ *
+ * The module is meant to be preloaded (shared_preload_libraries): only
+ * then are the settings defined, and checked, before any session reads
+ * ALTER DATABASE / ALTER ROLE values or postgresql.conf, so that a
+ * misspelt mdm.* name or an invalid value is refused when it is set
+ * rather than silently kept.  mdm._preloaded() tells the health check.
  */
 #include "mdm_user.h"
 
@@ -15,6 +21,7 @@
 #include "storage/fd.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "miscadmin.h"
 #include "utils/memutils.h"
 
 PG_MODULE_MAGIC;
@@ -59,11 +66,90 @@ static const struct config_enum_entry user_authenticate_options[] = {
 	{NULL, 0, false}
 };
 
+static const struct config_enum_entry error_context_options[] = {
+	{"api", MDM_ERROR_CONTEXT_API, false},
+	{"full", MDM_ERROR_CONTEXT_FULL, false},
+	{NULL, 0, false}
+};
+
+/* Was the module loaded by shared_preload_libraries? */
+static bool mdm_preloaded = false;
+
 void		_PG_init(void);
+
+/*
+ * Check hook of the handler settings: a function name, perhaps
+ * schema-qualified, in SQL identifier syntax ("schema.function",
+ * "\"My Schema\".f").  Whether the function exists and takes the right
+ * arguments is checked when a check-in calls it (mdm._handler), as the
+ * setting may be made before the function is created, or in another
+ * database.
+ */
+static bool
+check_handler_name(char **newval, void **extra, GucSource source)
+{
+	const char *p = *newval;
+	int			parts = 0;
+
+	for (;;)
+	{
+		if (*p == '"')
+		{
+			const char *start = ++p;
+
+			for (;; p++)
+			{
+				if (*p == '\0')
+				{
+					GUC_check_errdetail("A quoted identifier is not closed.");
+					return false;
+				}
+				if (*p == '"')
+				{
+					if (p[1] != '"')
+						break;
+					p++;
+				}
+			}
+			if (p == start)
+			{
+				GUC_check_errdetail("A quoted identifier is empty.");
+				return false;
+			}
+			p++;
+		}
+		else if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_' ||
+				 IS_HIGHBIT_SET(*p))
+		{
+			while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+				   (*p >= '0' && *p <= '9') || *p == '_' || *p == '$' || IS_HIGHBIT_SET(*p))
+				p++;
+		}
+		else
+		{
+			GUC_check_errdetail("\"%s\" is not a function name.", *newval);
+			GUC_check_errhint("Name the function that answers, schema-qualified, such as \"my_schema.my_handler\".");
+			return false;
+		}
+		parts++;
+		if (*p == '\0')
+			break;
+		if (*p != '.' || parts == 2)
+		{
+			GUC_check_errdetail("\"%s\" is not a function name.", *newval);
+			GUC_check_errhint("Name the function that answers, schema-qualified, such as \"my_schema.my_handler\".");
+			return false;
+		}
+		p++;
+	}
+	return true;
+}
 
 void
 _PG_init(void)
 {
+	mdm_preloaded = process_shared_preload_libraries_in_progress;
+
 	DefineCustomIntVariable("mdm.max_message_bytes",
 							"Largest plist message or profile accepted, in bytes.",
 							"Larger input is refused before it is parsed.",
@@ -105,14 +191,14 @@ _PG_init(void)
 							   &mdm_declarative_management_handler,
 							   "mdm.declarative_management_default",
 							   PGC_SUSET, 0,
-							   NULL, NULL, NULL);
+							   check_handler_name, NULL, NULL);
 	DefineCustomStringVariable("mdm.get_token_handler",
 							   "Function that answers GetToken check-ins.",
 							   "It takes (enrollment_id text, token_service_type text, parameters jsonb, message jsonb) and returns mdm.reply.",
 							   &mdm_get_token_handler,
 							   "mdm.get_token_default",
 							   PGC_SUSET, 0,
-							   NULL, NULL, NULL);
+							   check_handler_name, NULL, NULL);
 	DefineCustomEnumVariable("mdm.checkin_log",
 							 "Which check-in messages are kept as received in mdm.checkin_messages.",
 							 "all: every one (the default); none: no log (TokenUpdate, Authenticate and UserAuthenticate bodies are still kept on their rows).",
@@ -197,7 +283,28 @@ _PG_init(void)
 							 true,
 							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
+	DefineCustomEnumVariable("mdm.error_context",
+							 "How much context errors raised inside mdm_user carry.",
+							 "api: the mdm function called and the caller's own frames; full: every internal helper too (for debugging the extension).",
+							 &mdm_error_context,
+							 MDM_ERROR_CONTEXT_API, error_context_options,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
 	MarkGUCPrefixReserved("mdm");
+	mdm_install_error_context_hook();
+}
+
+/*
+ * mdm._preloaded() RETURNS boolean
+ *
+ * Whether this backend loaded the module through shared_preload_libraries
+ * (docs/operations.md says what is lost without it).
+ */
+PG_FUNCTION_INFO_V1(mdm_preloaded_fn);
+Datum
+mdm_preloaded_fn(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(mdm_preloaded);
 }
 
 /*

@@ -40,6 +40,12 @@ extern int	mdm_checkin_log;
 #define MDM_CHECKIN_LOG_ALL 0
 #define MDM_CHECKIN_LOG_NONE 1
 
+/* error_context.c: mdm.error_context trims the helper chain from errors */
+#define MDM_ERROR_CONTEXT_API 0
+#define MDM_ERROR_CONTEXT_FULL 1
+extern int	mdm_error_context;
+extern void mdm_install_error_context_hook(void);
+
 /*
  * plist_jsonb.c: plist bytes (XML or binary) to a libplist tree and to
  * jsonb; everything raises on bad input.  A PlistHolder owns the tree and

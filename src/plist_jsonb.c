@@ -469,5 +469,23 @@ mdm_plist_to_jsonb(PG_FUNCTION_ARGS)
 {
 	bytea	   *b = PG_GETARG_BYTEA_PP(0);
 
+	/* no body (the empty 200 reply of mdm.connect, say): no value */
+	if (VARSIZE_ANY_EXHDR(b) == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_JSONB_P(plist_bytes_to_jsonb(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b)));
+}
+
+/*
+ * mdm._plist_to_jsonb_strict(plist bytea) RETURNS jsonb
+ *
+ * Like mdm.plist_to_jsonb, but empty input is an error: for input that
+ * must be a plist (a command or a profile given as bytes).
+ */
+PG_FUNCTION_INFO_V1(mdm_plist_to_jsonb_strict);
+Datum
+mdm_plist_to_jsonb_strict(PG_FUNCTION_ARGS)
+{
+	bytea	   *b = PG_GETARG_BYTEA_PP(0);
+
 	PG_RETURN_JSONB_P(plist_bytes_to_jsonb(VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b)));
 }

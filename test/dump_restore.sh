@@ -23,6 +23,12 @@ INSERT INTO mdm.labels (name) VALUES ('all Macs');
 INSERT INTO mdm.label_enrollments SELECT 1, id, id FROM mdm.nano_devices;
 INSERT INTO mdm.profile_assignments VALUES (1, 'com.example.filevault', 'include');
 SELECT mdm.reconcile();
+-- an answered DeviceInformation: inventory
+SELECT mdm.connect(convert_to(format('<plist><dict><key>UDID</key><string>980E3D0B-5A28-537C-B7CB-7AFD15AFB933</string>'
+    '<key>Status</key><string>Acknowledged</string><key>CommandUUID</key><string>%s</string>'
+    '<key>QueryResponses</key><dict><key>OSVersion</key><string>14.5</string></dict></dict></plist>',
+    mdm.enqueue(ARRAY['980E3D0B-5A28-537C-B7CB-7AFD15AFB933'],
+                '{"RequestType": "DeviceInformation", "Queries": ["OSVersion"]}'::jsonb)), 'UTF8'));
 INSERT INTO mdm.trust_anchors (purpose, cert_pem) VALUES ('profile_signer', 'unused');
 DELETE FROM mdm.trust_anchors;
 SQL

@@ -64,12 +64,16 @@ mdm_free_port() {
 }
 
 # Run a command inside a throwaway cluster (pg_virtualenv -t: its own
-# temporary directory, removed afterwards) with pg_cron preloaded.
+# temporary directory, removed afterwards) with mdm_user and pg_cron
+# preloaded, as docs/operations.md recommends.  With MDM_STAGE the bare
+# name 'mdm_user' finds the staged library: the postmaster reads
+# dynamic_library_path from the same configuration before it preloads.
+# MDM_PRELOAD overrides the list (test/not_preloaded.sh runs with none).
 mdm_with_cluster() {
     local stage_opts=()
     mapfile -t stage_opts < <(mdm_stage_options)
     PGPORT=$(mdm_free_port) pg_virtualenv -t "${stage_opts[@]}" \
-        -o shared_preload_libraries=pg_cron \
+        -o "shared_preload_libraries=${MDM_PRELOAD-mdm_user,pg_cron}" \
         -o cron.database_name=postgres \
         -o max_prepared_transactions=10 \
         "$@"
