@@ -39,6 +39,8 @@ CREATE TABLE mdm.identity_certs (
 );
 COMMENT ON TABLE mdm.identity_certs IS
     'The device each bound identity certificate belongs to (a certificate is bound to one device only)';
+COMMENT ON COLUMN mdm.identity_certs.cert_sha256 IS 'SHA-256 of a bound identity certificate in DER';
+COMMENT ON COLUMN mdm.identity_certs.device_id IS 'The device it is bound to (mdm.device_identities)';
 SELECT pg_catalog.pg_extension_config_dump('mdm.identity_certs', '');
 
 -- Whether a message's certificate is the one bound to its device, and
