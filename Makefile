@@ -54,6 +54,21 @@ $(OBJS) $(OBJS:.o=.bc): $(wildcard src/*.h)
 $(EXTENSION)--$(EXTVERSION).sql: $(SCHEMA_PARTS) $(EXTENSION).control
 	cat $(SCHEMA_PARTS) > $@
 
+# The HTTP front end (frontend/, docs/frontend.md): built with the extension
+# and installed beside PostgreSQL's programs (pg_config --bindir).
+FRONTEND = frontend/mdm-frontend
+all: $(FRONTEND)
+$(FRONTEND): $(wildcard frontend/*.c frontend/*.h) frontend/Makefile
+	$(MAKE) -C frontend VERSION=$(EXTVERSION)
+install: install-frontend
+.PHONY: install-frontend clean-frontend
+install-frontend: $(FRONTEND)
+	$(MKDIR_P) '$(DESTDIR)$(bindir)'
+	$(INSTALL_PROGRAM) $(FRONTEND) '$(DESTDIR)$(bindir)/mdm-frontend'
+clean: clean-frontend
+clean-frontend:
+	$(MAKE) -C frontend clean
+
 # The benchmark at its default scale (docs/performance.md): a throwaway
 # cluster, the installed extension (or MDM_BENCH_STAGE=/dir to build and
 # stage this tree).  Not part of the tests.

@@ -241,10 +241,11 @@ BEGIN
 END $$;
 
 -- Store a command and queue it to targets, set-based (one statement per
--- table however many targets), and announce the pushes.  Every path that
+-- table however many targets), and announce the pushes (unless p_push is
+-- false: enqueue(push => false), NanoMDM's nopush).  Every path that
 -- queues commands (enqueue, profiles, reconcile) goes through here.
 CREATE FUNCTION mdm._queue_command(targets mdm._target[], p_command_uuid uuid, command jsonb,
-                                   p_priority integer) RETURNS void
+                                   p_priority integer, p_push boolean DEFAULT true) RETURNS void
     LANGUAGE plpgsql AS $$
 BEGIN
     IF EXISTS (SELECT FROM mdm.nano_commands c WHERE c.command_uuid = p_command_uuid) THEN
@@ -263,14 +264,17 @@ BEGIN
     SELECT t.device_id, t.enrollment_id, p_command_uuid, p_priority
     FROM unnest(targets) t
     ORDER BY t.device_id, t.enrollment_id;
-    PERFORM mdm._announce_pushes(targets);
+    IF p_push THEN
+        PERFORM mdm._announce_pushes(targets);
+    END IF;
 END $$;
 
 -- Queue a command to enrollments: set-based, one statement per table.
 -- mdm.enqueue() (src/enqueue_path.c) queues a plain command to one target
--- itself and calls this for everything else, errors included.
+-- itself and calls this for everything else (push => false included),
+-- errors included.
 CREATE FUNCTION mdm._enqueue(enrollment_ids text[], command jsonb, priority integer,
-                             allow_unknown_request_type boolean)
+                             allow_unknown_request_type boolean, push boolean)
     RETURNS uuid
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -280,9 +284,10 @@ DECLARE
     targets mdm._target[] := mdm._targets(enrollment_ids);
     refused text[];
 BEGIN
-    IF priority IS NULL OR allow_unknown_request_type IS NULL THEN
+    IF priority IS NULL OR allow_unknown_request_type IS NULL OR push IS NULL THEN
         RAISE EXCEPTION '% must not be NULL',
-                        CASE WHEN priority IS NULL THEN 'priority' ELSE 'allow_unknown_request_type' END
+                        CASE WHEN priority IS NULL THEN 'priority'
+                             WHEN push IS NULL THEN 'push' ELSE 'allow_unknown_request_type' END
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
     SELECT * INTO rt FROM mdm.apple_request_types WHERE request_type = rtype;
@@ -322,35 +327,35 @@ BEGIN
         PERFORM mdm._installprofile_profile(parts.command, true);
     END IF;
 
-    PERFORM mdm._queue_command(targets, parts.command_uuid, parts.command, priority);
+    PERFORM mdm._queue_command(targets, parts.command_uuid, parts.command, priority, push);
     RETURN parts.command_uuid;
 END $$;
 CREATE FUNCTION mdm.enqueue(enrollment_ids text[], command jsonb, priority integer DEFAULT 0,
-                            allow_unknown_request_type boolean DEFAULT false)
+                            allow_unknown_request_type boolean DEFAULT false, push boolean DEFAULT true)
     RETURNS uuid
     AS 'MODULE_PATHNAME', 'mdm_enqueue'
     LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION mdm.enqueue(text[], jsonb, integer, boolean) IS
-    'Queue a command (inner dictionary, or {CommandUUID, Command}) to enrollments; returns its CommandUUID';
+COMMENT ON FUNCTION mdm.enqueue(text[], jsonb, integer, boolean, boolean) IS
+    'Queue a command (inner dictionary, or {CommandUUID, Command}) to enrollments; returns its CommandUUID. push => false: no push jobs';
 
 CREATE FUNCTION mdm.enqueue(enrollment_ids text[], command bytea, priority integer DEFAULT 0,
-                            allow_unknown_request_type boolean DEFAULT false)
+                            allow_unknown_request_type boolean DEFAULT false, push boolean DEFAULT true)
     RETURNS uuid
     LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    RETURN mdm.enqueue(enrollment_ids, mdm._plist_to_jsonb_strict(command), priority, allow_unknown_request_type);
-COMMENT ON FUNCTION mdm.enqueue(text[], bytea, integer, boolean) IS
+    RETURN mdm.enqueue(enrollment_ids, mdm._plist_to_jsonb_strict(command), priority, allow_unknown_request_type, push);
+COMMENT ON FUNCTION mdm.enqueue(text[], bytea, integer, boolean, boolean) IS
     'Queue a command given as a plist (inner dictionary, or {CommandUUID, Command})';
 
 -- JSON text, so that an untyped literal resolves here rather than being
 -- ambiguous between jsonb and bytea: for an argument of unknown type,
 -- PostgreSQL prefers the candidate of the string category.
 CREATE FUNCTION mdm.enqueue(enrollment_ids text[], command text, priority integer DEFAULT 0,
-                            allow_unknown_request_type boolean DEFAULT false)
+                            allow_unknown_request_type boolean DEFAULT false, push boolean DEFAULT true)
     RETURNS uuid
     LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    RETURN mdm.enqueue(enrollment_ids, command::jsonb, priority, allow_unknown_request_type);
-COMMENT ON FUNCTION mdm.enqueue(text[], text, integer, boolean) IS
+    RETURN mdm.enqueue(enrollment_ids, command::jsonb, priority, allow_unknown_request_type, push);
+COMMENT ON FUNCTION mdm.enqueue(text[], text, integer, boolean, boolean) IS
     'Queue a command given as JSON text (an untyped literal lands here), as mdm.enqueue(text[], jsonb, ...)';
 
 -- The handler behind mdm.connect() runs in C (src/connect_path.c): the

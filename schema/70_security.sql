@@ -214,12 +214,15 @@ GRANT EXECUTE ON FUNCTION mdm.plist_to_jsonb(bytea), mdm.jsonb_to_plist(jsonb), 
     TO mdm_frontend, mdm_admin, mdm_reader;
 
 GRANT EXECUTE ON FUNCTION mdm.checkin(bytea, bytea, text), mdm.connect(bytea, bytea, text),
-    mdm.claim_pushes(integer), mdm.push_result(bigint, integer, text, text)
+    mdm.claim_pushes(integer), mdm.push_result(bigint, integer, text, text),
+    mdm.push_results(bigint[], integer[], text[], text[])
     TO mdm_frontend;
+GRANT EXECUTE ON FUNCTION mdm.push_backlog_age() TO mdm_frontend, mdm_admin, mdm_reader;
 
 GRANT EXECUTE ON FUNCTION
-    mdm.enqueue(text[], jsonb, integer, boolean), mdm.enqueue(text[], bytea, integer, boolean),
-    mdm.enqueue(text[], text, integer, boolean),
+    mdm.enqueue(text[], jsonb, integer, boolean, boolean),
+    mdm.enqueue(text[], bytea, integer, boolean, boolean),
+    mdm.enqueue(text[], text, integer, boolean, boolean),
     mdm.push(text[]), mdm.upload_push_cert(text, text),
     mdm.enrollment_profile(text, uuid, text, text, integer, boolean, text[], jsonb, text, text),
     mdm.upload_profile(bytea, boolean), mdm.install_profile(bigint, text[]),

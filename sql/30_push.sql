@@ -44,7 +44,11 @@ SELECT mdm.enqueue(ARRAY[:'mac', :'victor'], '{"RequestType": "CertificateList"}
 SELECT mdm.push(ARRAY[:'victor']) AS created_by_push;
 SELECT count(*) AS jobs FROM mdm.push_jobs;
 
+-- the backlog's age: the oldest claimable job waited a little; none after the claim
+UPDATE mdm.push_jobs SET not_before = not_before - interval '30 seconds' WHERE state = 'pending';
+SELECT mdm.push_backlog_age() BETWEEN 30 AND 3600 AS backlog_age;
 CREATE TEMP TABLE claimed AS SELECT * FROM mdm.claim_pushes();
+SELECT mdm.push_backlog_age() AS backlog_age_after_claim;
 SELECT enrollment_id, token_hex, push_magic, topic, apns_push_type, apns_priority,
        apns_expiration - extract(epoch FROM now())::bigint BETWEEN 86390 AND 86400 AS expires_in_a_day,
        cert_pem = :'cert2' AS cert, key_pem = :'key2' AS key
@@ -247,6 +251,28 @@ WHERE id = :'mac' AND active;
 UPDATE mdm.nano_enrollments SET last_seen_at = now() - interval '90 minutes' WHERE id = :'mac';
 SELECT mdm.run_maintenance() -> 'repushed' AS missed_by_a_poll;
 SELECT enrollment_id, state FROM mdm.push_jobs;
+
+-- Many outcomes at once: mdm.push_results records each as mdm.push_result
+-- would (the 200s set-based), and returns one state per outcome
+DELETE FROM mdm.push_jobs;
+SELECT mdm.push(ARRAY[:'mac', :'victor']) AS batch_jobs;
+CREATE TEMP TABLE batch AS SELECT job_id, enrollment_id FROM mdm.claim_pushes() ORDER BY enrollment_id;
+SELECT b.enrollment_id, r.state
+FROM mdm.push_results(ARRAY(SELECT job_id FROM batch ORDER BY enrollment_id),
+                      ARRAY(SELECT CASE WHEN enrollment_id = :'mac' THEN 200 ELSE 503 END FROM batch ORDER BY enrollment_id),
+                      ARRAY(SELECT CASE WHEN enrollment_id = :'mac' THEN NULL ELSE 'ServiceUnavailable' END FROM batch ORDER BY enrollment_id),
+                      ARRAY(SELECT 'apns-' || enrollment_id FROM batch ORDER BY enrollment_id)) r
+JOIN batch b ON b.job_id = r.job_id ORDER BY 1;
+SELECT j.enrollment_id, j.state, j.apns_status, j.apns_reason, j.apns_id = 'apns-' || j.enrollment_id AS apns_id,
+       a.attempt, a.apns_status AS attempt_status, a.token_hex = e.token_hex AS attempt_token
+FROM mdm.push_jobs j JOIN mdm.push_attempts a ON a.job_id = j.id
+JOIN mdm.nano_enrollments e ON e.device_id = j.device_id AND e.id = j.enrollment_id
+ORDER BY 1;
+-- a job reported again keeps its state (as with push_result); errors are push_result's
+SELECT r.state AS reported_again FROM mdm.push_results(ARRAY(SELECT job_id FROM batch WHERE enrollment_id = :'mac'), ARRAY[200]) r;
+SELECT try('SELECT mdm.push_results(ARRAY[999999], ARRAY[200])') AS unknown_job;
+SELECT try('SELECT mdm.push_results(ARRAY[1, 2], ARRAY[200])') AS lengths_differ;
+SELECT count(*) AS nothing FROM mdm.push_results('{}', '{}');
 
 -- The enrollment profile: per-user connections, or no Mac opens a user channel
 SELECT jsonb_pretty(p - 'PayloadUUID' - 'PayloadContent') AS wrapper,

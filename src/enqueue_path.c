@@ -97,7 +97,7 @@ static SavedPlan queue_plan = {
 };
 
 static SavedPlan general_plan = {
-	"SELECT mdm._enqueue($1, $2, $3, $4)", 4, {TEXTARRAYOID, JSONBOID, INT4OID, BOOLOID}
+	"SELECT mdm._enqueue($1, $2, $3, $4, $5)", 5, {TEXTARRAYOID, JSONBOID, INT4OID, BOOLOID, BOOLOID}
 };
 
 /* The RequestType of a plain inner command dictionary, or NULL. */
@@ -195,12 +195,13 @@ enqueue_one(text *id, Jsonb *command, const char *rtype, int32 priority, bool al
 static void
 enqueue_error_context(void *arg)
 {
-	errcontext("C function mdm.enqueue(text[],jsonb,integer,boolean)");
+	errcontext("C function mdm.enqueue(text[],jsonb,integer,boolean,boolean)");
 }
 
 /*
  * mdm.enqueue(enrollment_ids text[], command jsonb, priority integer,
- *             allow_unknown_request_type boolean) RETURNS uuid
+ *             allow_unknown_request_type boolean, push boolean) RETURNS uuid
+ * (push => false, which writes no push job, takes the general path)
  */
 PG_FUNCTION_INFO_V1(mdm_enqueue);
 Datum
@@ -221,11 +222,12 @@ mdm_enqueue(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (id == NULL || rtype == NULL || PG_ARGISNULL(2) || PG_ARGISNULL(3) ||
+		PG_ARGISNULL(4) || !PG_GETARG_BOOL(4) ||
 		strcmp(rtype, "InstallProfile") == 0 ||
 		!enqueue_one(id, command, rtype, PG_GETARG_INT32(2), PG_GETARG_BOOL(3), &result))
 	{
 		plan_args_init(&a);
-		for (int i = 0; i < 4; i++)
+		for (int i = 0; i < 5; i++)
 			plan_arg(&a, i, PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i), PG_ARGISNULL(i));
 		if (run_plan(&general_plan, &a, false, 1) != 1)
 			elog(ERROR, "mdm._enqueue returned no row");

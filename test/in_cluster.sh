@@ -9,4 +9,8 @@ if ! make -s installcheck; then
     exit 1
 fi
 echo "== pg_dump and pg_restore keep the extension's data"
-./test/dump_restore.sh
+./test/dump_restore.sh || exit 1
+echo "== mdm-frontend over HTTP on 127.0.0.1"
+./test/frontend/run.sh || exit 1
+echo "== mdm-frontend's push sender against the mock APNs on 127.0.0.1"
+./test/push/run.sh || exit 1

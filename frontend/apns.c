@@ -1,0 +1,647 @@
+/*
+ * apns.c: sends push jobs to APNs with libcurl (multi interface, HTTP/2
+ * over TLS), driven by the caller's epoll set.
+ *
+ * Each push certificate (topic, certificate and key, compared by content)
+ * gets its own curl multi handle limited to one connection with up to
+ * --max-streams concurrent streams.  A multi handle keeps its own
+ * connection cache, so a connection opened with one client certificate is
+ * never reused for another's pushes, whatever libcurl's own matching would
+ * do.  When a topic's certificate or key changes (a renewal), the next push
+ * opens a new connection with the new one; the old connection is closed
+ * once its last push is done.  The certificate and key go to libcurl from
+ * memory (CURLOPT_SSLCERT_BLOB, CURLOPT_SSLKEY_BLOB), never to a file.
+ */
+#include "apns.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <time.h>
+
+typedef struct apns_cert apns_cert;
+
+/* One socket libcurl asked us to watch. */
+typedef struct sock_tag
+{
+	apns_cert  *cert;
+	curl_socket_t fd;
+	int			closed;
+	struct sock_tag *prev;		/* in the certificate's open sockets */
+	struct sock_tag *next;		/* there, or in the pool's closed ones */
+} sock_tag;
+
+typedef struct xfer xfer;
+
+/* One certificate: its multi handle and connection. */
+struct apns_cert
+{
+	apns_pool  *pool;
+	char	   *topic;
+	char	   *cert_pem;
+	char	   *key_pem;
+	CURLM	   *multi;
+	long		deadline_ms;	/* monotonic; -1: no timer */
+	int			in_flight;
+	xfer	   *xfers;			/* those in flight */
+	sock_tag   *socks;			/* sockets open */
+	int			retired;		/* replaced by a renewed certificate */
+	apns_cert  *next;
+};
+
+/* One push in flight. */
+struct xfer
+{
+	apns_cert  *cert;
+	xfer	   *prev;
+	xfer	   *next;
+	CURL	   *easy;
+	struct curl_slist *headers;
+	char	   *body;
+	int64_t		job_id;
+	char		resp[1024];
+	size_t		resp_len;
+	char		apns_id[64];
+	char		errbuf[CURL_ERROR_SIZE];
+};
+
+struct apns_pool
+{
+	char	   *url;
+	char	   *ca_file;
+	int			max_streams;
+	long		timeout_ms;
+	long		connect_timeout_ms;
+	int			epfd;
+	apns_done_fn done;
+	void	   *arg;
+	apns_cert  *certs;
+	sock_tag   *closed_tags;
+	int			in_flight;
+};
+
+static long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+bool
+apns_global_init(void)
+{
+	const curl_version_info_data *v;
+
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		return false;
+	v = curl_version_info(CURLVERSION_NOW);
+	/* HTTP/2 is required; blobs came in 7.71 */
+	return (v->features & CURL_VERSION_HTTP2) && v->version_num >= 0x074700;
+}
+
+apns_pool *
+apns_pool_create(const apns_options *opts, int epfd, apns_done_fn done, void *arg)
+{
+	apns_pool  *pool = calloc(1, sizeof(apns_pool));
+
+	if (!pool)
+		return NULL;
+	pool->url = strdup(opts->url);
+	pool->ca_file = opts->ca_file ? strdup(opts->ca_file) : NULL;
+	if (!pool->url || (opts->ca_file && !pool->ca_file))
+	{
+		free(pool->url);
+		free(pool->ca_file);
+		free(pool);
+		return NULL;
+	}
+	/* no trailing slash: paths are appended */
+	while (pool->url[0] && pool->url[strlen(pool->url) - 1] == '/')
+		pool->url[strlen(pool->url) - 1] = '\0';
+	pool->max_streams = opts->max_streams;
+	pool->timeout_ms = opts->timeout_ms;
+	pool->connect_timeout_ms = opts->connect_timeout_ms;
+	pool->epfd = epfd;
+	pool->done = done;
+	pool->arg = arg;
+	return pool;
+}
+
+/* ---- libcurl's socket and timer callbacks ---- */
+
+static int
+socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	apns_cert  *cert = userp;
+	sock_tag   *tag = socketp;
+	struct epoll_event ev = {0};
+
+	if (what == CURL_POLL_REMOVE)
+	{
+		if (tag && !tag->closed)
+		{
+			epoll_ctl(cert->pool->epfd, EPOLL_CTL_DEL, fd, NULL);
+			curl_multi_assign(cert->multi, fd, NULL);
+			/* freed after this round of events, which may still name it */
+			tag->closed = 1;
+			if (tag->prev)
+				tag->prev->next = tag->next;
+			else
+				cert->socks = tag->next;
+			if (tag->next)
+				tag->next->prev = tag->prev;
+			tag->prev = NULL;
+			tag->next = cert->pool->closed_tags;
+			cert->pool->closed_tags = tag;
+		}
+		return 0;
+	}
+	if (what & CURL_POLL_IN)
+		ev.events |= EPOLLIN;
+	if (what & CURL_POLL_OUT)
+		ev.events |= EPOLLOUT;
+	if (!tag)
+	{
+		tag = calloc(1, sizeof(sock_tag));
+		if (!tag)
+			return -1;
+		tag->cert = cert;
+		tag->fd = fd;
+		tag->next = cert->socks;
+		if (cert->socks)
+			cert->socks->prev = tag;
+		cert->socks = tag;
+		curl_multi_assign(cert->multi, fd, tag);
+		ev.data.ptr = tag;
+		if (epoll_ctl(cert->pool->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+			return epoll_ctl(cert->pool->epfd, EPOLL_CTL_MOD, fd, &ev) == 0 ? 0 : -1;
+		return 0;
+	}
+	ev.data.ptr = tag;
+	if (epoll_ctl(cert->pool->epfd, EPOLL_CTL_MOD, fd, &ev) != 0)
+		return epoll_ctl(cert->pool->epfd, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : -1;
+	return 0;
+}
+
+static int
+timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+	apns_cert  *cert = userp;
+
+	cert->deadline_ms = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+	return 0;
+}
+
+/* ---- one push ---- */
+
+static size_t
+write_cb(char *data, size_t size, size_t nmemb, void *userp)
+{
+	xfer	   *x = userp;
+	size_t		n = size * nmemb;
+	size_t		room = sizeof(x->resp) - 1 - x->resp_len;
+
+	memcpy(x->resp + x->resp_len, data, n < room ? n : room);
+	x->resp_len += n < room ? n : room;
+	return n;
+}
+
+static size_t
+header_cb(char *data, size_t size, size_t nmemb, void *userp)
+{
+	xfer	   *x = userp;
+	size_t		n = size * nmemb;
+	static const char name[] = "apns-id:";
+
+	if (n > sizeof(name) - 1 && strncasecmp(data, name, sizeof(name) - 1) == 0)
+	{
+		const char *v = data + sizeof(name) - 1;
+		size_t		len = n - (sizeof(name) - 1);
+
+		while (len > 0 && (*v == ' ' || *v == '\t'))
+			v++, len--;
+		while (len > 0 && (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' '))
+			len--;
+		if (len >= sizeof(x->apns_id))
+			len = sizeof(x->apns_id) - 1;
+		memcpy(x->apns_id, v, len);
+		x->apns_id[len] = '\0';
+	}
+	return n;
+}
+
+/* The reason of an APNs error body, {"reason": "..."}; "" if none. */
+static void
+parse_reason(const xfer *x, char *out, size_t size)
+{
+	json_t	   *root = json_loadb(x->resp, x->resp_len, 0, NULL);
+	json_t	   *reason = root ? json_object_get(root, "reason") : NULL;
+
+	out[0] = '\0';
+	if (json_is_string(reason))
+		snprintf(out, size, "%s", json_string_value(reason));
+	json_decref(root);
+}
+
+static void
+xfer_free(xfer *x)
+{
+	if (x->easy)
+		curl_easy_cleanup(x->easy);
+	curl_slist_free_all(x->headers);
+	free(x->body);
+	free(x);
+}
+
+static void
+xfer_unlink(xfer *x)
+{
+	apns_cert  *cert = x->cert;
+
+	if (x->prev)
+		x->prev->next = x->next;
+	else
+		cert->xfers = x->next;
+	if (x->next)
+		x->next->prev = x->prev;
+	cert->in_flight--;
+	cert->pool->in_flight--;
+}
+
+static void
+finish(apns_pool *pool, int64_t job_id, int status, int transport, const char *reason,
+	   const char *apns_id, long elapsed_us)
+{
+	apns_outcome o = {.job_id = job_id, .status = status, .transport_error = transport,
+	.elapsed_us = elapsed_us};
+
+	snprintf(o.reason, sizeof(o.reason), "%s", reason ? reason : "");
+	snprintf(o.apns_id, sizeof(o.apns_id), "%s", apns_id ? apns_id : "");
+	pool->done(pool->arg, &o);
+}
+
+/* Hand every finished transfer of one certificate to the caller. */
+static void
+collect(apns_cert *cert)
+{
+	CURLMsg    *msg;
+	int			left;
+
+	while ((msg = curl_multi_info_read(cert->multi, &left)) != NULL)
+	{
+		xfer	   *x = NULL;
+		long		code = 0;
+		char		reason[256];
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &x);
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &code);
+		if (msg->data.result == CURLE_OK && code >= 100 && code <= 599)
+		{
+			curl_off_t	total_us = 0;
+
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_TOTAL_TIME_T, &total_us);
+			parse_reason(x, reason, sizeof(reason));
+			finish(cert->pool, x->job_id, (int) code, 0, reason, x->apns_id, (long) total_us);
+		}
+		else
+		{
+			snprintf(reason, sizeof(reason), "transport: %.200s",
+					 x->errbuf[0] ? x->errbuf : curl_easy_strerror(msg->data.result));
+			finish(cert->pool, x->job_id, 503, 1, reason, NULL, 0);
+		}
+		curl_multi_remove_handle(cert->multi, x->easy);
+		xfer_unlink(x);
+		xfer_free(x);
+	}
+}
+
+static apns_cert *
+cert_new(apns_pool *pool, const apns_push *push)
+{
+	apns_cert  *cert = calloc(1, sizeof(apns_cert));
+
+	if (!cert)
+		return NULL;
+	cert->pool = pool;
+	cert->deadline_ms = -1;
+	cert->topic = strdup(push->topic);
+	cert->cert_pem = strdup(push->cert_pem);
+	cert->key_pem = strdup(push->key_pem);
+	cert->multi = curl_multi_init();
+	if (!cert->topic || !cert->cert_pem || !cert->key_pem || !cert->multi)
+	{
+		if (cert->multi)
+			curl_multi_cleanup(cert->multi);
+		free(cert->topic);
+		free(cert->cert_pem);
+		free(cert->key_pem);
+		free(cert);
+		return NULL;
+	}
+	curl_multi_setopt(cert->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(cert->multi, CURLMOPT_SOCKETDATA, cert);
+	curl_multi_setopt(cert->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	curl_multi_setopt(cert->multi, CURLMOPT_TIMERDATA, cert);
+	curl_multi_setopt(cert->multi, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
+	curl_multi_setopt(cert->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 1L);
+	curl_multi_setopt(cert->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 1L);
+	curl_multi_setopt(cert->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long) pool->max_streams);
+	cert->next = pool->certs;
+	pool->certs = cert;
+	return cert;
+}
+
+/* The certificate entry for a push: the topic's, or a new one if renewed. */
+static apns_cert *
+cert_for(apns_pool *pool, const apns_push *push)
+{
+	apns_cert  *cert;
+
+	for (cert = pool->certs; cert; cert = cert->next)
+	{
+		if (cert->retired || strcmp(cert->topic, push->topic) != 0)
+			continue;
+		if (strcmp(cert->cert_pem, push->cert_pem) == 0 && strcmp(cert->key_pem, push->key_pem) == 0)
+			return cert;
+		cert->retired = 1;		/* renewed: new pushes get a new connection */
+	}
+	return cert_new(pool, push);
+}
+
+/* A value that goes into a header line must not end it. */
+static bool
+header_safe(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char) *s < 0x20 || *s == 0x7f)
+			return false;
+	return true;
+}
+
+static struct curl_slist *
+add_header(struct curl_slist *list, const char *name, const char *value, bool *ok)
+{
+	char		line[512];
+	struct curl_slist *l;
+
+	if (!*ok)
+		return list;
+	if (snprintf(line, sizeof(line), "%s: %s", name, value) >= (int) sizeof(line))
+	{
+		*ok = false;
+		return list;
+	}
+	l = curl_slist_append(list, line);
+	if (!l)
+	{
+		*ok = false;
+		return list;
+	}
+	return l;
+}
+
+void
+apns_pool_send(apns_pool *pool, const apns_push *push)
+{
+	xfer	   *x;
+	apns_cert  *cert;
+	json_t	   *body;
+	char		url[1024];
+	bool		ok = true;
+	struct curl_blob cert_blob,
+				key_blob;
+
+	/* what the database hands out is checked, not trusted blindly */
+	if (push->token_hex[0] == '\0' ||
+		strspn(push->token_hex, "0123456789abcdef") != strlen(push->token_hex) ||
+		snprintf(url, sizeof(url), "%s/3/device/%s", pool->url, push->token_hex) >= (int) sizeof(url))
+	{
+		finish(pool, push->job_id, 400, 0, "frontend: device token is not lowercase hex", NULL, 0);
+		return;
+	}
+	if (!header_safe(push->topic) || !header_safe(push->expiration) ||
+		!header_safe(push->priority) || !header_safe(push->push_type))
+	{
+		finish(pool, push->job_id, 400, 0, "frontend: control character in an APNs header", NULL, 0);
+		return;
+	}
+	x = calloc(1, sizeof(xfer));
+	if (!x)
+	{
+		finish(pool, push->job_id, 503, 1, "transport: out of memory", NULL, 0);
+		return;
+	}
+	x->job_id = push->job_id;
+	body = json_pack("{s:s}", "mdm", push->push_magic);
+	x->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	if (!x->body)
+	{
+		free(x);
+		finish(pool, push->job_id, 400, 0, "frontend: PushMagic cannot be encoded as JSON", NULL, 0);
+		return;
+	}
+	x->headers = add_header(NULL, "apns-push-type", push->push_type, &ok);
+	x->headers = add_header(x->headers, "apns-topic", push->topic, &ok);
+	x->headers = add_header(x->headers, "apns-expiration", push->expiration, &ok);
+	x->headers = add_header(x->headers, "apns-priority", push->priority, &ok);
+	x->headers = add_header(x->headers, "content-type", "application/json", &ok);
+	x->headers = add_header(x->headers, "accept", "", &ok);	/* drops curl's Accept */
+	cert = ok ? cert_for(pool, push) : NULL;
+	x->easy = cert ? curl_easy_init() : NULL;
+	if (!x->easy)
+	{
+		xfer_free(x);
+		finish(pool, push->job_id, 503, 1, "transport: out of memory", NULL, 0);
+		return;
+	}
+	x->cert = cert;
+	cert_blob = (struct curl_blob) {cert->cert_pem, strlen(cert->cert_pem), CURL_BLOB_NOCOPY};
+	key_blob = (struct curl_blob) {cert->key_pem, strlen(cert->key_pem), CURL_BLOB_NOCOPY};
+	curl_easy_setopt(x->easy, CURLOPT_URL, url);
+	curl_easy_setopt(x->easy, CURLOPT_PROTOCOLS_STR, "https");
+	curl_easy_setopt(x->easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(x->easy, CURLOPT_PIPEWAIT, 1L);
+	curl_easy_setopt(x->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->headers);
+	curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(x->body));
+	curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->body);
+	curl_easy_setopt(x->easy, CURLOPT_SSLCERT_BLOB, &cert_blob);
+	curl_easy_setopt(x->easy, CURLOPT_SSLCERTTYPE, "PEM");
+	curl_easy_setopt(x->easy, CURLOPT_SSLKEY_BLOB, &key_blob);
+	curl_easy_setopt(x->easy, CURLOPT_SSLKEYTYPE, "PEM");
+	if (pool->ca_file)
+		curl_easy_setopt(x->easy, CURLOPT_CAINFO, pool->ca_file);
+	curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, pool->timeout_ms);
+	curl_easy_setopt(x->easy, CURLOPT_CONNECTTIMEOUT_MS, pool->connect_timeout_ms);
+	curl_easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(x->easy, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(x->easy, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(x->easy, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(x->easy, CURLOPT_ERRORBUFFER, x->errbuf);
+	curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
+	if (curl_multi_add_handle(cert->multi, x->easy) != CURLM_OK)
+	{
+		xfer_free(x);
+		finish(pool, push->job_id, 503, 1, "transport: cannot start the request", NULL, 0);
+		return;
+	}
+	x->next = cert->xfers;
+	if (cert->xfers)
+		cert->xfers->prev = x;
+	cert->xfers = x;
+	cert->in_flight++;
+	pool->in_flight++;
+}
+
+void
+apns_pool_event(apns_pool *pool, void *ptr, uint32_t events)
+{
+	sock_tag   *tag = ptr;
+	apns_cert  *cert = tag->cert;
+	int			flags = 0;
+	int			running;
+
+	if (tag->closed)
+		return;
+	if (events & EPOLLIN)
+		flags |= CURL_CSELECT_IN;
+	if (events & EPOLLOUT)
+		flags |= CURL_CSELECT_OUT;
+	if (events & (EPOLLERR | EPOLLHUP))
+		flags |= CURL_CSELECT_ERR;
+	curl_multi_socket_action(cert->multi, tag->fd, flags, &running);
+	collect(cert);
+}
+
+long
+apns_pool_next_timeout(apns_pool *pool)
+{
+	long		now = now_ms();
+	long		best = -1;
+
+	for (apns_cert *cert = pool->certs; cert; cert = cert->next)
+	{
+		long		left;
+
+		if (cert->deadline_ms < 0)
+			continue;
+		left = cert->deadline_ms > now ? cert->deadline_ms - now : 0;
+		if (best < 0 || left < best)
+			best = left;
+	}
+	return best;
+}
+
+void
+apns_pool_timeout(apns_pool *pool)
+{
+	long		now = now_ms();
+
+	for (apns_cert *cert = pool->certs; cert; cert = cert->next)
+	{
+		int			running;
+
+		if (cert->deadline_ms < 0 || cert->deadline_ms > now)
+			continue;
+		cert->deadline_ms = -1;
+		curl_multi_socket_action(cert->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+		collect(cert);
+	}
+}
+
+static void
+cert_free(apns_cert *cert)
+{
+	curl_multi_cleanup(cert->multi);	/* closes its connection */
+	while (cert->socks)
+	{
+		sock_tag   *next = cert->socks->next;
+
+		epoll_ctl(cert->pool->epfd, EPOLL_CTL_DEL, cert->socks->fd, NULL);
+		free(cert->socks);
+		cert->socks = next;
+	}
+	free(cert->topic);
+	free(cert->cert_pem);
+	free(cert->key_pem);
+	free(cert);
+}
+
+void
+apns_pool_tidy(apns_pool *pool)
+{
+	apns_cert **p = &pool->certs;
+
+	while (*p)
+	{
+		apns_cert  *cert = *p;
+
+		if (cert->retired && cert->in_flight == 0)
+		{
+			*p = cert->next;
+			cert_free(cert);
+		}
+		else
+			p = &cert->next;
+	}
+	while (pool->closed_tags)
+	{
+		sock_tag   *next = pool->closed_tags->next;
+
+		free(pool->closed_tags);
+		pool->closed_tags = next;
+	}
+}
+
+int
+apns_pool_in_flight(apns_pool *pool)
+{
+	return pool->in_flight;
+}
+
+int
+apns_pool_connections(apns_pool *pool)
+{
+	int			n = 0;
+
+	for (apns_cert *cert = pool->certs; cert; cert = cert->next)
+		n++;
+	return n;
+}
+
+void
+apns_pool_destroy(apns_pool *pool)
+{
+	if (!pool)
+		return;
+	while (pool->certs)
+	{
+		apns_cert  *cert = pool->certs;
+
+		/* whatever is still in flight ends as a transport error */
+		while (cert->xfers)
+		{
+			xfer	   *x = cert->xfers;
+
+			curl_multi_remove_handle(cert->multi, x->easy);
+			xfer_unlink(x);
+			finish(pool, x->job_id, 503, 1, "transport: front end stopping", NULL, 0);
+			xfer_free(x);
+		}
+		pool->certs = cert->next;
+		cert_free(cert);
+	}
+	apns_pool_tidy(pool);
+	free(pool->url);
+	free(pool->ca_file);
+	free(pool);
+}
