@@ -15,6 +15,7 @@ OBJS = \
 	src/plist_write.o \
 	src/mdm_message.o \
 	src/endpoint.o \
+	src/routing.o \
 	src/push_cert.o \
 	src/cms.o \
 	src/identity.o \

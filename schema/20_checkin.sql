@@ -182,6 +182,9 @@ CREATE FUNCTION mdm._reply_json(value jsonb) RETURNS mdm.reply
 CREATE FUNCTION mdm._checkin_authenticate(p_device_id text, msg jsonb, raw bytea,
                                           p_identity_cert bytea) RETURNS mdm.reply
     LANGUAGE plpgsql AS $$
+DECLARE
+    -- now(), read once: Citus takes no STABLE function inside a CASE of an UPDATE
+    at timestamptz := now();
 BEGIN
     INSERT INTO mdm.nano_devices AS d
         (id, serial_number, device_name, model, model_name, product_name, os_version,
@@ -196,7 +199,7 @@ BEGIN
         build_version = excluded.build_version, imei = excluded.imei, meid = excluded.meid,
         identity_cert = coalesce(excluded.identity_cert, d.identity_cert),
         authenticate = excluded.authenticate, authenticate_at = excluded.authenticate_at,
-        checked_out_at = NULL, updated_at = now();
+        checked_out_at = NULL, updated_at = excluded.updated_at;
 
     -- Serialise with writers that add work for the device's channels: every
     -- row they insert (queue items, push jobs, profile deliveries) holds a
@@ -211,7 +214,7 @@ BEGIN
     -- device channel, which this message came on, was seen now
     UPDATE mdm.nano_enrollments
     SET enabled = false, updated_at = now(),
-        last_seen_at = CASE WHEN id = p_device_id THEN now() ELSE last_seen_at END
+        last_seen_at = CASE WHEN id = p_device_id THEN at ELSE last_seen_at END
     WHERE device_id = p_device_id AND (enabled OR id = p_device_id);
     UPDATE mdm.device_secrets SET bootstrap_token = NULL, bootstrap_token_at = now()
     WHERE device_id = p_device_id AND bootstrap_token IS NOT NULL;
@@ -257,7 +260,7 @@ BEGIN
         user_authenticate_digest_at = coalesce(excluded.user_authenticate_digest_at, u.user_authenticate_digest_at),
         accepted_at = coalesce(excluded.accepted_at, u.accepted_at),
         declined_at = coalesce(excluded.declined_at, u.declined_at),
-        updated_at = now();
+        updated_at = excluded.updated_at;
 
     IF NOT accept THEN
         RETURN mdm._reply_empty(410);

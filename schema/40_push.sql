@@ -168,6 +168,10 @@ DECLARE
     released integer;
     renewed integer;
 BEGIN
+    IF mdm._distributed() THEN
+        -- no row locks across shards on Citus (schema/90_citus.sql)
+        RETURN mdm._release_stale_claims_by_job();
+    END IF;
     WITH stale AS (
         SELECT j.device_id, j.id,
                CASE WHEN j.attempts >= mdm._setting('mdm.push_max_attempts')::integer THEN 'failed'
@@ -221,6 +225,11 @@ BEGIN
     IF max_jobs IS NULL OR max_jobs < 1 THEN
         RAISE EXCEPTION 'max_jobs must be at least 1, not %', coalesce(max_jobs::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF mdm._distributed() THEN
+        -- no row locks across shards on Citus: claimed job by job (schema/90_citus.sql)
+        RETURN QUERY SELECT * FROM mdm._claim_pushes_by_job(max_jobs);
+        RETURN;
     END IF;
     PERFORM mdm._release_stale_claims();
     RETURN QUERY
@@ -287,12 +296,20 @@ DECLARE
     retry_at timestamptz;
     token_dead boolean := apns_status = 410 OR (apns_status = 400 AND apns_reason = 'BadDeviceToken');
     token_current boolean;
+    finished timestamptz;
+    job_device text;
 BEGIN
     IF apns_status IS NULL OR apns_status NOT BETWEEN 100 AND 599 THEN
         RAISE EXCEPTION 'invalid APNs status %', coalesce(apns_status::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT * INTO j FROM mdm.push_jobs p WHERE p.id = push_result.job_id FOR UPDATE;
+    -- the job's device first, then the job locked by its whole key: a row
+    -- lock by job ID alone would have to look at every shard of a
+    -- distributed push_jobs (docs/citus.md)
+    SELECT p.device_id INTO job_device FROM mdm.push_jobs p WHERE p.id = push_result.job_id;
+    SELECT * INTO j FROM mdm.push_jobs p
+    WHERE p.device_id = job_device AND p.id = push_result.job_id
+    FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'push job % does not exist', job_id USING ERRCODE = 'undefined_object';
     ELSIF j.claimed_at IS NULL THEN
@@ -363,9 +380,10 @@ BEGIN
         new_state := 'failed';
     END IF;
 
+    finished := CASE WHEN new_state = 'pending' THEN NULL ELSE now() END;
     UPDATE mdm.push_jobs p
     SET state = new_state,
-        finished_at = CASE WHEN new_state = 'pending' THEN NULL ELSE now() END,
+        finished_at = finished,
         not_before = coalesce(retry_at, p.not_before),
         apns_status = push_result.apns_status, apns_reason = push_result.apns_reason,
         apns_id = push_result.apns_id
@@ -457,10 +475,12 @@ BEGIN
     ON CONFLICT (topic) DO UPDATE SET
         cert_pem = excluded.cert_pem, key_pem = excluded.key_pem, subject = excluded.subject,
         not_before = excluded.not_before, not_after = excluded.not_after,
-        sha256 = excluded.sha256, uploaded_at = now();
-    IF EXISTS (SELECT FROM mdm.push_jobs j JOIN mdm.nano_enrollments e
+        sha256 = excluded.sha256, uploaded_at = excluded.uploaded_at;
+    PERFORM 1 FROM mdm.push_jobs j JOIN mdm.nano_enrollments e
                    ON e.device_id = j.device_id AND e.id = j.enrollment_id
-               WHERE j.state = 'pending' AND e.topic = c.topic) THEN
+    WHERE j.state = 'pending' AND e.topic = c.topic
+    LIMIT 1;
+    IF FOUND THEN
         -- jobs that waited for this certificate are claimable now
         PERFORM pg_notify('mdm_push', '');
     END IF;

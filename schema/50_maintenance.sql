@@ -35,7 +35,14 @@ BEGIN
         RETURN jsonb_build_object('skipped', 'a reconcile() or a first TokenUpdate is running');
     END IF;
     INSERT INTO mdm.maintenance_state DEFAULT VALUES ON CONFLICT DO NOTHING;
-    SELECT reconcile_after INTO after FROM mdm.maintenance_state FOR UPDATE;
+    IF mdm._distributed() THEN
+        -- on Citus a row lock on this reference table followed by the
+        -- batch's multi-shard reads crashes the coordinator (Citus 13.2.2);
+        -- the exclusive lock taken above already keeps other slices out
+        SELECT reconcile_after INTO after FROM mdm.maintenance_state;
+    ELSE
+        SELECT reconcile_after INTO after FROM mdm.maintenance_state FOR UPDATE;
+    END IF;
     batch := ARRAY(SELECT id FROM mdm.nano_devices WHERE id > after ORDER BY id LIMIT batch_size);
     IF cardinality(batch) = 0 AND after <> '' THEN
         batch := ARRAY(SELECT id FROM mdm.nano_devices ORDER BY id LIMIT batch_size);
@@ -58,6 +65,7 @@ DECLARE
     n_orphans integer;
     n_pushes integer;
     n_commands integer;
+    doomed_commands uuid[];
 BEGIN
     WITH doomed AS (SELECT device_id, id FROM mdm.checkin_messages
                     WHERE received_at < cutoff LIMIT batch_size),
@@ -88,14 +96,29 @@ BEGIN
     SELECT count(*) INTO n_pushes FROM gone;
 
     -- commands no queue item refers to any more
-    WITH doomed AS (SELECT c.command_uuid FROM mdm.nano_commands c
-                    WHERE c.created_at < cutoff
-                      AND NOT EXISTS (SELECT FROM mdm.nano_enrollment_queue q
-                                      WHERE q.command_uuid = c.command_uuid)
-                    LIMIT batch_size),
-         gone AS (DELETE FROM mdm.nano_commands c USING doomed d
-                  WHERE c.command_uuid = d.command_uuid RETURNING 1)
-    SELECT count(*) INTO n_commands FROM gone;
+    IF mdm._distributed() THEN
+        -- on Citus (docs/citus.md): no sub-select from a reference table
+        -- correlated with a distributed one; the old commands' items are
+        -- looked up in one pass over the shards instead
+        doomed_commands := ARRAY(SELECT c.command_uuid FROM mdm.nano_commands c
+                                 WHERE c.created_at < cutoff);
+        doomed_commands := ARRAY(SELECT u FROM unnest(doomed_commands) u
+                                 EXCEPT
+                                 SELECT q.command_uuid FROM mdm.nano_enrollment_queue q
+                                 WHERE q.command_uuid = ANY (doomed_commands));
+        DELETE FROM mdm.nano_commands c
+        WHERE c.command_uuid = ANY (doomed_commands[1:batch_size]);
+        GET DIAGNOSTICS n_commands = ROW_COUNT;
+    ELSE
+        WITH doomed AS (SELECT c.command_uuid FROM mdm.nano_commands c
+                        WHERE c.created_at < cutoff
+                          AND NOT EXISTS (SELECT FROM mdm.nano_enrollment_queue q
+                                          WHERE q.command_uuid = c.command_uuid)
+                        LIMIT batch_size),
+             gone AS (DELETE FROM mdm.nano_commands c USING doomed d
+                      WHERE c.command_uuid = d.command_uuid RETURNING 1)
+        SELECT count(*) INTO n_commands FROM gone;
+    END IF;
 
     RETURN jsonb_build_object('checkin_messages', n_messages, 'queue_items', n_queue,
                               'orphan_reports', n_orphans, 'push_jobs', n_pushes,
@@ -155,10 +178,37 @@ CREATE FUNCTION mdm._expire_pending(batch_size integer) RETURNS integer
     LANGUAGE plpgsql AS $$
 DECLARE
     lifetime integer := mdm._setting('mdm.pending_command_lifetime')::integer;
-    expired integer;
+    expired integer := 0;
+    cutoff timestamptz;
+    item record;
 BEGIN
     IF lifetime = 0 THEN
         RETURN 0;
+    END IF;
+    IF mdm._distributed() THEN
+        -- on Citus (docs/citus.md), where a row lock cannot span shards: the
+        -- candidates read without a lock, each then expired by its key with
+        -- the conditions checked again (a poll that has just handed it out
+        -- keeps it)
+        cutoff := now() - make_interval(secs => lifetime);
+        FOR item IN SELECT q.device_id, q.id, q.command_uuid FROM mdm.nano_enrollment_queue q
+                    WHERE q.active AND q.created_at < cutoff AND (q.sent_at IS NULL OR q.sent_at < cutoff)
+                    LIMIT batch_size
+        LOOP
+            UPDATE mdm.nano_enrollment_queue q
+            SET active = false, cleared_at = now(), cleared_reason = 'expired'
+            WHERE q.device_id = item.device_id AND q.id = item.id AND q.command_uuid = item.command_uuid
+              AND q.active AND q.created_at < cutoff AND (q.sent_at IS NULL OR q.sent_at < cutoff);
+            CONTINUE WHEN NOT FOUND;
+            expired := expired + 1;
+            UPDATE mdm.profile_deliveries p
+            SET status = 'failed', updated_at = now(),
+                error_chain = jsonb_build_array(jsonb_build_object('LocalizedDescription',
+                    'The command expired before the device fetched it (mdm.pending_command_lifetime).'))
+            WHERE p.device_id = item.device_id AND p.enrollment_id = item.id
+              AND p.command_uuid = item.command_uuid;
+        END LOOP;
+        RETURN expired;
     END IF;
     WITH doomed AS (SELECT device_id, id, command_uuid FROM mdm.nano_enrollment_queue
                     WHERE active AND created_at < now() - make_interval(secs => lifetime)
@@ -200,8 +250,15 @@ BEGIN
                                  'repushed', mdm._repush(batch_size))
               || mdm._prune_history(batch_size)
               || jsonb_build_object('events', mdm._prune_events(batch_size));
-    -- last: it holds its lock until the end of the transaction
-    result := result || jsonb_build_object('reconciled', mdm._reconcile_slice(batch_size));
+    -- last: it holds its lock until the end of the transaction.  Not on
+    -- Citus: there the slice crashes the coordinator (Citus 13.2.2, after
+    -- this transaction's other work); mdm.reconcile() does the same work
+    IF mdm._distributed() THEN
+        result := result || jsonb_build_object('reconciled', jsonb_build_object('skipped',
+            'distributed: run mdm.reconcile() (docs/citus.md)'));
+    ELSE
+        result := result || jsonb_build_object('reconciled', mdm._reconcile_slice(batch_size));
+    END IF;
     RETURN result;
 END $$;
 COMMENT ON FUNCTION mdm.run_maintenance(integer) IS

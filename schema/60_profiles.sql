@@ -323,9 +323,11 @@ END $$;
 -- Payload types a scope's channel cannot take, from Apple's schema: macOS's
 -- device or user channel; for types macOS lacks, the iOS device channel or
 -- the Shared iPad user channel.
+-- (A quoted body, not RETURN: Citus' local execution sends the text of a
+-- SQL-standard body as a query.)
 CREATE FUNCTION mdm._payloads_off_channel(content jsonb, scope text) RETURNS text[]
-    LANGUAGE sql STABLE
-    RETURN ARRAY(
+    LANGUAGE sql STABLE AS $$
+    SELECT ARRAY(
         SELECT DISTINCT p->>'PayloadType'
         FROM jsonb_array_elements(content->'PayloadContent') p
         JOIN mdm.apple_payload_types t ON t.payload_type = p->>'PayloadType'
@@ -336,7 +338,8 @@ CREATE FUNCTION mdm._payloads_off_channel(content jsonb, scope text) RETURNS tex
             ELSE t.ios_device_channel OR t.shared_ipad_device_channel OR t.tvos_supported
                  OR t.visionos_supported OR t.watchos_supported
         END
-        ORDER BY 1);
+        ORDER BY 1)
+$$;
 
 CREATE FUNCTION mdm.upload_profile(mobileconfig bytea, allow_channel_mismatch boolean DEFAULT false)
     RETURNS bigint
@@ -350,6 +353,7 @@ DECLARE
     off_channel text[];
     unknown text[];
     new_id bigint;
+    new_version integer;
 BEGIN
     SELECT id INTO existing FROM mdm.profiles WHERE sha256 = digest;
     IF existing IS NOT NULL THEN
@@ -380,11 +384,13 @@ BEGIN
                      array_to_string(unknown, ', ');
     END IF;
 
+    -- (computed first: Citus takes no subquery in INSERT ... VALUES)
+    SELECT coalesce(max(version), 0) + 1 INTO new_version
+    FROM mdm.profiles WHERE payload_identifier = p.content->>'PayloadIdentifier';
     INSERT INTO mdm.profiles (payload_identifier, version, payload_uuid, display_name, scope, scope_from,
                               mobileconfig, content, sha256, signed, signer_subject, signer_sha256,
                               variables, channel_mismatch_allowed)
-    VALUES (p.content->>'PayloadIdentifier',
-            coalesce((SELECT max(version) FROM mdm.profiles WHERE payload_identifier = p.content->>'PayloadIdentifier'), 0) + 1,
+    VALUES (p.content->>'PayloadIdentifier', new_version,
             p.content->>'PayloadUUID', p.content->>'PayloadDisplayName', sc.scope, sc.scope_from,
             mobileconfig, p.content, digest, p.signed, p.signer_subject, p.signer_sha256, vars,
             cardinality(off_channel) > 0)
@@ -639,13 +645,12 @@ COMMENT ON FUNCTION mdm.bind_profile(bigint, text) IS
 -- being queued (the queue trigger holds it shared) commits first, and one
 -- queued meanwhile waits and then sees the binding gone.
 CREATE FUNCTION mdm.unbind_profile(payload_identifier text) RETURNS boolean
-    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    BEGIN ATOMIC
-        SELECT pg_catalog.pg_advisory_xact_lock(
-            pg_catalog.hashtextextended('mdm.bind:' || unbind_profile.payload_identifier, 0));
-        DELETE FROM mdm.profile_bindings b WHERE b.payload_identifier = unbind_profile.payload_identifier
-        RETURNING true;
-    END;
+    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.pg_advisory_xact_lock(
+        pg_catalog.hashtextextended('mdm.bind:' || unbind_profile.payload_identifier, 0));
+    DELETE FROM mdm.profile_bindings b WHERE b.payload_identifier = unbind_profile.payload_identifier
+    RETURNING true
+$$;
 COMMENT ON FUNCTION mdm.unbind_profile(text) IS 'Release a user-bound profile; returns NULL if it was not bound';
 
 -- Targets whose channel does not match the profile's scope.
@@ -773,7 +778,7 @@ BEGIN
     ON CONFLICT (device_id, enrollment_id, payload_identifier) DO UPDATE SET
         profile_id = excluded.profile_id, operation = excluded.operation, status = excluded.status,
         source = excluded.source, command_uuid = excluded.command_uuid, error_chain = NULL,
-        updated_at = now();
+        updated_at = excluded.updated_at;
     RETURN QUERY SELECT u.enrollment_id, u.command_uuid
                  FROM unnest(targets, commands) AS u(device_id, enrollment_id, type, platform, command_uuid)
                  WHERE u.command_uuid IS NOT NULL
@@ -791,7 +796,7 @@ CREATE FUNCTION mdm._record_render_failure(p mdm.profiles, t mdm._target, messag
     ON CONFLICT (device_id, enrollment_id, payload_identifier) DO UPDATE SET
         profile_id = excluded.profile_id, operation = excluded.operation, status = excluded.status,
         source = excluded.source, command_uuid = NULL, error_chain = excluded.error_chain,
-        updated_at = now();
+        updated_at = excluded.updated_at;
 $$;
 
 CREATE FUNCTION mdm._profile(profile_version bigint) RETURNS mdm.profiles
@@ -844,9 +849,14 @@ SELECT gm.idp_user_id, g.label_id FROM mdm.idp_group_members gm JOIN mdm.idp_gro
 -- The enrollments of some devices with the labels that apply to them: their
 -- own, their device's (for user channels), and those of the IdP users
 -- mapped to them (directly and through IdP groups).
+-- (PL/pgSQL, not SQL: Citus plans no SQL-function statement with
+-- parameters over distributed tables; PL/pgSQL hands it the values.)
 CREATE FUNCTION mdm._enrollment_labels(device_ids text[])
     RETURNS TABLE (device_id text, enrollment_id text, label_id bigint)
-    LANGUAGE sql STABLE AS $$
+    LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH idp_channels AS (
         SELECT m.idp_user_id, m.device_id, m.enrollment_id
         FROM mdm.idp_user_enrollments m WHERE m.device_id = ANY (device_ids)
@@ -862,8 +872,8 @@ CREATE FUNCTION mdm._enrollment_labels(device_ids text[])
     WHERE le.device_id = ANY (device_ids)
     UNION
     SELECT c.device_id, c.enrollment_id, il.label_id
-    FROM idp_channels c JOIN mdm._idp_user_labels il USING (idp_user_id)
-$$;
+    FROM idp_channels c JOIN mdm._idp_user_labels il USING (idp_user_id);
+END $$;
 
 -- Desired profiles (latest versions) of the enabled enrollments of some
 -- devices: included by a label, excluded by none, of the channel's scope,
@@ -872,7 +882,10 @@ $$;
 -- contents.
 CREATE FUNCTION mdm._desired_profiles(device_ids text[])
     RETURNS TABLE (device_id text, enrollment_id text, type text, profile_id bigint)
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp ROWS 10000 AS $$
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp ROWS 10000 AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH wanted AS (
         SELECT el.device_id, el.enrollment_id, a.payload_identifier
         FROM mdm._enrollment_labels(device_ids) el
@@ -885,8 +898,8 @@ CREATE FUNCTION mdm._desired_profiles(device_ids text[])
     JOIN mdm.latest_profiles lp ON lp.payload_identifier = w.payload_identifier
     LEFT JOIN mdm.profile_bindings b ON b.payload_identifier = lp.payload_identifier
     WHERE (e.type IN ('User', 'Shared iPad', 'User Enrollment')) = (lp.scope = 'User')
-      AND (b.payload_identifier IS NULL OR (b.device_id, b.enrollment_id) = (w.device_id, w.enrollment_id))
-$$;
+      AND (b.payload_identifier IS NULL OR (b.device_id, b.enrollment_id) = (w.device_id, w.enrollment_id));
+END $$;
 
 -- Reconcile some devices: queue installs of desired profiles that are not
 -- queued or installed in their latest version, and removes of label-
@@ -961,6 +974,17 @@ CREATE FUNCTION mdm._reconcile_devices(device_ids text[]) RETURNS jsonb
     LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock_shared(hashtext('mdm.reconcile.devices'));
+    -- nothing to queue when no label assigns a profile and no profile was
+    -- delivered to these devices by label (this keeps such a TokenUpdate on
+    -- its device's shard when distributed, docs/citus.md)
+    PERFORM FROM mdm.profile_assignments LIMIT 1;
+    IF NOT FOUND THEN
+        PERFORM FROM mdm.profile_deliveries d
+        WHERE d.device_id = ANY (device_ids) AND d.source = 'label' LIMIT 1;
+        IF NOT FOUND THEN
+            RETURN jsonb_build_object('installs', 0, 'removes', 0);
+        END IF;
+    END IF;
     RETURN mdm._reconcile_batch(device_ids);
 END $$;
 
@@ -995,6 +1019,15 @@ END $$;
 COMMENT ON FUNCTION mdm.reconcile(integer) IS
     'Queue the difference between the profiles labels assign and what was delivered: installs and removes; idempotent';
 
+-- Every device ID, for the view below.  (A function rather than a
+-- sub-select in the view: Citus cannot plan a sub-select in the argument
+-- of a function in FROM.)
+CREATE FUNCTION mdm._all_device_ids() RETURNS text[]
+    LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN ARRAY(SELECT id FROM mdm.nano_devices);
+END $$;
+
 -- Per-enrollment profile status: what was queued and how it went, what
 -- reconcile would queue next (pending), and user-scoped profiles that wait
 -- for a user channel that does not exist yet.
@@ -1004,7 +1037,7 @@ SELECT d.device_id, d.enrollment_id, NULL::text AS user_short_name, d.payload_id
 FROM mdm.profile_deliveries d JOIN mdm.profiles p ON p.id = d.profile_id
 UNION ALL
 SELECT w.device_id, w.enrollment_id, NULL, p.payload_identifier, p.id, p.version, 'pending', NULL, NULL
-FROM mdm._desired_profiles(ARRAY(SELECT id FROM mdm.nano_devices)) w
+FROM mdm._desired_profiles(mdm._all_device_ids()) w
 JOIN mdm.profiles p ON p.id = w.profile_id
 WHERE NOT EXISTS (SELECT FROM mdm.profile_deliveries d
                   WHERE d.device_id = w.device_id AND d.enrollment_id = w.enrollment_id

@@ -31,10 +31,25 @@ CREATE TABLE mdm.device_identities (
     CHECK ((cert_der IS NOT NULL AND not_after IS NOT NULL)
            OR bound_via IN ('imported', 'next message'))
 );
-CREATE UNIQUE INDEX device_identities_cert ON mdm.device_identities (cert_sha256);
 COMMENT ON TABLE mdm.device_identities IS
     'The identity certificate bound to each device; its user channels present the same one';
 SELECT pg_catalog.pg_extension_config_dump('mdm.device_identities', '');
+
+-- "One certificate, one device": every bound certificate by its hash.
+-- Apart from device_identities so that each table has one key: a message
+-- checks its identity by device (device_identities), and only a binding
+-- (a first Authenticate, a re-binding, a release) touches this table, by
+-- certificate.  Distributed, the two are sharded by their own keys
+-- (docs/citus.md).
+CREATE TABLE mdm.identity_certs (
+    cert_sha256 bytea PRIMARY KEY,
+    device_id text NOT NULL
+);
+COMMENT ON TABLE mdm.identity_certs IS
+    'The device each bound identity certificate belongs to (a certificate is bound to one device only)';
+COMMENT ON COLUMN mdm.identity_certs.cert_sha256 IS 'SHA-256 of a bound identity certificate in DER';
+COMMENT ON COLUMN mdm.identity_certs.device_id IS 'The device it is bound to (mdm.device_identities)';
+SELECT pg_catalog.pg_extension_config_dump('mdm.identity_certs', '');
 
 -- Whether a message's certificate is the one bound to its device, and
 -- still good, is part of the dispatchers' lookups (src/checkin_path.c,
@@ -46,10 +61,13 @@ CREATE FUNCTION mdm._verify_identity_chain(cert_der bytea, anchors_pem text) RET
     LANGUAGE C STABLE STRICT;
 
 -- The device_identity trust anchors as one PEM text, or NULL when there are none.
+-- (A quoted body, not RETURN: Citus' local execution sends the text of a
+-- SQL-standard body as a query.)
 CREATE FUNCTION mdm._identity_anchors() RETURNS text
-    LANGUAGE sql STABLE
-    RETURN (SELECT string_agg(cert_pem, E'\n' ORDER BY id) FROM mdm.trust_anchors
-            WHERE purpose = 'device_identity');
+    LANGUAGE sql STABLE AS $$
+    SELECT string_agg(cert_pem, E'\n' ORDER BY id) FROM mdm.trust_anchors
+    WHERE purpose = 'device_identity'
+$$;
 
 CREATE FUNCTION mdm._refuse_identity(message text, detail text, hint text DEFAULT NULL) RETURNS void
     LANGUAGE plpgsql AS $$
@@ -118,14 +136,10 @@ BEGIN
         END IF;
         RETURN;
     END IF;
-    IF EXISTS (SELECT FROM mdm.device_identities i WHERE i.cert_sha256 = _check_identity.cert_sha256
-               AND i.device_id <> p_device_id) THEN
-        PERFORM mdm._refuse_identity('device identity belongs to another device',
-            'A certificate is bound to one device only.');
-    END IF;
-
-    IF FOUND THEN
-        -- re-binding by a trust anchor
+    IF b.device_id IS NOT NULL THEN
+        -- re-binding by a trust anchor: the old certificate is free again
+        PERFORM mdm._claim_identity_cert(cert_sha256, p_device_id);
+        DELETE FROM mdm.identity_certs c WHERE c.cert_sha256 = b.cert_sha256 AND c.device_id = p_device_id;
         UPDATE mdm.device_identities i
         SET cert_sha256 = _check_identity.cert_sha256, cert_der = cert,
             not_after = _check_identity.not_after, bound_via = 'trust anchor', bound_at = now()
@@ -138,10 +152,33 @@ BEGIN
     VALUES (p_device_id, cert_sha256, cert, not_after,
             CASE WHEN anchored THEN 'trust anchor' ELSE 'first use' END)
     ON CONFLICT (device_id) DO NOTHING;
-    IF NOT FOUND AND NOT EXISTS (SELECT FROM mdm.device_identities i WHERE i.device_id = p_device_id
-                                 AND i.cert_sha256 = _check_identity.cert_sha256) THEN
-        PERFORM mdm._refuse_identity(format('device identity does not match device "%s"', p_device_id),
-            'Another certificate was bound to the device at the same time.');
+    IF NOT FOUND THEN
+        PERFORM FROM mdm.device_identities i
+        WHERE i.device_id = p_device_id AND i.cert_sha256 = _check_identity.cert_sha256;
+        IF NOT FOUND THEN
+            PERFORM mdm._refuse_identity(format('device identity does not match device "%s"', p_device_id),
+                'Another certificate was bound to the device at the same time.');
+        END IF;
+    END IF;
+    PERFORM mdm._claim_identity_cert(cert_sha256, p_device_id);
+END $$;
+
+-- Record that a certificate is bound to a device, refusing one bound to
+-- another device.  When two devices bind one certificate at the same time,
+-- the second waits for the first (the primary key) and is refused.
+CREATE FUNCTION mdm._claim_identity_cert(p_cert_sha256 bytea, p_device_id text) RETURNS void
+    LANGUAGE plpgsql AS $$
+DECLARE
+    owner text;
+BEGIN
+    INSERT INTO mdm.identity_certs (cert_sha256, device_id) VALUES (p_cert_sha256, p_device_id)
+    ON CONFLICT (cert_sha256) DO NOTHING;
+    IF NOT FOUND THEN
+        SELECT c.device_id INTO owner FROM mdm.identity_certs c WHERE c.cert_sha256 = p_cert_sha256;
+        IF owner IS DISTINCT FROM p_device_id THEN
+            PERFORM mdm._refuse_identity('device identity belongs to another device',
+                'A certificate is bound to one device only.');
+        END IF;
     END IF;
 END $$;
 
@@ -158,11 +195,7 @@ BEGIN
         PERFORM mdm._refuse_identity('device identity certificate is not trusted',
             'It does not chain to a stored device_identity trust anchor, or it is not valid now.');
     END IF;
-    IF EXISTS (SELECT FROM mdm.device_identities i WHERE i.cert_sha256 = p_cert_sha256
-               AND i.device_id <> p_device_id) THEN
-        PERFORM mdm._refuse_identity('device identity belongs to another device',
-            'A certificate is bound to one device only.');
-    END IF;
+    PERFORM mdm._claim_identity_cert(p_cert_sha256, p_device_id);
     UPDATE mdm.device_identities i
     SET cert_sha256 = p_cert_sha256, cert_der = cert, not_after = p_not_after,
         bound_via = CASE WHEN anchored THEN 'trust anchor' ELSE 'first use' END, bound_at = now()
@@ -179,11 +212,19 @@ BEGIN
 END $$;
 
 CREATE FUNCTION mdm.release_device_identity(device_id text) RETURNS boolean
-    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    BEGIN ATOMIC
-        DELETE FROM mdm.device_identities i WHERE i.device_id = release_device_identity.device_id
-        RETURNING true;
-    END;
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    released bytea;
+BEGIN
+    DELETE FROM mdm.device_identities i WHERE i.device_id = release_device_identity.device_id
+    RETURNING i.cert_sha256 INTO released;
+    IF released IS NULL THEN
+        RETURN NULL;
+    END IF;
+    DELETE FROM mdm.identity_certs c
+    WHERE c.cert_sha256 = released AND c.device_id = release_device_identity.device_id;
+    RETURN true;
+END $$;
 COMMENT ON FUNCTION mdm.release_device_identity(text) IS
     'Release a device''s identity binding, e.g. after a wipe: its next Authenticate binds a new certificate';
 
@@ -267,7 +308,8 @@ GRANT SELECT (id, payload_identifier, version, payload_uuid, display_name, scope
     ON mdm.profiles TO mdm_reader, mdm_admin;
 
 -- functions the views call with the reader's rights
-GRANT EXECUTE ON FUNCTION mdm._desired_profiles(text[]), mdm._setting(text) TO mdm_reader, mdm_admin;
+GRANT EXECUTE ON FUNCTION mdm._desired_profiles(text[]), mdm._all_device_ids(), mdm._setting(text)
+    TO mdm_reader, mdm_admin;
 
 -- administering: labels, IdP mapping, assignments, values, trust anchors
 GRANT INSERT, UPDATE, DELETE ON mdm.labels, mdm.label_enrollments, mdm.idp_groups,

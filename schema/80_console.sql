@@ -25,9 +25,12 @@ SELECT pg_catalog.pg_extension_config_dump('mdm.device_inventory', '');
 -- that carries QueryResponses or SecurityInfo; it checks that the command
 -- was a DeviceInformation or SecurityInfo itself.  One statement: each key
 -- of the answer replaces the device's earlier value of it.
+-- (PL/pgSQL, and excluded.reported_at for now(): Citus plans no
+-- parameterized SQL-function statement, and no STABLE function in DO UPDATE.)
 CREATE FUNCTION mdm._store_inventory(p_device_id text, p_command_uuid uuid, msg jsonb)
     RETURNS void
-    LANGUAGE sql AS $$
+    LANGUAGE plpgsql AS $$
+BEGIN
     INSERT INTO mdm.device_inventory AS i (device_id, source, key, value, command_uuid)
     SELECT p_device_id, c.request_type, kv.key, kv.value, p_command_uuid
     FROM mdm.nano_commands c,
@@ -38,8 +41,9 @@ CREATE FUNCTION mdm._store_inventory(p_device_id text, p_command_uuid uuid, msg 
       AND jsonb_typeof(CASE c.request_type WHEN 'DeviceInformation' THEN msg->'QueryResponses'
                                            ELSE msg->'SecurityInfo' END) = 'object'
     ON CONFLICT (device_id, source, key) DO UPDATE SET
-        value = excluded.value, command_uuid = excluded.command_uuid, reported_at = now()
-$$;
+        value = excluded.value, command_uuid = excluded.command_uuid,
+        reported_at = excluded.reported_at;
+END $$;
 
 -- Devices, one row each: what they are and how their enrollment stands.
 CREATE VIEW mdm.view_devices AS

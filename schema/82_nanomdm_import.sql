@@ -97,6 +97,7 @@ BEGIN
         END IF;
         INSERT INTO mdm.device_identities (device_id, cert_sha256, cert_der, not_after, bound_via)
         VALUES (d.id, decode(lower(cert_hash), 'hex'), NULL, NULL, 'imported');
+        PERFORM mdm._claim_identity_cert(decode(lower(cert_hash), 'hex'), d.id);
         identity := 'imported';
     ELSIF bind_on_next_message THEN
         INSERT INTO mdm.device_identities (device_id, cert_sha256, cert_der, not_after, bound_via)

@@ -83,13 +83,16 @@ static SavedPlan queue_plan = {
 	"  RETURNING command_uuid),"
 	" item AS ("
 	"  INSERT INTO mdm.nano_enrollment_queue (device_id, id, command_uuid, priority)"
-	"  SELECT $1, $2, c.command_uuid, $4 FROM command c)"
+	"  SELECT $1, $2, c.command_uuid, $4 FROM command c),"
+	/* (the push job in a CTE too: Citus counts a row that met the conflict as inserted) */
+	" created AS ("
 	" INSERT INTO mdm.push_jobs AS j (device_id, enrollment_id)"
 	" SELECT e.device_id, e.id FROM mdm.nano_enrollments e"
 	"  WHERE e.device_id = $1 AND e.id = $2 AND e.enabled AND e.token_invalid_at IS NULL"
 	" ON CONFLICT (device_id, enrollment_id) WHERE state = 'pending'"
 	"  DO UPDATE SET not_before = j.not_before WHERE false"
-	" RETURNING 1",
+	" RETURNING 1)"
+	" SELECT 1 FROM created",
 	6, {TEXTOID, TEXTOID, UUIDOID, INT4OID, TEXTOID, JSONBOID}
 };
 

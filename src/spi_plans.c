@@ -14,6 +14,7 @@
  * cache settled (docs/performance.md).  It also keeps parameter values as
  * they are: a custom plan turns them into constants, and a constant is
  * stored decompressed (the check-in log passes its body compressed).
+ * Distributed on Citus they are custom plans (plan_options()).
  */
 #include "spi_plans.h"
 
@@ -40,13 +41,37 @@ plan_arg_text(PlanArgs *a, int i, const char *s)
 	plan_arg(a, i, s ? CStringGetTextDatum(s) : (Datum) 0, s == NULL);
 }
 
+/*
+ * Distributed with mdm.distribute() (docs/citus.md), the plans are not
+ * generic: Citus cannot plan a statement with parameters that joins several
+ * tables, and it sends each statement to its shard as text, with the values
+ * written out, whatever the plan.  Asked once per backend, when its first
+ * plan is made (a backend that ran mdm.distribute() itself should reconnect).
+ */
+static int
+plan_options(void)
+{
+	static int	options = -1;
+
+	if (options < 0)
+	{
+		bool		isnull;
+
+		if (SPI_execute("SELECT mdm._distributed()", true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "could not tell whether mdm_user is distributed");
+		options = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull))
+			? 0 : CURSOR_OPT_GENERIC_PLAN;
+	}
+	return options;
+}
+
 static SPIPlanPtr
 saved_plan(SavedPlan *p)
 {
 	if (p->plan == NULL)
 	{
 		SPIPlanPtr	plan = SPI_prepare_cursor(p->sql, p->nargs, p->argtypes,
-											  CURSOR_OPT_GENERIC_PLAN);
+											  plan_options());
 
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed for \"%s\": %s", p->sql,

@@ -1,0 +1,344 @@
+-- Past one server: the routed entry points, and mdm.distribute(), which
+-- lays the schema out on a Citus cluster (docs/citus.md).
+--
+-- Layout: every per-device table is distributed by its device ID, all
+-- co-located, so one device's rows live on one worker; the shared tables
+-- (commands, profiles, labels, certificates, Apple's schema) are reference
+-- tables, copied to every node; mdm.identity_certs is distributed by the
+-- certificate hash.  The per-message entry points are distributed
+-- functions: Citus sends the whole call to the worker that holds the
+-- device, where every statement runs on local shards.
+
+-- The device of a message, for routing (src/routing.c).  IMMUTABLE so that
+-- the planner computes it from the message (docs/front-end.md).
+CREATE FUNCTION mdm.message_device_id(message bytea) RETURNS text
+    AS 'MODULE_PATHNAME', 'mdm_message_device_id'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION mdm.message_device_id(bytea) IS
+    'The device channel ID (UDID or EnrollmentID) of a check-in message; an error for what mdm.checkin would refuse as unreadable';
+
+CREATE FUNCTION mdm.report_device_id(message bytea) RETURNS text
+    AS 'MODULE_PATHNAME', 'mdm_report_device_id'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION mdm.report_device_id(bytea) IS
+    'The device channel ID (UDID or EnrollmentID) of a command report; an error for what mdm.connect would refuse as unreadable';
+
+-- The calls a front end makes, with the device ID in front:
+--   SELECT * FROM mdm.checkin_routed(mdm.message_device_id($1), $1, $2, $3)
+--   SELECT * FROM mdm.connect_routed(mdm.report_device_id($1), $1, $2, $3)
+-- device_id only routes the call; the message decides what is done.
+CREATE FUNCTION mdm.checkin_routed(device_id text, message bytea, identity_cert bytea DEFAULT NULL,
+                                   mdm_signature text DEFAULT NULL)
+    RETURNS mdm.reply
+    LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RETURN mdm.checkin(message, identity_cert, mdm_signature);
+END $$;
+COMMENT ON FUNCTION mdm.checkin_routed(text, bytea, bytea, text) IS
+    'mdm.checkin, routed by device: call it as checkin_routed(mdm.message_device_id($1), $1, $2, $3)';
+
+CREATE FUNCTION mdm.connect_routed(device_id text, message bytea, identity_cert bytea DEFAULT NULL,
+                                   mdm_signature text DEFAULT NULL)
+    RETURNS mdm.reply
+    LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RETURN mdm.connect(message, identity_cert, mdm_signature);
+END $$;
+COMMENT ON FUNCTION mdm.connect_routed(text, bytea, bytea, text) IS
+    'mdm.connect, routed by device: call it as connect_routed(mdm.report_device_id($1), $1, $2, $3)';
+
+-- The queue's guard, one row at a time (the statement triggers of
+-- schema/60_profiles.sql use transition tables, which Citus cannot run on
+-- a shard).  mdm.distribute() puts it in their place; it reads only the
+-- reference tables and the row's own device.
+CREATE FUNCTION mdm._queue_check_item() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+DECLARE
+    c record;
+    bound record;
+    etype text;
+BEGIN
+    IF NOT NEW.active THEN
+        RETURN NULL;
+    END IF;
+    SELECT x.payload_identifier, x.payload_scope INTO c
+    FROM mdm.nano_commands x WHERE x.command_uuid = NEW.command_uuid;
+    IF c.payload_identifier IS NULL THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_advisory_xact_lock_shared(hashtextextended('mdm.bind:' || c.payload_identifier, 0));
+    SELECT b.device_id, b.enrollment_id INTO bound
+    FROM mdm.profile_bindings b WHERE b.payload_identifier = c.payload_identifier;
+    IF FOUND AND (NEW.device_id, NEW.id) IS DISTINCT FROM (bound.device_id, bound.enrollment_id) THEN
+        RAISE EXCEPTION 'profile "%" is bound to enrollment "%"', c.payload_identifier, bound.enrollment_id
+            USING ERRCODE = '23M01',
+                  DETAIL = format('Its InstallProfile cannot be queued to "%s".', NEW.id),
+                  HINT = 'A user-bound profile goes to its bound user channel only; see mdm.profile_bindings.';
+    END IF;
+    SELECT e.type INTO etype FROM mdm.nano_enrollments e WHERE e.device_id = NEW.device_id AND e.id = NEW.id;
+    IF c.payload_scope IS NOT NULL
+       AND (etype IN ('User', 'Shared iPad', 'User Enrollment')) <> (c.payload_scope = 'User') THEN
+        PERFORM mdm._refuse_scope(c.payload_identifier, c.payload_scope, ARRAY[NEW.id]);
+    END IF;
+    RETURN NULL;
+END $$;
+
+-- mdm.claim_pushes() on Citus, where a row lock cannot span shards: the
+-- candidates are read without a lock, then each is claimed by its whole
+-- key, in one statement on its own shard that claims it only if it is
+-- still pending.  A front end claiming at the same time waits for that row
+-- instead of skipping it, and then finds it claimed.
+CREATE FUNCTION mdm._claim_pushes_by_job(max_jobs integer)
+    RETURNS TABLE (job_id bigint, enrollment_id text, token_hex text, push_magic text,
+                   topic text, cert_pem text, key_pem text, apns_expiration bigint,
+                   apns_priority integer, apns_push_type text)
+    LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    candidate record;
+    claimed_enrollment text;
+    expiration bigint := mdm._setting('mdm.push_expiration')::bigint;
+    at timestamptz := now();
+BEGIN
+    PERFORM mdm._release_stale_claims();
+    FOR candidate IN
+        SELECT j.device_id, j.id
+        FROM mdm.push_jobs j
+        JOIN mdm.nano_enrollments e ON e.device_id = j.device_id AND e.id = j.enrollment_id
+        JOIN mdm.push_certs c ON c.topic = e.topic
+        WHERE j.state = 'pending' AND j.not_before <= at
+        ORDER BY j.not_before, j.id
+        LIMIT max_jobs
+    LOOP
+        UPDATE mdm.push_jobs j
+        SET state = 'claimed', claimed_at = at, attempts = j.attempts + 1, token_hex = e.token_hex
+        FROM mdm.nano_enrollments e
+        WHERE j.device_id = candidate.device_id AND j.id = candidate.id AND j.state = 'pending'
+          AND e.device_id = j.device_id AND e.id = j.enrollment_id
+        RETURNING j.enrollment_id INTO claimed_enrollment;
+        CONTINUE WHEN NOT FOUND;
+        RETURN QUERY
+        SELECT candidate.id, e.id, e.token_hex, e.push_magic, e.topic, pc.cert_pem, pc.key_pem,
+               CASE WHEN expiration = 0 THEN 0 ELSE extract(epoch FROM at)::bigint + expiration END,
+               10, 'mdm'::text
+        FROM mdm.nano_enrollments e JOIN mdm.push_certs pc ON pc.topic = e.topic
+        WHERE e.device_id = candidate.device_id AND e.id = claimed_enrollment;
+    END LOOP;
+END $$;
+
+-- mdm._release_stale_claims() on Citus, job by job in the same way.
+CREATE FUNCTION mdm._release_stale_claims_by_job() RETURNS integer
+    LANGUAGE plpgsql AS $$
+DECLARE
+    stale record;
+    ended record;
+    released integer := 0;
+    renewed integer := 0;
+    max_attempts integer := mdm._setting('mdm.push_max_attempts')::integer;
+    cutoff timestamptz := now() - make_interval(secs => mdm._setting('mdm.push_claim_timeout')::integer);
+    at timestamptz := now();
+BEGIN
+    FOR stale IN
+        SELECT j.device_id, j.id FROM mdm.push_jobs j
+        WHERE j.state = 'claimed' AND j.claimed_at < cutoff
+        ORDER BY j.claimed_at
+        LIMIT 10000
+    LOOP
+        UPDATE mdm.push_jobs j
+        SET state = CASE WHEN j.attempts >= max_attempts THEN 'failed' ELSE 'superseded' END,
+            finished_at = at,
+            apns_reason = CASE WHEN j.attempts >= max_attempts THEN 'claim timed out on every attempt'
+                               ELSE 'claim timed out' END
+        WHERE j.device_id = stale.device_id AND j.id = stale.id
+          AND j.state = 'claimed' AND j.claimed_at < cutoff
+        RETURNING j.device_id, j.enrollment_id, j.attempts, j.state INTO ended;
+        CONTINUE WHEN NOT FOUND;
+        released := released + 1;
+        IF ended.state = 'superseded' THEN
+            -- (counted through a CTE: Citus counts a row that met the
+            -- conflict as inserted)
+            WITH created AS (
+                INSERT INTO mdm.push_jobs AS p (device_id, enrollment_id, attempts)
+                SELECT e.device_id, e.id, ended.attempts
+                FROM mdm.nano_enrollments e
+                WHERE e.device_id = ended.device_id AND e.id = ended.enrollment_id
+                  AND e.enabled AND e.token_invalid_at IS NULL
+                ON CONFLICT (device_id, enrollment_id) WHERE state = 'pending'
+                    DO UPDATE SET not_before = p.not_before WHERE false
+                RETURNING 1)
+            SELECT renewed + count(*) INTO renewed FROM created;
+        END IF;
+    END LOOP;
+    IF renewed > 0 THEN
+        PERFORM pg_notify('mdm_push', '');
+    END IF;
+    RETURN released;
+END $$;
+
+-- Is the schema laid out on Citus?
+CREATE FUNCTION mdm._distributed() RETURNS boolean
+    LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN false;           -- no Citus (the statement below is planned only with it)
+    END IF;
+    RETURN EXISTS (SELECT FROM pg_catalog.pg_dist_partition WHERE logicalrelid = 'mdm.nano_devices'::regclass);
+END $$;
+
+-- What each node needs before the tables are distributed, run on the
+-- coordinator and on every worker (each has its own copy of the
+-- extension's objects):
+--   - the foreign keys go (mdm.distribute() adds them back once, on the
+--     distributed tables), and with them the queue's statement triggers and
+--     the one trigger that updates many devices' queue items at once;
+--   - function settings for Citus: no forced generic plans (Citus cannot
+--     plan a parameterized multi-shard join), and sequential multi-shard
+--     writes in the functions that write reference tables after reading
+--     distributed ones;
+--   - every sequence starts at (node group << 48) on a worker, so that rows
+--     inserted there never take an ID another node gives out.
+CREATE FUNCTION mdm._citus_prepare_node() RETURNS text
+    LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    grp bigint;
+BEGIN
+    IF to_regclass('pg_catalog.pg_dist_local_group') IS NULL THEN
+        RAISE EXCEPTION 'Citus is not installed in this database'
+            USING ERRCODE = 'feature_not_supported',
+                  DETAIL = 'This prepares a Citus node for mdm.distribute(); it changes nothing elsewhere.';
+    END IF;
+    PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
+    FOR r IN SELECT c.conrelid::regclass AS tbl, c.conname
+             FROM pg_constraint c
+             WHERE c.contype = 'f' AND c.connamespace = 'mdm'::regnamespace
+    LOOP
+        EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', r.tbl, r.conname);
+    END LOOP;
+    DROP TRIGGER IF EXISTS check_bindings_insert ON mdm.nano_enrollment_queue;
+    DROP TRIGGER IF EXISTS check_bindings_update ON mdm.nano_enrollment_queue;
+    DROP TRIGGER IF EXISTS recheck_queue ON mdm.nano_commands;
+    FOR r IN SELECT p.oid::regprocedure AS fn FROM pg_proc p
+             WHERE p.pronamespace = 'mdm'::regnamespace
+               AND 'plan_cache_mode=force_generic_plan' = ANY (p.proconfig)
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s RESET plan_cache_mode', r.fn);
+    END LOOP;
+    FOR r IN SELECT p.oid::regprocedure AS fn FROM pg_proc p
+             WHERE p.pronamespace = 'mdm'::regnamespace
+               AND p.proname IN ('enqueue', 'push', 'install_profile', 'remove_profile', 'bind_profile',
+                                 'reconcile', 'run_maintenance', 'claim_pushes', 'upload_push_cert',
+                                 '_reconcile_devices')
+    LOOP
+        EXECUTE format('ALTER FUNCTION %s SET citus.multi_shard_modify_mode = sequential', r.fn);
+    END LOOP;
+    SELECT groupid INTO grp FROM pg_dist_local_group;
+    IF grp > 0 THEN
+        FOR r IN SELECT format('%I.%I', s.schemaname, s.sequencename) AS seq, s.last_value
+                 FROM pg_sequences s WHERE s.schemaname = 'mdm'
+        LOOP
+            IF coalesce(r.last_value, 0) < grp << 48 THEN
+                PERFORM setval(r.seq, grp << 48, true);
+            END IF;
+        END LOOP;
+    END IF;
+    RETURN 'prepared';
+END $$;
+
+-- Lay the schema out on Citus: run once on the coordinator, with the
+-- workers added (citus_add_node), after CREATE EXTENSION mdm_user.
+CREATE FUNCTION mdm.distribute() RETURNS text
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    fkeys text[];
+    r record;
+    t text;
+    failed text;
+    reference_tables text[] := ARRAY[
+        'apple_schema_source', 'apple_checkin_messages', 'apple_request_types', 'apple_payload_types',
+        'maintenance_state', 'push_certs', 'trust_anchors', 'nano_commands', 'profiles',
+        'profile_payloads', 'profile_bindings', 'labels', 'idp_groups', 'idp_group_members',
+        'label_idp_users', 'profile_assignments'];
+    device_tables text[] := ARRAY[
+        'device_secrets', 'nano_users', 'nano_enrollments', 'checkin_messages', 'device_identities',
+        'nano_enrollment_queue', 'nano_command_results', 'orphan_reports', 'push_jobs',
+        'push_attempts', 'enrollment_values', 'label_enrollments', 'idp_user_enrollments',
+        'idp_user_logins', 'profile_deliveries', 'device_inventory', 'events'];
+BEGIN
+    IF to_regproc('pg_catalog.create_distributed_table') IS NULL THEN
+        RAISE EXCEPTION 'Citus is not installed in this database'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Load citus (shared_preload_libraries) and CREATE EXTENSION citus first; see docs/citus.md.';
+    ELSIF NOT citus_is_coordinator() THEN
+        RAISE EXCEPTION 'mdm.distribute() runs on the Citus coordinator'
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    ELSIF mdm._distributed() THEN
+        RAISE EXCEPTION 'mdm_user is distributed already'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Workers added later get shards with citus_rebalance_start(); see docs/citus.md.';
+    ELSIF NOT EXISTS (SELECT FROM pg_dist_node WHERE shouldhaveshards AND isactive) THEN
+        RAISE EXCEPTION 'the Citus cluster has no worker for shards'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Add the workers with citus_add_node() first.';
+    END IF;
+
+    -- the foreign keys to put back, except reference -> distributed, which
+    -- Citus does not support (profile_bindings -> nano_enrollments)
+    fkeys := ARRAY(SELECT format('ALTER TABLE %s ADD CONSTRAINT %I %s', c.conrelid::regclass, c.conname,
+                                 pg_get_constraintdef(c.oid))
+                   FROM pg_constraint c
+                   WHERE c.contype = 'f' AND c.connamespace = 'mdm'::regnamespace
+                     AND c.conrelid <> 'mdm.profile_bindings'::regclass
+                   ORDER BY c.conrelid::regclass::text, c.conname);
+    PERFORM mdm._citus_prepare_node();
+    FOR r IN SELECT * FROM run_command_on_workers('SELECT mdm._citus_prepare_node()') LOOP
+        IF NOT r.success THEN
+            RAISE EXCEPTION 'could not prepare worker %:%', r.nodename, r.nodeport
+                USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = r.result;
+        END IF;
+    END LOOP;
+
+    PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    -- (not a NOTICE per table about the local rows it copies)
+    PERFORM set_config('client_min_messages', 'warning', true);
+    -- nano_commands keeps its row trigger (the derived profile columns)
+    PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    FOREACH t IN ARRAY reference_tables LOOP
+        PERFORM create_reference_table(format('mdm.%I', t)::regclass);
+    END LOOP;
+    -- the rows were copied to the placements; the coordinator's local copy
+    -- is no longer read
+    FOREACH t IN ARRAY reference_tables LOOP
+        PERFORM truncate_local_data_after_distributing_table(format('mdm.%I', t)::regclass);
+    END LOOP;
+    PERFORM create_distributed_table('mdm.nano_devices', 'id', colocate_with => 'none');
+    FOREACH t IN ARRAY device_tables LOOP
+        PERFORM create_distributed_table(format('mdm.%I', t)::regclass, 'device_id',
+                                         colocate_with => 'mdm.nano_devices');
+    END LOOP;
+    PERFORM create_distributed_table('mdm.identity_certs', 'cert_sha256', colocate_with => 'none');
+    FOREACH t IN ARRAY fkeys LOOP
+        EXECUTE t;
+    END LOOP;
+    CREATE TRIGGER check_item AFTER INSERT OR UPDATE ON mdm.nano_enrollment_queue
+        FOR EACH ROW EXECUTE FUNCTION mdm._queue_check_item();
+
+    PERFORM create_distributed_function('mdm.checkin_routed(text, bytea, bytea, text)', 'device_id',
+                                        colocate_with => 'mdm.nano_devices');
+    PERFORM create_distributed_function('mdm.connect_routed(text, bytea, bytea, text)', 'device_id',
+                                        colocate_with => 'mdm.nano_devices');
+    RETURN format('distributed: %s reference tables, %s tables by device, mdm.identity_certs by certificate',
+                  cardinality(reference_tables), cardinality(device_tables) + 1);
+END $$;
+COMMENT ON FUNCTION mdm.distribute() IS
+    'Lay mdm_user out on a Citus cluster (run on the coordinator once the workers are added): per-device tables distributed by device, shared tables as reference tables, routed entry points distributed by device';
+
+REVOKE ALL ON FUNCTION mdm.distribute(), mdm._citus_prepare_node(), mdm._distributed(),
+    mdm._claim_pushes_by_job(integer), mdm._release_stale_claims_by_job(),
+    mdm._queue_check_item(), mdm.checkin_routed(text, bytea, bytea, text),
+    mdm.connect_routed(text, bytea, bytea, text), mdm.message_device_id(bytea),
+    mdm.report_device_id(bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mdm.checkin_routed(text, bytea, bytea, text),
+    mdm.connect_routed(text, bytea, bytea, text) TO mdm_frontend;
+GRANT EXECUTE ON FUNCTION mdm.message_device_id(bytea), mdm.report_device_id(bytea)
+    TO mdm_frontend, mdm_admin, mdm_reader;

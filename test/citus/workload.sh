@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# The Citus suite, run by test/citus/run inside test/citus/cluster.sh (PGPORT
+# is the coordinator, MDM_CITUS_WORKER_PORTS the workers, MDM_CITUS_LOGS the
+# directory of their server logs).  Everything goes through the coordinator:
+# CREATE EXTENSION, mdm.distribute(), every check-in vector, enqueue, the
+# connect cycle (Idle, Acknowledged, NotNow), claimed and reported pushes,
+# profiles (PayloadScope, a user-bound profile refused elsewhere),
+# maintenance.  A check-in and a report, with a DER and a PEM certificate,
+# must each be sent to one worker and run there without a remote command.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+tmp=$(mktemp -d /tmp/mdm_citus_suite.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+read -r -a workers <<< "$MDM_CITUS_WORKER_PORTS"
+passed=0
+
+q() {
+    psql -X -q -At -v ON_ERROR_STOP=1 "$@" 2>"$tmp/stderr" && return
+    grep -v '^NOTICE\|^DETAIL' "$tmp/stderr" | tail -8 >&2
+    return 1
+}
+fail() { echo "FAILED: $*" >&2; exit 1; }
+expect() {  # what actual expected
+    [ "$2" = "$3" ] || fail "$1: got '$2', expected '$3'"
+    passed=$((passed + 1))
+    echo "ok $passed - $1"
+}
+b64() { base64 -w0 "test/vectors/$1"; }
+msg() { echo "decode('$(b64 "$1")', 'base64')"; }
+# a routed check-in or report: one statement, as docs/front-end.md says
+checkin() {  # vector [identity SQL]
+    q -c "SELECT status FROM mdm.checkin_routed(mdm.message_device_id($(msg "$1")), $(msg "$1"), ${2:-NULL})"
+}
+report() {  # message SQL [identity SQL]
+    q -c "SELECT status || ' ' || coalesce(mdm.plist_to_jsonb(nullif(body, ''))#>>'{Command,RequestType}', 'empty')
+          FROM mdm.connect_routed(mdm.report_device_id($1), $1, ${2:-NULL})"
+}
+xml_report() {  # udid status [uuid [userid]]
+    local extra=""
+    [ -n "${3:-}" ] && extra="<key>CommandUUID</key><string>$3</string>"
+    [ -n "${4:-}" ] && extra="$extra<key>UserID</key><string>$4</string>"
+    # a bytea literal: a constant, as a front end's parameter is, so Citus can route the call
+    echo "'<plist><dict><key>UDID</key><string>$1</string><key>Status</key><string>$2</string>$extra</dict></plist>'::bytea"
+}
+
+echo "== mdm_user on Citus: a coordinator and ${#workers[@]} workers"
+q -c "CREATE EXTENSION mdm_user" >/dev/null
+# settings are per node (docs/citus.md): the suite's messages come without
+# an identity, except where it passes certificates
+# (the workers log every command they run, for the one-worker checks)
+for port in "$PGPORT" "${workers[@]}"; do
+    q -p "$port" -c "LOAD 'mdm_user'" -c "ALTER SYSTEM SET mdm.require_identity = off" \
+        -c "SELECT pg_reload_conf()" >/dev/null
+done
+for port in "${workers[@]}"; do
+    q -p "$port" -c "ALTER SYSTEM SET citus.log_remote_commands = on" \
+        -c "ALTER SYSTEM SET citus.log_local_commands = on" \
+        -c "ALTER SYSTEM SET log_min_messages = notice" -c "SELECT pg_reload_conf()" >/dev/null
+done
+expect "mdm.distribute()" "$(q -c "SELECT mdm.distribute()")" \
+    "distributed: 16 reference tables, 17 tables by device, mdm.identity_certs by certificate"
+expect "tables by device, co-located" \
+    "$(q -c "SELECT count(DISTINCT colocationid) || ' group, ' || count(*) || ' tables'
+             FROM pg_dist_partition WHERE partmethod = 'h' AND logicalrelid::text <> 'mdm.identity_certs'
+               AND logicalrelid::text LIKE 'mdm.%'")" "1 group, 17 tables"
+expect "routed functions distributed by device" \
+    "$(q -c "SELECT string_agg(objid::regprocedure::text, ', ' ORDER BY 1) FROM pg_dist_object
+             WHERE classid = 'pg_proc'::regclass AND distribution_argument_index = 0
+               AND objid::regprocedure::text LIKE 'mdm.%routed%'")" \
+    "mdm.checkin_routed(text,bytea,bytea,text), mdm.connect_routed(text,bytea,bytea,text)"
+
+sh test/identity_certs.sh "$tmp/identity"
+sh test/push_certs.sh "$tmp/push"
+mac=980E3D0B-5A28-537C-B7CB-7AFD15AFB933
+mac2=5B0C2E4A-1C3D-4E5F-8A9B-0C1D2E3F4A5B
+victor="$mac:23B1AB9F-5A19-4919-8610-0A74091497E1"
+mac_der="decode('$(cat "$tmp/identity/mac.der.b64")', 'base64')"
+mac2_pem="convert_to('$(cat "$tmp/identity/mac2.crt")', 'UTF8')"
+
+# -- a check-in and a report each go to one worker --------------------------
+one_worker() {  # what statement
+    local i pids sizes=() out issued local_nodes=0 remote=0
+    for i in 1 2; do sizes[i]=$(stat -c %s "$MDM_CITUS_LOGS/n$i.log"); done
+    out=$(PGOPTIONS='-c citus.log_remote_commands=on' psql -X -At -v ON_ERROR_STOP=1 -c "$2" 2>&1)
+    issued=$(grep -c 'NOTICE:  issuing' <<< "$out" || true)
+    for i in 1 2; do
+        tail -c +$((sizes[i] + 1)) "$MDM_CITUS_LOGS/n$i.log" > "$tmp/w$i"
+        # the backends that ran the call (not Citus' own background work)
+        pids=$(grep 'executing the command locally' "$tmp/w$i" | grep -o '\[[0-9]*\]' | sort -u || true)
+        [ -n "$pids" ] || continue
+        local_nodes=$((local_nodes + 1))
+        remote=$((remote + $(grep -F "$pids" "$tmp/w$i" | grep -c 'NOTICE:  issuing' || true)))
+    done
+    if [ "$issued $local_nodes $remote" != "1 1 0" ]; then
+        echo "$out" | sed -n 1,20p; grep -h -A1 'NOTICE:  issuing' "$tmp/w1" "$tmp/w2" | sed -n 1,20p
+    fi
+    expect "$1: 1 statement to 1 worker, no remote command there" "$issued $local_nodes $remote" "1 1 0"
+}
+# -- every check-in vector, through the coordinator -------------------------
+for v in 01-authenticate.plist 01-authenticate.bplist; do
+    expect "check-in $v (DER identity, bound on first use)" "$(checkin "checkin/$v" "$mac_der")" 200
+done
+for v in 02-tokenupdate-device.plist 02-tokenupdate-device.bplist 03-userauthenticate.plist \
+         04-userauthenticate-digestresponse.plist 05-tokenupdate-user.plist 05-tokenupdate-user.bplist \
+         06-setbootstraptoken.plist 07-getbootstraptoken.plist 08-declarativemanagement-tokens.plist \
+         09-declarativemanagement-status.plist; do
+    expect "check-in $v" "$(checkin "checkin/$v" "$mac_der")" 200
+done
+expect "check-in 10-gettoken.plist (no token service: 404)" "$(checkin checkin/10-gettoken.plist "$mac_der")" 404
+expect "check-in 20-authenticate-mac2.plist (PEM identity)" "$(checkin checkin/20-authenticate-mac2.plist "$mac2_pem")" 200
+one_worker "first TokenUpdate of a channel (no label assigns profiles), PEM certificate" \
+    "SELECT status FROM mdm.checkin_routed(mdm.message_device_id($(msg checkin/21-tokenupdate-mac2-device.plist)), $(msg checkin/21-tokenupdate-mac2-device.plist), $mac2_pem)"
+expect "check-in 22-tokenupdate-mac2-user.plist (PEM identity)" "$(checkin checkin/22-tokenupdate-mac2-user.plist "$mac2_pem")" 200
+for v in 30-authenticate-userenrollment.plist 31-tokenupdate-userenrollment-device.plist \
+         32-tokenupdate-userenrollment-user.plist 38-authenticate-sharedipad.plist \
+         39-tokenupdate-sharedipad-device.plist 40-tokenupdate-sharedipad-user.plist; do
+    expect "check-in $v" "$(checkin "checkin/$v")" 200
+done
+expect "enrollments" "$(q -c "SELECT count(*) || ' devices' FROM mdm.nano_devices") $(q -c "SELECT count(*) FROM mdm.nano_enrollments WHERE enabled")" "4 devices 8"
+expect "a certificate bound to another device is refused" \
+    "$(psql -X -At -c "SELECT status FROM mdm.checkin_routed(mdm.message_device_id($(msg checkin/20-authenticate-mac2.plist)),
+                     $(msg checkin/20-authenticate-mac2.plist), $mac_der)" 2>&1 | grep -m1 -c 'device identity does not match device')" \
+    1
+expect "one certificate, one device" "$(q -c "SELECT count(*) FROM mdm.identity_certs")" 2
+
+one_worker "TokenUpdate, DER certificate" \
+    "SELECT status FROM mdm.checkin_routed(mdm.message_device_id($(msg checkin/02-tokenupdate-device.plist)), $(msg checkin/02-tokenupdate-device.plist), $mac_der)"
+one_worker "TokenUpdate, PEM certificate" \
+    "SELECT status FROM mdm.checkin_routed(mdm.message_device_id($(msg checkin/21-tokenupdate-mac2-device.plist)), $(msg checkin/21-tokenupdate-mac2-device.plist), $mac2_pem)"
+one_worker "Idle report, DER certificate" \
+    "SELECT status FROM mdm.connect_routed(mdm.report_device_id($(msg connect/01-idle-device.plist)), $(msg connect/01-idle-device.plist), $mac_der)"
+
+# -- enqueue and the connect cycle ------------------------------------------
+devinfo=$(q -c "SELECT mdm.enqueue(ARRAY['$mac'], '{\"RequestType\": \"DeviceInformation\", \"Queries\": [\"OSVersion\"]}'::jsonb)")
+expect "Idle hands out the queued command" "$(report "$(xml_report $mac Idle)" "$mac_der")" "200 DeviceInformation"
+expect "Acknowledged ends it" "$(report "$(xml_report $mac Acknowledged "$devinfo")" "$mac_der")" "200 empty"
+expect "its result is stored" "$(q -c "SELECT status FROM mdm.view_command_results WHERE command_uuid = '$devinfo'")" Acknowledged
+plist=$(q -c "SELECT mdm.enqueue(ARRAY['$mac'], '{\"RequestType\": \"ProfileList\"}'::jsonb)")
+expect "the next command" "$(report "$(xml_report $mac Idle)" "$mac_der")" "200 ProfileList"
+expect "NotNow withholds it for the exchange" "$(report "$(xml_report $mac NotNow "$plist")" "$mac_der")" "200 empty"
+expect "queue state" "$(q -c "SELECT state FROM mdm.view_queue WHERE command_uuid = '$plist'")" NotNow
+expect "the next Idle offers it again" "$(report "$(xml_report $mac Idle)" "$mac_der")" "200 ProfileList"
+one_worker "Acknowledged report, DER certificate" \
+    "SELECT status FROM mdm.connect_routed(mdm.report_device_id($(xml_report $mac Acknowledged "$plist")), $(xml_report $mac Acknowledged "$plist"), $mac_der)"
+devices=$(q -c "SELECT string_agg(quote_literal(id), ', ' ORDER BY id) FROM mdm.nano_enrollments WHERE user_id IS NULL")
+fanout=$(q -c "SELECT mdm.enqueue(ARRAY[$devices], '{\"RequestType\": \"DeviceInformation\", \"Queries\": [\"Model\"]}'::jsonb)")
+expect "fan-out: one command, a queue item per target" \
+    "$(q -c "SELECT count(*) FROM mdm.nano_commands WHERE command_uuid = '$fanout'") $(q -c "SELECT count(*) FROM mdm.nano_enrollment_queue WHERE command_uuid = '$fanout'")" "1 4"
+
+# -- pushes ------------------------------------------------------------------
+expect "push certificate" "$(q -c "SELECT mdm.upload_push_cert('$(cat "$tmp/push/mdm.crt")', '$(cat "$tmp/push/mdm.key")') LIKE 'com.apple.mgmt.%'")" t
+claimed=$(q -c "SELECT count(*) FROM mdm.claim_pushes(100)")
+[ "$claimed" -ge 2 ] || fail "claim_pushes claimed $claimed jobs"
+expect "claim_pushes: every pending job claimed once" \
+    "$(q -c "SELECT count(*) FROM mdm.claim_pushes(100)") $(q -c "SELECT count(*) FROM mdm.push_jobs WHERE state = 'claimed'")" "0 $claimed"
+jobs=($(q -c "SELECT id FROM mdm.push_jobs WHERE state = 'claimed' ORDER BY id"))
+expect "push_result 200" "$(q -c "SELECT mdm.push_result(${jobs[0]}, 200, NULL, 'apns-1')")" sent
+expect "push_result 410: failed, its token invalid" \
+    "$(q -c "SELECT mdm.push_result(${jobs[1]}, 410, 'Unregistered')") $(q -c "SELECT count(*) FROM mdm.nano_enrollments WHERE token_invalid_at IS NOT NULL")" "failed 1"
+expect "push_result 503: pending again, with a backoff" \
+    "$(q -c "SELECT count(*) FROM mdm.claim_pushes(100)") $(q -c "SELECT mdm.push_result(${jobs[2]:-0}, 503)" 2>/dev/null || echo none)" \
+    "0 $( [ -n "${jobs[2]:-}" ] && echo pending || echo none)"
+
+# -- profiles ----------------------------------------------------------------
+ada=$(q -c "SELECT id FROM mdm.nano_enrollments WHERE device_id = '$mac2' AND user_id IS NOT NULL")
+user_prof=$(q -c "SELECT mdm.upload_profile($(msg profiles/01-user-scoped-certificate.mobileconfig))")
+sys_prof=$(q -c "SELECT mdm.upload_profile($(msg profiles/02-system-scoped-filevault.mobileconfig))")
+expect "PayloadScope decides the channel" "$(q -c "SELECT string_agg(scope, ' ' ORDER BY id) FROM mdm.profiles")" "User System"
+expect "a User-scoped profile to a user channel" \
+    "$(q -c "SELECT count(*) FROM mdm.install_profile($user_prof, ARRAY['$victor'])")" 1
+expect "a User-scoped profile refused on a device channel" \
+    "$(psql -X -At -c "SELECT mdm.install_profile($user_prof, ARRAY['$mac'])" 2>&1 | grep -m1 -c 'is User-scoped')" 1
+expect "a System-scoped profile to a device channel" \
+    "$(q -c "SELECT count(*) FROM mdm.install_profile($sys_prof, ARRAY['$mac2'])")" 1
+q -c "SELECT mdm.bind_profile($user_prof, '$victor')" >/dev/null
+expect "a user-bound profile refused on another user channel" \
+    "$(psql -X -At -c "SELECT mdm.install_profile($user_prof, ARRAY['$ada'])" 2>&1 | grep -m1 -c 'is bound to enrollment')" 1
+expect "... and as a raw InstallProfile (the queue's guard)" \
+    "$(psql -X -At -c "SELECT mdm.enqueue(ARRAY['$ada'], jsonb_build_object('RequestType', 'InstallProfile',
+                          'Payload', mdm.plist_data_value($(msg profiles/01-user-scoped-certificate.mobileconfig))))" 2>&1 \
+       | grep -m1 -c 'is bound to enrollment')" 1
+expect "the user channel's poll gets the InstallProfile" "$(report "$(msg connect/02-idle-user-seed.plist)" "$mac_der")" "200 InstallProfile"
+install=$(q -c "SELECT command_uuid FROM mdm.profile_deliveries WHERE enrollment_id = '$victor'")
+expect "Acknowledged: installed" \
+    "$(report "$(xml_report $mac Acknowledged "$install" 23B1AB9F-5A19-4919-8610-0A74091497E1)" "$mac_der") $(q -c "SELECT status FROM mdm.profile_deliveries WHERE enrollment_id = '$victor'")" \
+    "200 empty installed"
+
+# -- labels, reconcile, maintenance ------------------------------------------
+label=$(q -c "INSERT INTO mdm.labels (name) VALUES ('macs') RETURNING id")
+q -c "INSERT INTO mdm.label_enrollments (label_id, device_id, enrollment_id) VALUES ($label, '$mac', '$mac')" >/dev/null
+q -c "INSERT INTO mdm.profile_assignments (label_id, payload_identifier) SELECT $label, payload_identifier FROM mdm.profiles WHERE id = $sys_prof" >/dev/null
+expect "reconcile queues the label's profile" "$(q -c "SELECT mdm.reconcile()->>'installs'")" 1
+expect "deliveries" "$(q -c "SELECT string_agg(status, ' ' ORDER BY enrollment_id, status) FROM mdm.profile_deliveries")" "queued queued installed"
+expect "run_maintenance" "$(q -c "SELECT mdm.run_maintenance() ?& ARRAY['released_push_claims', 'expired_commands', 'repushed', 'reconciled']")" t
+echo "== Citus suite: $passed checks passed"
