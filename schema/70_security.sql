@@ -195,12 +195,14 @@ BEGIN
         PERFORM mdm._refuse_identity('device identity certificate is not trusted',
             'It does not chain to a stored device_identity trust anchor, or it is not valid now.');
     END IF;
-    PERFORM mdm._claim_identity_cert(p_cert_sha256, p_device_id);
     UPDATE mdm.device_identities i
     SET cert_sha256 = p_cert_sha256, cert_der = cert, not_after = p_not_after,
         bound_via = CASE WHEN anchored THEN 'trust anchor' ELSE 'first use' END, bound_at = now()
     WHERE i.device_id = p_device_id AND i.bound_via = 'next message';
-    IF NOT FOUND THEN
+    IF FOUND THEN
+        -- one certificate, one device (refused when bound elsewhere)
+        PERFORM mdm._claim_identity_cert(p_cert_sha256, p_device_id);
+    ELSE
         -- another message of the device bound it meanwhile: this one must match
         PERFORM FROM mdm.device_identities i
         WHERE i.device_id = p_device_id AND i.cert_sha256 = p_cert_sha256;
