@@ -58,11 +58,11 @@ for port in "${workers[@]}"; do
         -c "ALTER SYSTEM SET log_min_messages = notice" -c "SELECT pg_reload_conf()" >/dev/null
 done
 expect "mdm.distribute()" "$(q -c "SELECT mdm.distribute()")" \
-    "distributed: 16 reference tables, 17 tables by device, mdm.identity_certs by certificate"
+    "distributed: 16 reference tables, 18 tables by device, mdm.identity_certs by certificate"
 expect "tables by device, co-located" \
     "$(q -c "SELECT count(DISTINCT colocationid) || ' group, ' || count(*) || ' tables'
              FROM pg_dist_partition WHERE partmethod = 'h' AND logicalrelid::text <> 'mdm.identity_certs'
-               AND logicalrelid::text LIKE 'mdm.%'")" "1 group, 17 tables"
+               AND logicalrelid::text LIKE 'mdm.%'")" "1 group, 18 tables"
 expect "routed functions distributed by device" \
     "$(q -c "SELECT string_agg(objid::regprocedure::text, ', ' ORDER BY 1) FROM pg_dist_object
              WHERE classid = 'pg_proc'::regclass AND distribution_argument_index = 0
