@@ -130,16 +130,7 @@ class Frontend:
             raise RuntimeError(f"front end {name} did not become healthy (see {WORK}/{name}.log)")
 
     def request(self, method, path, body=None, auth=True):
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=body, method=method)
-        if auth:
-            req.add_header("Authorization", "Basic " + base64.b64encode(f"nanomdm:{API_KEY}".encode()).decode())
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                return r.status, r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
-        except (urllib.error.URLError, ConnectionError, socket.timeout):
-            return 0, b""
+        return mdmtest.http(self.port, method, path, body, API_KEY if auth else None)
 
     def metric(self, name):
         status, body = self.request("GET", "/metrics")

@@ -64,3 +64,22 @@ def wait_until(cond, timeout, step=0.05):
             return v
         time.sleep(step)
     return cond()
+
+
+def http(port, method, path, body=None, api_key=None):
+    """(status, body) of one request to 127.0.0.1:port; with api_key, Basic
+    auth as NanoMDM's API user.  Status 0 when nothing answered."""
+    import base64
+    import socket as _socket
+    import urllib.error
+    import urllib.request
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method)
+    if api_key is not None:
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"nanomdm:{api_key}".encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except (urllib.error.URLError, ConnectionError, _socket.timeout):
+        return 0, b""
