@@ -7,7 +7,7 @@ COMMENT ON FUNCTION mdm.plist_to_jsonb(bytea) IS
     'Convert an XML or binary plist to jsonb; data and dates become {"$data": base64} and {"$date": "...Z"}; empty input (a reply without a body) is NULL';
 
 -- The same for input that must be a plist: empty input is an error.
-CREATE FUNCTION mdm._plist_to_jsonb_strict(plist bytea) RETURNS jsonb
+CREATE FUNCTION mdm_internal._plist_to_jsonb_strict(plist bytea) RETURNS jsonb
     AS 'MODULE_PATHNAME', 'mdm_plist_to_jsonb_strict'
     LANGUAGE C STABLE STRICT PARALLEL SAFE;
 

@@ -150,12 +150,12 @@ SELECT pg_catalog.pg_extension_config_dump('mdm.nano_enrollments', '');
 SELECT pg_catalog.pg_extension_config_dump('mdm.checkin_messages', '');
 SELECT pg_catalog.pg_extension_config_dump('mdm.checkin_messages_id_seq', '');
 
--- Settings are read through mdm._setting(), a C function of the module:
+-- Settings are read through mdm_internal._setting(), a C function of the module:
 -- calling it loads the module, which defines the mdm.* settings.
-CREATE FUNCTION mdm._setting(name text) RETURNS text
+CREATE FUNCTION mdm_internal._setting(name text) RETURNS text
     AS 'MODULE_PATHNAME', 'mdm_setting'
     LANGUAGE C STABLE STRICT PARALLEL SAFE;
-REVOKE ALL ON FUNCTION mdm._setting(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mdm_internal._setting(text) FROM PUBLIC;
 
 -- {"$data": base64} for bytes, in the form mdm.plist_to_jsonb produces.
 CREATE FUNCTION mdm.plist_data_value(bytes bytea) RETURNS jsonb
@@ -165,21 +165,21 @@ CREATE FUNCTION mdm.plist_data_value(bytes bytea) RETURNS jsonb
 COMMENT ON FUNCTION mdm.plist_data_value(bytea) IS
     'The jsonb form of plist data: {"$data": base64}';
 
-CREATE FUNCTION mdm._reply_empty(status int DEFAULT 200) RETURNS mdm.reply
+CREATE FUNCTION mdm_internal._reply_empty(status int DEFAULT 200) RETURNS mdm.reply
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN ROW(status, NULL, '\x'::bytea)::mdm.reply;
 
-CREATE FUNCTION mdm._reply_plist(value jsonb) RETURNS mdm.reply
+CREATE FUNCTION mdm_internal._reply_plist(value jsonb) RETURNS mdm.reply
     LANGUAGE sql STABLE PARALLEL SAFE
     RETURN ROW(200, 'application/xml', mdm.jsonb_to_plist(value))::mdm.reply;
 
-CREATE FUNCTION mdm._reply_json(value jsonb) RETURNS mdm.reply
+CREATE FUNCTION mdm_internal._reply_json(value jsonb) RETURNS mdm.reply
     LANGUAGE sql STABLE PARALLEL SAFE
     RETURN ROW(200, 'application/json', pg_catalog.convert_to(value::text, 'UTF8'))::mdm.reply;
 
 -- Authenticate: (re-)enrollment of a device.  raw is NULL when the message
 -- is logged (src/checkin_path.c): a message is kept in one place only.
-CREATE FUNCTION mdm._checkin_authenticate(p_device_id text, msg jsonb, raw bytea,
+CREATE FUNCTION mdm_internal._checkin_authenticate(p_device_id text, msg jsonb, raw bytea,
                                           p_identity_cert bytea) RETURNS mdm.reply
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -228,19 +228,19 @@ BEGIN
     -- a new enrollment starts without managed profiles: reconcile delivers
     -- them again once its channels have their TokenUpdate
     DELETE FROM mdm.profile_deliveries WHERE device_id = p_device_id;
-    RETURN mdm._reply_empty();
+    RETURN mdm_internal._reply_empty();
 END $$;
 
 -- TokenUpdate (push token, PushMagic and topic of one channel) runs in C:
 -- src/checkin_path.c.
 
 -- UserAuthenticate: a directory user logging in (never the local user who enrolled).
-CREATE FUNCTION mdm._checkin_user_authenticate(p_device_id text, p_user_id text,
+CREATE FUNCTION mdm_internal._checkin_user_authenticate(p_device_id text, p_user_id text,
                                                msg jsonb, raw bytea) RETURNS mdm.reply
     LANGUAGE plpgsql AS $$
 DECLARE
     digest boolean := msg ? 'DigestResponse';
-    accept boolean := mdm._setting('mdm.user_authenticate') = 'accept';
+    accept boolean := mdm_internal._setting('mdm.user_authenticate') = 'accept';
 BEGIN
     INSERT INTO mdm.nano_users AS u
         (device_id, id, user_short_name, user_long_name,
@@ -263,16 +263,16 @@ BEGIN
         updated_at = excluded.updated_at;
 
     IF NOT accept THEN
-        RETURN mdm._reply_empty(410);
+        RETURN mdm_internal._reply_empty(410);
     ELSIF NOT digest THEN
         -- the zero-length challenge: no further authentication
-        RETURN mdm._reply_plist('{"DigestChallenge": ""}');
+        RETURN mdm_internal._reply_plist('{"DigestChallenge": ""}');
     END IF;
-    RETURN mdm._reply_empty();
+    RETURN mdm_internal._reply_empty();
 END $$;
 
 -- CheckOut: the device leaves management; its data is kept.
-CREATE FUNCTION mdm._checkin_checkout(p_device_id text) RETURNS mdm.reply
+CREATE FUNCTION mdm_internal._checkin_checkout(p_device_id text) RETURNS mdm.reply
     LANGUAGE plpgsql AS $$
 BEGIN
     -- serialised with writers as in _checkin_authenticate: an enqueue that
@@ -284,10 +284,10 @@ BEGIN
     WHERE id = p_device_id;
     UPDATE mdm.push_jobs SET state = 'superseded', finished_at = now(), apns_reason = 'checked out'
     WHERE device_id = p_device_id AND state = 'pending';
-    RETURN mdm._reply_empty();
+    RETURN mdm_internal._reply_empty();
 END $$;
 
-CREATE FUNCTION mdm._checkin_set_bootstrap_token(p_device_id text, msg jsonb) RETURNS mdm.reply
+CREATE FUNCTION mdm_internal._checkin_set_bootstrap_token(p_device_id text, msg jsonb) RETURNS mdm.reply
     LANGUAGE plpgsql AS $$
 DECLARE
     token bytea := nullif(mdm.plist_data(msg->'BootstrapToken'), '\x'::bytea);
@@ -297,19 +297,19 @@ BEGIN
     ON CONFLICT (device_id) DO UPDATE SET
         bootstrap_token = excluded.bootstrap_token,
         bootstrap_token_at = excluded.bootstrap_token_at;
-    RETURN mdm._reply_empty();
+    RETURN mdm_internal._reply_empty();
 END $$;
 
-CREATE FUNCTION mdm._checkin_get_bootstrap_token(p_device_id text) RETURNS mdm.reply
+CREATE FUNCTION mdm_internal._checkin_get_bootstrap_token(p_device_id text) RETURNS mdm.reply
     LANGUAGE plpgsql AS $$
 DECLARE
     token bytea;
 BEGIN
     SELECT bootstrap_token INTO token FROM mdm.device_secrets WHERE device_id = p_device_id;
     IF token IS NULL THEN
-        RETURN mdm._reply_empty();
+        RETURN mdm_internal._reply_empty();
     END IF;
-    RETURN mdm._reply_plist(jsonb_build_object('BootstrapToken', mdm.plist_data_value(token)));
+    RETURN mdm_internal._reply_plist(jsonb_build_object('BootstrapToken', mdm.plist_data_value(token)));
 END $$;
 
 -- The default DeclarativeManagement handler: mdm.declarative_management_handler
@@ -323,17 +323,17 @@ DECLARE
     token text := encode(sha256(''::bytea), 'hex');
 BEGIN
     IF endpoint = 'status' THEN
-        RETURN mdm._reply_empty();
+        RETURN mdm_internal._reply_empty();
     ELSIF endpoint = 'tokens' THEN
-        RETURN mdm._reply_json(jsonb_build_object('SyncTokens', jsonb_build_object(
+        RETURN mdm_internal._reply_json(jsonb_build_object('SyncTokens', jsonb_build_object(
             'DeclarationsToken', token, 'Timestamp', '2001-01-01T00:00:00Z')));
     ELSIF endpoint = 'declaration-items' THEN
-        RETURN mdm._reply_json(jsonb_build_object(
+        RETURN mdm_internal._reply_json(jsonb_build_object(
             'Declarations', jsonb_build_object('Activations', '[]'::jsonb, 'Assets', '[]'::jsonb,
                                                'Configurations', '[]'::jsonb, 'Management', '[]'::jsonb),
             'DeclarationsToken', token));
     END IF;
-    RETURN mdm._reply_empty(404);
+    RETURN mdm_internal._reply_empty(404);
 END $$;
 COMMENT ON FUNCTION mdm.declarative_management_default(text, text, bytea, jsonb) IS
     'Default DeclarativeManagement answer: empty tokens and declaration-items, 200 for status, 404 for anything else';
@@ -353,10 +353,10 @@ COMMENT ON FUNCTION mdm.get_token_default(text, text, jsonb, jsonb) IS
 -- procedure or aggregate) taking exactly argtypes and returning one
 -- mdm.reply; otherwise the check-in fails here with 42883 or 42P13, before
 -- the handler is called.
-CREATE FUNCTION mdm._handler(setting text, argtypes text) RETURNS regproc
+CREATE FUNCTION mdm_internal._handler(setting text, argtypes text) RETURNS regproc
     LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    fn_name text := mdm._setting(setting);
+    fn_name text := mdm_internal._setting(setting);
     wanted text := replace(argtypes, ',', ', ');
     fn regprocedure;
     p pg_proc;
@@ -403,31 +403,31 @@ END $$;
 
 -- The handlers are called once per check-in: "SELECT * FROM fn(...)"
 -- (not "SELECT (fn(...)).*", which calls fn once per column of mdm.reply).
-CREATE FUNCTION mdm._checkin_declarative_management(p_enrollment_id text, msg jsonb)
+CREATE FUNCTION mdm_internal._checkin_declarative_management(p_enrollment_id text, msg jsonb)
     RETURNS mdm.reply
     LANGUAGE plpgsql AS $$
 DECLARE
-    fn regproc := mdm._handler('mdm.declarative_management_handler', 'text,text,bytea,jsonb');
+    fn regproc := mdm_internal._handler('mdm.declarative_management_handler', 'text,text,bytea,jsonb');
     r mdm.reply;
 BEGIN
     EXECUTE format('SELECT * FROM %s($1, $2, $3, $4)', fn) INTO r
         USING p_enrollment_id, msg->>'Endpoint', mdm.plist_data(msg->'Data'), msg;
-    RETURN mdm._checked_reply(r, fn);
+    RETURN mdm_internal._checked_reply(r, fn);
 END $$;
 
-CREATE FUNCTION mdm._checkin_get_token(p_enrollment_id text, msg jsonb) RETURNS mdm.reply
+CREATE FUNCTION mdm_internal._checkin_get_token(p_enrollment_id text, msg jsonb) RETURNS mdm.reply
     LANGUAGE plpgsql AS $$
 DECLARE
-    fn regproc := mdm._handler('mdm.get_token_handler', 'text,text,jsonb,jsonb');
+    fn regproc := mdm_internal._handler('mdm.get_token_handler', 'text,text,jsonb,jsonb');
     r mdm.reply;
 BEGIN
     EXECUTE format('SELECT * FROM %s($1, $2, $3, $4)', fn) INTO r
         USING p_enrollment_id, msg->>'TokenServiceType', msg->'TokenParameters', msg;
-    RETURN mdm._checked_reply(r, fn);
+    RETURN mdm_internal._checked_reply(r, fn);
 END $$;
 
 -- A handler's reply must at least carry an HTTP status.
-CREATE FUNCTION mdm._checked_reply(r mdm.reply, fn regproc) RETURNS mdm.reply
+CREATE FUNCTION mdm_internal._checked_reply(r mdm.reply, fn regproc) RETURNS mdm.reply
     LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
     IF r.status IS NULL OR r.status NOT BETWEEN 100 AND 599 THEN
@@ -442,7 +442,7 @@ END $$;
 -- iPad, or the device channel of any platform; User Enrollment only what
 -- it may send.  The test is part of the dispatcher's one lookup
 -- (src/checkin_path.c); _check_checkin_channel() says what is wrong.
-CREATE FUNCTION mdm._check_checkin_channel(p_message_type text, p_type text)
+CREATE FUNCTION mdm_internal._check_checkin_channel(p_message_type text, p_type text)
     RETURNS void
     LANGUAGE plpgsql STABLE AS $$
 DECLARE

@@ -138,7 +138,7 @@ COMMENT ON FUNCTION mdm.device_platform(text) IS
 
 -- May request type t go to a channel of enrollment type etype on a device
 -- of this platform?  From Apple's schema (mdm.apple_request_types).
-CREATE FUNCTION mdm._request_allowed(t mdm.apple_request_types, etype text, platform text)
+CREATE FUNCTION mdm_internal._request_allowed(t mdm.apple_request_types, etype text, platform text)
     RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN CASE etype
@@ -162,7 +162,7 @@ CREATE FUNCTION mdm._request_allowed(t mdm.apple_request_types, etype text, plat
 
 -- The command dictionary and CommandUUID of what a caller passed: the inner
 -- command ({"RequestType": ...}) or the full {CommandUUID, Command} form.
-CREATE FUNCTION mdm._command_parts(cmd jsonb, OUT command jsonb, OUT command_uuid uuid)
+CREATE FUNCTION mdm_internal._command_parts(cmd jsonb, OUT command jsonb, OUT command_uuid uuid)
     LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
     IF jsonb_typeof(cmd) <> 'object' THEN
@@ -199,7 +199,7 @@ BEGIN
 END $$;
 
 -- A target of an enqueue or a push.
-CREATE TYPE mdm._target AS (device_id text, enrollment_id text, type text, platform text);
+CREATE TYPE mdm_internal._target AS (device_id text, enrollment_id text, type text, platform text);
 
 -- The enrollments behind a list of IDs; unknown IDs are an error naming them.
 -- One pass over the IDs: each is looked up once, and the unknown ones are
@@ -210,10 +210,10 @@ CREATE TYPE mdm._target AS (device_id text, enrollment_id text, type text, platf
 -- unnest()'s default 100 rows) the query was planned again on every call,
 -- about 0.3 ms per enqueue.  The generic plan (nested loops over the
 -- primary keys) also suits large fan-outs.
-CREATE FUNCTION mdm._targets(enrollment_ids text[]) RETURNS mdm._target[]
+CREATE FUNCTION mdm_internal._targets(enrollment_ids text[]) RETURNS mdm_internal._target[]
     LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
-    found_targets mdm._target[];
+    found_targets mdm_internal._target[];
     missing text[];
 BEGIN
     IF enrollment_ids IS NULL OR cardinality(enrollment_ids) = 0 THEN
@@ -222,7 +222,7 @@ BEGIN
         RAISE EXCEPTION 'enrollment ID number % is NULL', array_position(enrollment_ids, NULL)
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    SELECT array_agg(ROW(e.device_id, e.id, e.type, mdm.device_platform(d.model))::mdm._target
+    SELECT array_agg(ROW(e.device_id, e.id, e.type, mdm.device_platform(d.model))::mdm_internal._target
                      ORDER BY e.device_id, e.id)
                FILTER (WHERE e.id IS NOT NULL),
            array_agg(t.id ORDER BY t.id) FILTER (WHERE e.id IS NULL)
@@ -244,7 +244,7 @@ END $$;
 -- table however many targets), and announce the pushes (unless p_push is
 -- false: enqueue(push => false), NanoMDM's nopush).  Every path that
 -- queues commands (enqueue, profiles, reconcile) goes through here.
-CREATE FUNCTION mdm._queue_command(targets mdm._target[], p_command_uuid uuid, command jsonb,
+CREATE FUNCTION mdm_internal._queue_command(targets mdm_internal._target[], p_command_uuid uuid, command jsonb,
                                    p_priority integer, p_push boolean DEFAULT true) RETURNS void
     LANGUAGE plpgsql AS $$
 BEGIN
@@ -265,7 +265,7 @@ BEGIN
     FROM unnest(targets) t
     ORDER BY t.device_id, t.enrollment_id;
     IF p_push THEN
-        PERFORM mdm._announce_pushes(targets);
+        PERFORM mdm_internal._announce_pushes(targets);
     END IF;
 END $$;
 
@@ -273,15 +273,15 @@ END $$;
 -- mdm.enqueue() (src/enqueue_path.c) queues a plain command to one target
 -- itself and calls this for everything else (push => false included),
 -- errors included.
-CREATE FUNCTION mdm._enqueue(enrollment_ids text[], command jsonb, priority integer,
+CREATE FUNCTION mdm_internal._enqueue(enrollment_ids text[], command jsonb, priority integer,
                              allow_unknown_request_type boolean, push boolean)
     RETURNS uuid
     LANGUAGE plpgsql AS $$
 DECLARE
-    parts record := mdm._command_parts(command);
+    parts record := mdm_internal._command_parts(command);
     rtype text := parts.command->>'RequestType';
     rt mdm.apple_request_types;
-    targets mdm._target[] := mdm._targets(enrollment_ids);
+    targets mdm_internal._target[] := mdm_internal._targets(enrollment_ids);
     refused text[];
 BEGIN
     IF priority IS NULL OR allow_unknown_request_type IS NULL OR push IS NULL THEN
@@ -300,7 +300,7 @@ BEGIN
         END IF;
     ELSE
         SELECT array_agg(t.enrollment_id ORDER BY t.enrollment_id) INTO refused
-        FROM unnest(targets) t WHERE NOT mdm._request_allowed(rt, t.type, t.platform);
+        FROM unnest(targets) t WHERE NOT mdm_internal._request_allowed(rt, t.type, t.platform);
         IF refused IS NOT NULL THEN
             RAISE EXCEPTION 'RequestType "%" is not supported on the channel of % enrollment(s): %',
                             rtype, cardinality(refused),
@@ -324,10 +324,10 @@ BEGIN
         -- the profile's payloads against its scope's channel, as at upload
         -- (the scope against the targets' channels is checked by the queue,
         -- schema/60_profiles.sql)
-        PERFORM mdm._installprofile_profile(parts.command, true);
+        PERFORM mdm_internal._installprofile_profile(parts.command, true);
     END IF;
 
-    PERFORM mdm._queue_command(targets, parts.command_uuid, parts.command, priority, push);
+    PERFORM mdm_internal._queue_command(targets, parts.command_uuid, parts.command, priority, push);
     RETURN parts.command_uuid;
 END $$;
 CREATE FUNCTION mdm.enqueue(enrollment_ids text[], command jsonb, priority integer DEFAULT 0,
@@ -343,7 +343,7 @@ CREATE FUNCTION mdm.enqueue(enrollment_ids text[], command bytea, priority integ
                             allow_unknown_request_type boolean DEFAULT false, push boolean DEFAULT true)
     RETURNS uuid
     LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    RETURN mdm.enqueue(enrollment_ids, mdm._plist_to_jsonb_strict(command), priority, allow_unknown_request_type, push);
+    RETURN mdm.enqueue(enrollment_ids, mdm_internal._plist_to_jsonb_strict(command), priority, allow_unknown_request_type, push);
 COMMENT ON FUNCTION mdm.enqueue(text[], bytea, integer, boolean, boolean) IS
     'Queue a command given as a plist (inner dictionary, or {CommandUUID, Command})';
 

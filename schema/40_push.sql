@@ -111,8 +111,8 @@ COMMENT ON VIEW mdm.view_push_problems IS
 
 -- Create push jobs for targets (coalescing into pending ones) and NOTIFY
 -- once if any was created.  Disabled channels and dead tokens are skipped.
--- Generic plan, for the reason given at mdm._targets().
-CREATE FUNCTION mdm._announce_pushes(targets mdm._target[]) RETURNS integer
+-- Generic plan, for the reason given at mdm_internal._targets().
+CREATE FUNCTION mdm_internal._announce_pushes(targets mdm_internal._target[]) RETURNS integer
     LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     created integer;
@@ -146,11 +146,11 @@ END $$;
 CREATE FUNCTION mdm.push(enrollment_ids text[]) RETURNS integer
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    targets mdm._target[] := mdm._targets(enrollment_ids);
+    targets mdm_internal._target[] := mdm_internal._targets(enrollment_ids);
 BEGIN
     -- say which enrollments cannot be pushed, rather than skip them quietly
-    PERFORM mdm._notice_unpushable(targets);
-    RETURN mdm._announce_pushes(targets);
+    PERFORM mdm_internal._notice_unpushable(targets);
+    RETURN mdm_internal._announce_pushes(targets);
 END $$;
 COMMENT ON FUNCTION mdm.push(text[]) IS
     'Create push jobs for enrollments (coalescing with pending ones); returns how many were created';
@@ -162,23 +162,23 @@ COMMENT ON FUNCTION mdm.push(text[]) IS
 -- out for ever).  A new job rather than the same one claimed again: a late
 -- report of the lost claim names its job, so it is never taken for the
 -- report of a later claim, with another token.
-CREATE FUNCTION mdm._release_stale_claims() RETURNS integer
+CREATE FUNCTION mdm_internal._release_stale_claims() RETURNS integer
     LANGUAGE plpgsql AS $$
 DECLARE
     released integer;
     renewed integer;
 BEGIN
-    IF mdm._distributed() THEN
+    IF mdm_internal._distributed() THEN
         -- no row locks across shards on Citus (schema/90_citus.sql)
-        RETURN mdm._release_stale_claims_by_job();
+        RETURN mdm_internal._release_stale_claims_by_job();
     END IF;
     WITH stale AS (
         SELECT j.device_id, j.id,
-               CASE WHEN j.attempts >= mdm._setting('mdm.push_max_attempts')::integer THEN 'failed'
+               CASE WHEN j.attempts >= mdm_internal._setting('mdm.push_max_attempts')::integer THEN 'failed'
                     ELSE 'superseded' END AS new_state
         FROM mdm.push_jobs j
         WHERE j.state = 'claimed'
-          AND j.claimed_at < now() - make_interval(secs => mdm._setting('mdm.push_claim_timeout')::integer)
+          AND j.claimed_at < now() - make_interval(secs => mdm_internal._setting('mdm.push_claim_timeout')::integer)
         ORDER BY j.claimed_at
         LIMIT 10000
         FOR UPDATE SKIP LOCKED),
@@ -226,12 +226,12 @@ BEGIN
         RAISE EXCEPTION 'max_jobs must be at least 1, not %', coalesce(max_jobs::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF mdm._distributed() THEN
+    IF mdm_internal._distributed() THEN
         -- no row locks across shards on Citus: claimed job by job (schema/90_citus.sql)
-        RETURN QUERY SELECT * FROM mdm._claim_pushes_by_job(max_jobs);
+        RETURN QUERY SELECT * FROM mdm_internal._claim_pushes_by_job(max_jobs);
         RETURN;
     END IF;
-    PERFORM mdm._release_stale_claims();
+    PERFORM mdm_internal._release_stale_claims();
     RETURN QUERY
     WITH picked AS (
         SELECT j.device_id, j.id
@@ -255,8 +255,8 @@ BEGIN
         RETURNING j.device_id, j.id, j.enrollment_id)
     SELECT c.id, c.enrollment_id, e.token_hex, e.push_magic, e.topic, pc.cert_pem, pc.key_pem,
            -- 0 asks APNs to deliver at once or not at all
-           CASE WHEN mdm._setting('mdm.push_expiration')::bigint = 0 THEN 0
-                ELSE extract(epoch FROM now())::bigint + mdm._setting('mdm.push_expiration')::bigint END,
+           CASE WHEN mdm_internal._setting('mdm.push_expiration')::bigint = 0 THEN 0
+                ELSE extract(epoch FROM now())::bigint + mdm_internal._setting('mdm.push_expiration')::bigint END,
            10, 'mdm'::text
     FROM claimed c
     JOIN mdm.nano_enrollments e ON e.device_id = c.device_id AND e.id = c.enrollment_id
@@ -359,7 +359,7 @@ BEGIN
     ELSIF token_dead OR apns_status = 429 OR apns_status >= 500 THEN
         -- retry: after a backoff, or at once when the dead token was an old
         -- one (the next claim reads the channel's new token)
-        IF j.attempts >= mdm._setting('mdm.push_max_attempts')::integer AND NOT token_dead THEN
+        IF j.attempts >= mdm_internal._setting('mdm.push_max_attempts')::integer AND NOT token_dead THEN
             new_state := 'failed';
         ELSIF EXISTS (SELECT FROM mdm.push_jobs p WHERE p.device_id = j.device_id
                       AND p.enrollment_id = j.enrollment_id AND p.state = 'pending'
@@ -372,8 +372,8 @@ BEGIN
             -- past 2^43 s); the exponent stops at 30, where even a base of
             -- 1 s exceeds the largest allowed maximum (7 days)
             retry_at := CASE WHEN token_dead THEN now() ELSE now() + make_interval(secs => least(
-                mdm._setting('mdm.push_retry_base')::float8 * 2.0 ^ least(greatest(j.attempts - 1, 0), 30),
-                mdm._setting('mdm.push_retry_max')::float8)) END;
+                mdm_internal._setting('mdm.push_retry_base')::float8 * 2.0 ^ least(greatest(j.attempts - 1, 0), 30),
+                mdm_internal._setting('mdm.push_retry_max')::float8)) END;
         END IF;
     ELSE
         -- certificate and topic errors: retrying will not help; operators see it
@@ -454,12 +454,12 @@ COMMENT ON FUNCTION mdm.push_results(bigint[], integer[], text[], text[]) IS
     'Record many APNs outcomes at once, each as mdm.push_result() does; one row (job, new state) per outcome';
 
 -- Check a PEM certificate and key with OpenSSL (src/push_cert.c).
-CREATE FUNCTION mdm._inspect_push_cert(cert_pem text, key_pem text,
+CREATE FUNCTION mdm_internal._inspect_push_cert(cert_pem text, key_pem text,
                                        OUT topic text, OUT subject text, OUT not_before timestamptz,
                                        OUT not_after timestamptz, OUT sha256 bytea)
     AS 'MODULE_PATHNAME', 'mdm_inspect_push_cert'
     LANGUAGE C STABLE STRICT;
-REVOKE ALL ON FUNCTION mdm._inspect_push_cert(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION mdm_internal._inspect_push_cert(text, text) FROM PUBLIC;
 
 CREATE FUNCTION mdm.upload_push_cert(cert_pem text, key_pem text) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -469,7 +469,7 @@ BEGIN
     IF cert_pem IS NULL OR key_pem IS NULL THEN
         RAISE EXCEPTION 'certificate and key must not be NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    c := mdm._inspect_push_cert(cert_pem, key_pem);
+    c := mdm_internal._inspect_push_cert(cert_pem, key_pem);
     INSERT INTO mdm.push_certs (topic, cert_pem, key_pem, subject, not_before, not_after, sha256)
     VALUES (c.topic, cert_pem, key_pem, c.subject, c.not_before, c.not_after, c.sha256)
     ON CONFLICT (topic) DO UPDATE SET
@@ -531,7 +531,7 @@ BEGIN
     END IF;
     -- PayloadUUIDs in the upper-case form of IdentityCertificateUUID, so
     -- that the same UUID matches whatever case it was given in
-    extra_payloads := mdm._upper_payload_uuids(extra_payloads);
+    extra_payloads := mdm_internal._upper_payload_uuids(extra_payloads);
     IF NOT EXISTS (SELECT FROM jsonb_array_elements(extra_payloads) p
                    WHERE p->>'PayloadUUID' = upper(identity_payload_uuid::text)) THEN
         RAISE EXCEPTION 'IdentityCertificateUUID % matches no payload of the profile', identity_payload_uuid

@@ -24,7 +24,7 @@ COMMENT ON TABLE mdm.maintenance_state IS
 -- while a reconcile() or such a TokenUpdate runs.  Not the single-flight
 -- lock of reconcile(): an administrator's reconcile() waits for this run
 -- instead of being skipped.
-CREATE FUNCTION mdm._reconcile_slice(batch_size integer) RETURNS jsonb
+CREATE FUNCTION mdm_internal._reconcile_slice(batch_size integer) RETURNS jsonb
     LANGUAGE plpgsql AS $$
 DECLARE
     after text;
@@ -35,7 +35,7 @@ BEGIN
         RETURN jsonb_build_object('skipped', 'a reconcile() or a first TokenUpdate is running');
     END IF;
     INSERT INTO mdm.maintenance_state DEFAULT VALUES ON CONFLICT DO NOTHING;
-    IF mdm._distributed() THEN
+    IF mdm_internal._distributed() THEN
         -- on Citus a row lock on this reference table followed by the
         -- batch's multi-shard reads crashes the coordinator (Citus 13.2.2);
         -- the exclusive lock taken above already keeps other slices out
@@ -50,16 +50,16 @@ BEGIN
     IF cardinality(batch) = 0 THEN
         RETURN jsonb_build_object('devices', 0, 'installs', 0, 'removes', 0);
     END IF;
-    result := mdm._reconcile_batch(batch);
+    result := mdm_internal._reconcile_batch(batch);
     UPDATE mdm.maintenance_state SET reconcile_after = batch[cardinality(batch)];
     RETURN jsonb_build_object('devices', cardinality(batch)) || result;
 END $$;
 
 -- Delete up to batch_size rows of finished history older than the retention.
-CREATE FUNCTION mdm._prune_history(batch_size integer) RETURNS jsonb
+CREATE FUNCTION mdm_internal._prune_history(batch_size integer) RETURNS jsonb
     LANGUAGE plpgsql AS $$
 DECLARE
-    cutoff timestamptz := now() - make_interval(secs => mdm._setting('mdm.history_retention')::integer);
+    cutoff timestamptz := now() - make_interval(secs => mdm_internal._setting('mdm.history_retention')::integer);
     n_messages integer;
     n_queue integer;
     n_orphans integer;
@@ -96,7 +96,7 @@ BEGIN
     SELECT count(*) INTO n_pushes FROM gone;
 
     -- commands no queue item refers to any more
-    IF mdm._distributed() THEN
+    IF mdm_internal._distributed() THEN
         -- on Citus (docs/citus.md): no sub-select from a reference table
         -- correlated with a distributed one; the old commands' items are
         -- looked up in one pass over the shards instead
@@ -131,14 +131,14 @@ END $$;
 -- and those that polled without getting a command that was queued before
 -- the poll (its transaction committed after the poll had looked).  Driven
 -- by the pending work, not by every enrollment.
-CREATE FUNCTION mdm._repush(batch_size integer) RETURNS integer
+CREATE FUNCTION mdm_internal._repush(batch_size integer) RETURNS integer
     LANGUAGE plpgsql AS $$
 DECLARE
-    base interval := make_interval(secs => mdm._setting('mdm.repush_interval')::integer);
-    base_secs float8 := mdm._setting('mdm.repush_interval')::float8;
-    targets mdm._target[];
+    base interval := make_interval(secs => mdm_internal._setting('mdm.repush_interval')::integer);
+    base_secs float8 := mdm_internal._setting('mdm.repush_interval')::float8;
+    targets mdm_internal._target[];
 BEGIN
-    SELECT array_agg(ROW(e.device_id, e.id, e.type, NULL)::mdm._target) INTO targets
+    SELECT array_agg(ROW(e.device_id, e.id, e.type, NULL)::mdm_internal._target) INTO targets
     FROM (SELECT e.device_id, e.id, e.type
           FROM (SELECT DISTINCT q.device_id, q.id FROM mdm.nano_enrollment_queue q
                 WHERE q.active) w
@@ -166,7 +166,7 @@ BEGIN
     IF targets IS NULL THEN
         RETURN 0;
     END IF;
-    RETURN mdm._announce_pushes(targets);
+    RETURN mdm_internal._announce_pushes(targets);
 END $$;
 
 -- Commands that waited longer than mdm.pending_command_lifetime for a
@@ -174,10 +174,10 @@ END $$;
 -- queued nor handed out within the lifetime.  A connect handing an item
 -- out holds its row lock: the item is skipped, not dropped under it (and
 -- the connect skips an item being dropped).  See docs/queue.md.
-CREATE FUNCTION mdm._expire_pending(batch_size integer) RETURNS integer
+CREATE FUNCTION mdm_internal._expire_pending(batch_size integer) RETURNS integer
     LANGUAGE plpgsql AS $$
 DECLARE
-    lifetime integer := mdm._setting('mdm.pending_command_lifetime')::integer;
+    lifetime integer := mdm_internal._setting('mdm.pending_command_lifetime')::integer;
     expired integer := 0;
     cutoff timestamptz;
     item record;
@@ -185,7 +185,7 @@ BEGIN
     IF lifetime = 0 THEN
         RETURN 0;
     END IF;
-    IF mdm._distributed() THEN
+    IF mdm_internal._distributed() THEN
         -- on Citus (docs/citus.md), where a row lock cannot span shards: the
         -- candidates read without a lock, each then expired by its key with
         -- the conditions checked again (a poll that has just handed it out
@@ -245,19 +245,19 @@ BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('mdm.run_maintenance')) THEN
         RETURN jsonb_build_object('skipped', 'another run_maintenance() is running');
     END IF;
-    result := jsonb_build_object('released_push_claims', mdm._release_stale_claims(),
-                                 'expired_commands', mdm._expire_pending(batch_size),
-                                 'repushed', mdm._repush(batch_size))
-              || mdm._prune_history(batch_size)
-              || jsonb_build_object('events', mdm._prune_events(batch_size));
+    result := jsonb_build_object('released_push_claims', mdm_internal._release_stale_claims(),
+                                 'expired_commands', mdm_internal._expire_pending(batch_size),
+                                 'repushed', mdm_internal._repush(batch_size))
+              || mdm_internal._prune_history(batch_size)
+              || jsonb_build_object('events', mdm_internal._prune_events(batch_size));
     -- last: it holds its lock until the end of the transaction.  Not on
     -- Citus: there the slice crashes the coordinator (Citus 13.2.2, after
     -- this transaction's other work); mdm.reconcile() does the same work
-    IF mdm._distributed() THEN
+    IF mdm_internal._distributed() THEN
         result := result || jsonb_build_object('reconciled', jsonb_build_object('skipped',
             'distributed: run mdm.reconcile() (docs/citus.md)'));
     ELSE
-        result := result || jsonb_build_object('reconciled', mdm._reconcile_slice(batch_size));
+        result := result || jsonb_build_object('reconciled', mdm_internal._reconcile_slice(batch_size));
     END IF;
     RETURN result;
 END $$;

@@ -195,7 +195,7 @@ SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('md
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('mdm.labels', 'id'), '');
 
 -- Verify and unwrap a CMS-signed profile (src/cms.c); other bytes pass through.
-CREATE FUNCTION mdm._open_signed(data bytea, anchors_pem text,
+CREATE FUNCTION mdm_internal._open_signed(data bytea, anchors_pem text,
                                  OUT content bytea, OUT signed boolean,
                                  OUT signer_subject text, OUT signer_sha256 bytea)
     AS 'MODULE_PATHNAME', 'mdm_open_signed'
@@ -203,14 +203,14 @@ CREATE FUNCTION mdm._open_signed(data bytea, anchors_pem text,
 
 -- The signed-content and jsonb of profile bytes, verified against the
 -- profile_signer trust anchors when there are any.
-CREATE FUNCTION mdm._read_profile(data bytea, OUT content jsonb, OUT signed boolean,
+CREATE FUNCTION mdm_internal._read_profile(data bytea, OUT content jsonb, OUT signed boolean,
                                   OUT signer_subject text, OUT signer_sha256 bytea)
     LANGUAGE plpgsql STABLE AS $$
 DECLARE
-    s record := mdm._open_signed(data, (SELECT string_agg(cert_pem, E'\n') FROM mdm.trust_anchors
+    s record := mdm_internal._open_signed(data, (SELECT string_agg(cert_pem, E'\n') FROM mdm.trust_anchors
                                         WHERE purpose = 'profile_signer'));
 BEGIN
-    content := mdm._plist_to_jsonb_strict(s.content);
+    content := mdm_internal._plist_to_jsonb_strict(s.content);
     signed := s.signed;
     signer_subject := s.signer_subject;
     signer_sha256 := s.signer_sha256;
@@ -222,7 +222,7 @@ END $$;
 -- channel.  Those must be the same for every target: the binding guard and
 -- RemoveProfile use the PayloadIdentifier as uploaded, and the channel
 -- checks the PayloadScope and PayloadTypes as uploaded.
-CREATE FUNCTION mdm._profile_variables(content jsonb) RETURNS text[]
+CREATE FUNCTION mdm_internal._profile_variables(content jsonb) RETURNS text[]
     LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
     vars text[] := ARRAY(SELECT DISTINCT m[1] FROM regexp_matches(content::text, '\$\{(MDM_[A-Za-z0-9_.-]*)\}', 'g') m
@@ -280,7 +280,7 @@ BEGIN
 END $$;
 
 -- Check a profile's structure and scope; return its scope and where it came from.
-CREATE FUNCTION mdm._profile_scope(content jsonb, OUT scope text, OUT scope_from text)
+CREATE FUNCTION mdm_internal._profile_scope(content jsonb, OUT scope text, OUT scope_from text)
     LANGUAGE plpgsql STABLE AS $$
 BEGIN
     IF jsonb_typeof(content) IS DISTINCT FROM 'object' OR content->>'PayloadType' IS DISTINCT FROM 'Configuration' THEN
@@ -315,7 +315,7 @@ BEGIN
                       DETAIL = 'PayloadScope must be "System" (device channel) or "User" (user channel).';
         END IF;
     ELSE
-        scope := mdm._setting('mdm.default_payload_scope');
+        scope := mdm_internal._setting('mdm.default_payload_scope');
         scope_from := 'default';
     END IF;
 END $$;
@@ -325,7 +325,7 @@ END $$;
 -- the Shared iPad user channel.
 -- (A quoted body, not RETURN: Citus' local execution sends the text of a
 -- SQL-standard body as a query.)
-CREATE FUNCTION mdm._payloads_off_channel(content jsonb, scope text) RETURNS text[]
+CREATE FUNCTION mdm_internal._payloads_off_channel(content jsonb, scope text) RETURNS text[]
     LANGUAGE sql STABLE AS $$
     SELECT ARRAY(
         SELECT DISTINCT p->>'PayloadType'
@@ -359,15 +359,15 @@ BEGIN
     IF existing IS NOT NULL THEN
         RETURN existing;
     END IF;
-    p := mdm._read_profile(mobileconfig);
-    sc := mdm._profile_scope(p.content);
-    vars := mdm._profile_variables(p.content);
+    p := mdm_internal._read_profile(mobileconfig);
+    sc := mdm_internal._profile_scope(p.content);
+    vars := mdm_internal._profile_variables(p.content);
     IF p.signed AND cardinality(vars) > 0 THEN
         RAISE EXCEPTION 'signed profile uses variables: %', array_to_string(vars, ', ')
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'A signed profile cannot be rewritten per target; sign it after substitution, or upload it unsigned.';
     END IF;
-    off_channel := mdm._payloads_off_channel(p.content, sc.scope);
+    off_channel := mdm_internal._payloads_off_channel(p.content, sc.scope);
     IF cardinality(off_channel) > 0 AND NOT allow_channel_mismatch THEN
         RAISE EXCEPTION 'payload type(s) % cannot be installed on the % channel',
                         array_to_string(off_channel, ', '), CASE sc.scope WHEN 'User' THEN 'user' ELSE 'device' END
@@ -414,7 +414,7 @@ COMMENT ON FUNCTION mdm.upload_profile(bytea, boolean) IS
 -- the scope's channel, as at upload, unless the version was uploaded with
 -- allow_channel_mismatch.  (Not in the trigger: a pg_restore may load the
 -- commands before the profiles.)
-CREATE FUNCTION mdm._installprofile_profile(command jsonb, check_payloads boolean,
+CREATE FUNCTION mdm_internal._installprofile_profile(command jsonb, check_payloads boolean,
                                             OUT payload_identifier text, OUT scope text)
     LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -428,13 +428,13 @@ BEGIN
         RAISE EXCEPTION 'InstallProfile command has no Payload data'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    profile_content := (mdm._read_profile(payload)).content;
+    profile_content := (mdm_internal._read_profile(payload)).content;
     IF profile_content->>'PayloadIdentifier' IS NULL THEN
         RAISE EXCEPTION 'InstallProfile Payload has no PayloadIdentifier'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     payload_identifier := profile_content->>'PayloadIdentifier';
-    sc := mdm._profile_scope(profile_content);
+    sc := mdm_internal._profile_scope(profile_content);
     scope := sc.scope;
     SELECT * INTO stored FROM mdm.profiles p WHERE p.sha256 = sha256(payload);
     IF stored.id IS NULL THEN
@@ -448,7 +448,7 @@ BEGIN
         scope := stored.scope;
     END IF;
     IF check_payloads AND (stored.id IS NULL OR NOT stored.channel_mismatch_allowed) THEN
-        off_channel := mdm._payloads_off_channel(profile_content, scope);
+        off_channel := mdm_internal._payloads_off_channel(profile_content, scope);
         IF cardinality(off_channel) > 0 THEN
             RAISE EXCEPTION 'payload type(s) % cannot be installed on the % channel',
                             array_to_string(off_channel, ', '), CASE scope WHEN 'User' THEN 'user' ELSE 'device' END
@@ -463,7 +463,7 @@ END $$;
 -- Identify the profile of every InstallProfile command.  The plist is what
 -- the device receives: a changed command must come with the plist made
 -- from it, so that what is checked is what is sent.
-CREATE FUNCTION mdm._commands_identify_profile() RETURNS trigger
+CREATE FUNCTION mdm_internal._commands_identify_profile() RETURNS trigger
     LANGUAGE plpgsql AS $$
 DECLARE
     p record;
@@ -481,7 +481,7 @@ BEGIN
                   HINT = 'Set plist = mdm.jsonb_to_plist(jsonb_build_object(''CommandUUID'', upper(command_uuid::text), ''Command'', command)) in the same UPDATE.';
     END IF;
     IF NEW.request_type = 'InstallProfile' THEN
-        p := mdm._installprofile_profile(NEW.command, false);
+        p := mdm_internal._installprofile_profile(NEW.command, false);
         NEW.payload_identifier := p.payload_identifier;
         NEW.payload_scope := p.scope;
     ELSE
@@ -494,11 +494,11 @@ END $$;
 CREATE TRIGGER identify_profile BEFORE INSERT OR UPDATE OF command, plist, request_type, command_uuid,
         payload_identifier, payload_scope
     ON mdm.nano_commands
-    FOR EACH ROW EXECUTE FUNCTION mdm._commands_identify_profile();
+    FOR EACH ROW EXECUTE FUNCTION mdm_internal._commands_identify_profile();
 
 -- A changed InstallProfile is checked again against the queue items that
 -- are still to be delivered: touching them runs the queue's checks.
-CREATE FUNCTION mdm._commands_recheck_queue() RETURNS trigger
+CREATE FUNCTION mdm_internal._commands_recheck_queue() RETURNS trigger
     LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE mdm.nano_enrollment_queue q SET active = q.active
@@ -508,10 +508,10 @@ END $$;
 CREATE TRIGGER recheck_queue AFTER UPDATE OF command, plist, request_type, command_uuid,
         payload_identifier, payload_scope ON mdm.nano_commands
     FOR EACH ROW WHEN (NEW.payload_identifier IS NOT NULL)
-    EXECUTE FUNCTION mdm._commands_recheck_queue();
+    EXECUTE FUNCTION mdm_internal._commands_recheck_queue();
 
 -- The error for targets outside a profile's scope.
-CREATE FUNCTION mdm._refuse_scope(payload_identifier text, scope text, wrong text[]) RETURNS void
+CREATE FUNCTION mdm_internal._refuse_scope(payload_identifier text, scope text, wrong text[]) RETURNS void
     LANGUAGE plpgsql STABLE AS $$
 BEGIN
     RAISE EXCEPTION 'profile "%" is %-scoped and cannot go to % enrollment(s): %',
@@ -535,7 +535,7 @@ END $$;
 -- InstallProfile of one identifier never commit unaware of each other.
 -- The check runs in a statement after the lock, so under READ COMMITTED
 -- its snapshot sees a binding committed while this one waited.
-CREATE FUNCTION mdm._queue_check_bindings() RETURNS trigger
+CREATE FUNCTION mdm_internal._queue_check_bindings() RETURNS trigger
     LANGUAGE plpgsql AS $$
 DECLARE
     identifiers text[];
@@ -575,23 +575,23 @@ BEGIN
     ORDER BY 1
     LIMIT 1;
     IF FOUND THEN
-        PERFORM mdm._refuse_scope(v.payload_identifier, v.payload_scope, v.wrong);
+        PERFORM mdm_internal._refuse_scope(v.payload_identifier, v.payload_scope, v.wrong);
     END IF;
     RETURN NULL;
 END $$;
 CREATE TRIGGER check_bindings_insert AFTER INSERT ON mdm.nano_enrollment_queue
     REFERENCING NEW TABLE AS new_items
-    FOR EACH STATEMENT EXECUTE FUNCTION mdm._queue_check_bindings();
+    FOR EACH STATEMENT EXECUTE FUNCTION mdm_internal._queue_check_bindings();
 CREATE TRIGGER check_bindings_update AFTER UPDATE ON mdm.nano_enrollment_queue
     REFERENCING NEW TABLE AS new_items
-    FOR EACH STATEMENT EXECUTE FUNCTION mdm._queue_check_bindings();
+    FOR EACH STATEMENT EXECUTE FUNCTION mdm_internal._queue_check_bindings();
 
 -- Bind a profile (every version of its identifier) to one user channel.
 CREATE FUNCTION mdm.bind_profile(profile_version bigint, enrollment_id text) RETURNS void
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     p mdm.profiles;
-    t mdm._target;
+    t mdm_internal._target;
     elsewhere text;
 BEGIN
     SELECT * INTO p FROM mdm.profiles WHERE id = profile_version;
@@ -603,7 +603,7 @@ BEGIN
     -- wait for this one; the checks below, each a statement of its own,
     -- see what they committed
     PERFORM pg_advisory_xact_lock(hashtextextended('mdm.bind:' || p.payload_identifier, 0));
-    SELECT * INTO t FROM unnest(mdm._targets(ARRAY[enrollment_id]));
+    SELECT * INTO t FROM unnest(mdm_internal._targets(ARRAY[enrollment_id]));
     IF t.type NOT IN ('User', 'Shared iPad', 'User Enrollment') THEN
         RAISE EXCEPTION 'enrollment "%" is not a user channel', enrollment_id
             USING ERRCODE = 'invalid_parameter_value',
@@ -654,7 +654,7 @@ $$;
 COMMENT ON FUNCTION mdm.unbind_profile(text) IS 'Release a user-bound profile; returns NULL if it was not bound';
 
 -- Targets whose channel does not match the profile's scope.
-CREATE FUNCTION mdm._check_scope(p mdm.profiles, targets mdm._target[]) RETURNS void
+CREATE FUNCTION mdm_internal._check_scope(p mdm.profiles, targets mdm_internal._target[]) RETURNS void
     LANGUAGE plpgsql STABLE AS $$
 DECLARE
     wrong text[];
@@ -663,7 +663,7 @@ BEGIN
                    WHERE (t.type IN ('User', 'Shared iPad', 'User Enrollment')) <> (p.scope = 'User')
                    ORDER BY 1);
     IF cardinality(wrong) > 0 THEN
-        PERFORM mdm._refuse_scope(p.payload_identifier, p.scope, wrong);
+        PERFORM mdm_internal._refuse_scope(p.payload_identifier, p.scope, wrong);
     END IF;
 END $$;
 
@@ -672,7 +672,7 @@ END $$;
 -- used many times would multiply bytes, so the result may not grow past
 -- mdm.max_message_bytes, the bound of an uploaded profile (54000, checked
 -- before each substitution is made).
-CREATE FUNCTION mdm._render_profile(p mdm.profiles, p_device_id text, p_enrollment_id text) RETURNS bytea
+CREATE FUNCTION mdm_internal._render_profile(p mdm.profiles, p_device_id text, p_enrollment_id text) RETURNS bytea
     LANGUAGE plpgsql STABLE AS $$
 DECLARE
     text_form text := p.content::text;
@@ -681,7 +681,7 @@ DECLARE
     i integer;
     marker text;
     uses bigint;
-    max_bytes bigint := mdm._setting('mdm.max_message_bytes')::bigint;
+    max_bytes bigint := mdm_internal._setting('mdm.max_message_bytes')::bigint;
 BEGIN
     IF cardinality(p.variables) = 0 THEN
         RETURN p.mobileconfig;
@@ -730,19 +730,19 @@ END $$;
 -- Queue one profile's InstallProfile or RemoveProfile to targets and record
 -- the deliveries: one command for all targets, or one per target when the
 -- profile has variables.
-CREATE FUNCTION mdm._deliver(p mdm.profiles, targets mdm._target[], p_operation text, p_source text)
+CREATE FUNCTION mdm_internal._deliver(p mdm.profiles, targets mdm_internal._target[], p_operation text, p_source text)
     RETURNS TABLE (enrollment_id text, command_uuid uuid)
     LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
-    t mdm._target;
+    t mdm_internal._target;
     cmd uuid;
     commands uuid[];
     payload bytea;
 BEGIN
     IF p_operation = 'remove' OR cardinality(p.variables) = 0 THEN
         cmd := gen_random_uuid();
-        PERFORM mdm._queue_command(targets, cmd,
+        PERFORM mdm_internal._queue_command(targets, cmd,
             CASE p_operation
             WHEN 'remove' THEN jsonb_build_object('RequestType', 'RemoveProfile', 'Identifier', p.payload_identifier)
             ELSE jsonb_build_object('RequestType', 'InstallProfile', 'Payload', mdm.plist_data_value(p.mobileconfig))
@@ -752,19 +752,19 @@ BEGIN
         -- one command per target, rendered with that target's values
         FOREACH t IN ARRAY targets LOOP
             BEGIN
-                payload := mdm._render_profile(p, t.device_id, t.enrollment_id);
+                payload := mdm_internal._render_profile(p, t.device_id, t.enrollment_id);
             EXCEPTION WHEN null_value_not_allowed OR program_limit_exceeded THEN
                 -- a manual install fails as a whole; reconcile records the
                 -- target as failed and goes on (it retries once the value exists)
                 IF p_source = 'manual' THEN
                     RAISE;
                 END IF;
-                PERFORM mdm._record_render_failure(p, t, SQLERRM);
+                PERFORM mdm_internal._record_render_failure(p, t, SQLERRM);
                 commands := commands || NULL::uuid;
                 CONTINUE;
             END;
             cmd := gen_random_uuid();
-            PERFORM mdm._queue_command(ARRAY[t], cmd, jsonb_build_object('RequestType', 'InstallProfile',
+            PERFORM mdm_internal._queue_command(ARRAY[t], cmd, jsonb_build_object('RequestType', 'InstallProfile',
                 'Payload', mdm.plist_data_value(payload)), 0);
             commands := commands || cmd;
         END LOOP;
@@ -787,7 +787,7 @@ END $$;
 
 -- A target reconcile could not render (a variable without a value): failed,
 -- with no command, so that the next reconcile tries again.
-CREATE FUNCTION mdm._record_render_failure(p mdm.profiles, t mdm._target, message text) RETURNS void
+CREATE FUNCTION mdm_internal._record_render_failure(p mdm.profiles, t mdm_internal._target, message text) RETURNS void
     LANGUAGE sql AS $$
     INSERT INTO mdm.profile_deliveries AS d (device_id, enrollment_id, payload_identifier, profile_id,
                                              operation, status, source, command_uuid, error_chain)
@@ -799,7 +799,7 @@ CREATE FUNCTION mdm._record_render_failure(p mdm.profiles, t mdm._target, messag
         updated_at = excluded.updated_at;
 $$;
 
-CREATE FUNCTION mdm._profile(profile_version bigint) RETURNS mdm.profiles
+CREATE FUNCTION mdm_internal._profile(profile_version bigint) RETURNS mdm.profiles
     LANGUAGE plpgsql STABLE AS $$
 DECLARE
     p mdm.profiles;
@@ -815,11 +815,11 @@ CREATE FUNCTION mdm.install_profile(profile_version bigint, enrollment_ids text[
     RETURNS TABLE (enrollment_id text, command_uuid uuid)
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    p mdm.profiles := mdm._profile(profile_version);
-    targets mdm._target[] := mdm._targets(enrollment_ids);
+    p mdm.profiles := mdm_internal._profile(profile_version);
+    targets mdm_internal._target[] := mdm_internal._targets(enrollment_ids);
 BEGIN
-    PERFORM mdm._check_scope(p, targets);
-    RETURN QUERY SELECT * FROM mdm._deliver(p, targets, 'install', 'manual');
+    PERFORM mdm_internal._check_scope(p, targets);
+    RETURN QUERY SELECT * FROM mdm_internal._deliver(p, targets, 'install', 'manual');
 END $$;
 COMMENT ON FUNCTION mdm.install_profile(bigint, text[]) IS
     'Queue InstallProfile with exactly this version''s bytes (variables substituted per target) to enrollments of the profile''s channel';
@@ -828,11 +828,11 @@ CREATE FUNCTION mdm.remove_profile(profile_version bigint, enrollment_ids text[]
     RETURNS TABLE (enrollment_id text, command_uuid uuid)
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    p mdm.profiles := mdm._profile(profile_version);
-    targets mdm._target[] := mdm._targets(enrollment_ids);
+    p mdm.profiles := mdm_internal._profile(profile_version);
+    targets mdm_internal._target[] := mdm_internal._targets(enrollment_ids);
 BEGIN
-    PERFORM mdm._check_scope(p, targets);
-    RETURN QUERY SELECT * FROM mdm._deliver(p, targets, 'remove', 'manual');
+    PERFORM mdm_internal._check_scope(p, targets);
+    RETURN QUERY SELECT * FROM mdm_internal._deliver(p, targets, 'remove', 'manual');
 END $$;
 COMMENT ON FUNCTION mdm.remove_profile(bigint, text[]) IS
     'Queue RemoveProfile with the profile''s PayloadIdentifier to enrollments of the profile''s channel';
@@ -841,7 +841,7 @@ COMMENT ON FUNCTION mdm.remove_profile(bigint, text[]) IS
 -- its delivery by the report handler (src/connect_path.c).
 
 -- The labels of each IdP user: directly, and through its IdP groups.
-CREATE VIEW mdm._idp_user_labels AS
+CREATE VIEW mdm_internal._idp_user_labels AS
 SELECT lu.idp_user_id, lu.label_id FROM mdm.label_idp_users lu
 UNION
 SELECT gm.idp_user_id, g.label_id FROM mdm.idp_group_members gm JOIN mdm.idp_groups g USING (idp_group_id);
@@ -851,7 +851,7 @@ SELECT gm.idp_user_id, g.label_id FROM mdm.idp_group_members gm JOIN mdm.idp_gro
 -- mapped to them (directly and through IdP groups).
 -- (PL/pgSQL, not SQL: Citus plans no SQL-function statement with
 -- parameters over distributed tables; PL/pgSQL hands it the values.)
-CREATE FUNCTION mdm._enrollment_labels(device_ids text[])
+CREATE FUNCTION mdm_internal._enrollment_labels(device_ids text[])
     RETURNS TABLE (device_id text, enrollment_id text, label_id bigint)
     LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
@@ -872,7 +872,7 @@ BEGIN
     WHERE le.device_id = ANY (device_ids)
     UNION
     SELECT c.device_id, c.enrollment_id, il.label_id
-    FROM idp_channels c JOIN mdm._idp_user_labels il USING (idp_user_id);
+    FROM idp_channels c JOIN mdm_internal._idp_user_labels il USING (idp_user_id);
 END $$;
 
 -- Desired profiles (latest versions) of the enabled enrollments of some
@@ -880,7 +880,7 @@ END $$;
 -- and not bound to another enrollment.  SECURITY DEFINER because
 -- mdm.view_profile_status calls it for readers who may not read profile
 -- contents.
-CREATE FUNCTION mdm._desired_profiles(device_ids text[])
+CREATE FUNCTION mdm_internal._desired_profiles(device_ids text[])
     RETURNS TABLE (device_id text, enrollment_id text, type text, profile_id bigint)
     LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp ROWS 10000 AS $$
 #variable_conflict use_column
@@ -888,7 +888,7 @@ BEGIN
     RETURN QUERY
     WITH wanted AS (
         SELECT el.device_id, el.enrollment_id, a.payload_identifier
-        FROM mdm._enrollment_labels(device_ids) el
+        FROM mdm_internal._enrollment_labels(device_ids) el
         JOIN mdm.profile_assignments a ON a.label_id = el.label_id
         GROUP BY 1, 2, 3
         HAVING bool_or(a.mode = 'include') AND NOT bool_or(a.mode = 'exclude'))
@@ -905,8 +905,8 @@ END $$;
 -- queued or installed in their latest version, and removes of label-
 -- delivered profiles no longer desired.  A failed version is not retried
 -- until a new version exists.  Idempotent.  The caller holds the locks
--- (see mdm._reconcile_devices and mdm.reconcile).
-CREATE FUNCTION mdm._reconcile_batch(device_ids text[]) RETURNS jsonb
+-- (see mdm_internal._reconcile_devices and mdm.reconcile).
+CREATE FUNCTION mdm_internal._reconcile_batch(device_ids text[]) RETURNS jsonb
     LANGUAGE plpgsql AS $$
 DECLARE
     r record;
@@ -919,7 +919,7 @@ BEGIN
     FOR r IN
         WITH desired AS MATERIALIZED (
             SELECT d.device_id, d.enrollment_id, d.type, d.profile_id, p.payload_identifier
-            FROM mdm._desired_profiles(device_ids) d JOIN mdm.profiles p ON p.id = d.profile_id),
+            FROM mdm_internal._desired_profiles(device_ids) d JOIN mdm.profiles p ON p.id = d.profile_id),
         delivered AS MATERIALIZED (
             SELECT x.* FROM mdm.profile_deliveries x WHERE x.device_id = ANY (device_ids)),
         changes AS (
@@ -938,12 +938,12 @@ BEGIN
             JOIN delivered x USING (device_id, enrollment_id, payload_identifier)
             JOIN mdm.nano_enrollments e ON e.device_id = x.device_id AND e.id = x.enrollment_id AND e.enabled)
         SELECT c.operation, c.profile_id,
-               array_agg(ROW(c.device_id, c.enrollment_id, c.type, NULL)::mdm._target) AS targets
+               array_agg(ROW(c.device_id, c.enrollment_id, c.type, NULL)::mdm_internal._target) AS targets
         FROM changes c
         GROUP BY c.operation, c.profile_id
         ORDER BY c.operation, c.profile_id
     LOOP
-        SELECT count(*) INTO queued FROM mdm._deliver(mdm._profile(r.profile_id), r.targets, r.operation, 'label');
+        SELECT count(*) INTO queued FROM mdm_internal._deliver(mdm_internal._profile(r.profile_id), r.targets, r.operation, 'label');
         IF r.operation = 'install' THEN
             installs := installs + queued;
         ELSE
@@ -970,7 +970,7 @@ END $$;
 -- check-in.  The lock is taken in a statement before the work, so the work
 -- (new statements, new READ COMMITTED snapshots) sees what the reconcile()
 -- committed.
-CREATE FUNCTION mdm._reconcile_devices(device_ids text[]) RETURNS jsonb
+CREATE FUNCTION mdm_internal._reconcile_devices(device_ids text[]) RETURNS jsonb
     LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock_shared(hashtext('mdm.reconcile.devices'));
@@ -985,12 +985,12 @@ BEGIN
             RETURN jsonb_build_object('installs', 0, 'removes', 0);
         END IF;
     END IF;
-    RETURN mdm._reconcile_batch(device_ids);
+    RETURN mdm_internal._reconcile_batch(device_ids);
 END $$;
 
 -- Reconcile every device, in batches of devices.  Single-flight: the
 -- 'mdm.reconcile' lock; then 'mdm.reconcile.devices' exclusive (see
--- mdm._reconcile_devices).
+-- mdm_internal._reconcile_devices).
 CREATE FUNCTION mdm.reconcile(batch_size integer DEFAULT 5000) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -1008,7 +1008,7 @@ BEGIN
     LOOP
         batch := ARRAY(SELECT id FROM mdm.nano_devices WHERE id > last_device ORDER BY id LIMIT batch_size);
         EXIT WHEN cardinality(batch) = 0;
-        result := mdm._reconcile_batch(batch);
+        result := mdm_internal._reconcile_batch(batch);
         installs := installs + (result->>'installs')::bigint;
         removes := removes + (result->>'removes')::bigint;
         batches := batches + 1;
@@ -1022,7 +1022,7 @@ COMMENT ON FUNCTION mdm.reconcile(integer) IS
 -- Every device ID, for the view below.  (A function rather than a
 -- sub-select in the view: Citus cannot plan a sub-select in the argument
 -- of a function in FROM.)
-CREATE FUNCTION mdm._all_device_ids() RETURNS text[]
+CREATE FUNCTION mdm_internal._all_device_ids() RETURNS text[]
     LANGUAGE plpgsql STABLE AS $$
 BEGIN
     RETURN ARRAY(SELECT id FROM mdm.nano_devices);
@@ -1037,7 +1037,7 @@ SELECT d.device_id, d.enrollment_id, NULL::text AS user_short_name, d.payload_id
 FROM mdm.profile_deliveries d JOIN mdm.profiles p ON p.id = d.profile_id
 UNION ALL
 SELECT w.device_id, w.enrollment_id, NULL, p.payload_identifier, p.id, p.version, 'pending', NULL, NULL
-FROM mdm._desired_profiles(mdm._all_device_ids()) w
+FROM mdm_internal._desired_profiles(mdm_internal._all_device_ids()) w
 JOIN mdm.profiles p ON p.id = w.profile_id
 WHERE NOT EXISTS (SELECT FROM mdm.profile_deliveries d
                   WHERE d.device_id = w.device_id AND d.enrollment_id = w.enrollment_id
@@ -1062,16 +1062,16 @@ FROM (SELECT l.idp_user_id, l.device_id, NULL::text AS enrollment_id, l.user_sho
       WHERE NOT EXISTS (SELECT FROM mdm.nano_enrollments e WHERE e.device_id = m.device_id
                         AND e.id = m.enrollment_id)) c
 JOIN mdm.nano_devices dev ON dev.id = c.device_id
-JOIN mdm._idp_user_labels il ON il.idp_user_id = c.idp_user_id
+JOIN mdm_internal._idp_user_labels il ON il.idp_user_id = c.idp_user_id
 JOIN mdm.profile_assignments a ON a.label_id = il.label_id AND a.mode = 'include'
 JOIN mdm.latest_profiles lp ON lp.payload_identifier = a.payload_identifier AND lp.scope = 'User'
 CROSS JOIN LATERAL (
-    SELECT mdm._setting('mdm.user_channel_wait_timeout')::integer > 0
+    SELECT mdm_internal._setting('mdm.user_channel_wait_timeout')::integer > 0
            AND greatest(dev.authenticate_at, a.assigned_at)
-               < now() - make_interval(secs => mdm._setting('mdm.user_channel_wait_timeout')::integer)
+               < now() - make_interval(secs => mdm_internal._setting('mdm.user_channel_wait_timeout')::integer)
            AS timed_out) w
 WHERE NOT EXISTS (SELECT FROM mdm.profile_assignments x
-                  JOIN mdm._idp_user_labels il2 ON il2.label_id = x.label_id
+                  JOIN mdm_internal._idp_user_labels il2 ON il2.label_id = x.label_id
                   WHERE il2.idp_user_id = c.idp_user_id AND x.payload_identifier = a.payload_identifier
                     AND x.mode = 'exclude');
 COMMENT ON VIEW mdm.view_profile_status IS

@@ -56,20 +56,20 @@ SELECT pg_catalog.pg_extension_config_dump('mdm.identity_certs', '');
 -- src/connect_path.c): by device, never by certificate across the fleet;
 -- _check_identity() handles everything else.
 
-CREATE FUNCTION mdm._verify_identity_chain(cert_der bytea, anchors_pem text) RETURNS boolean
+CREATE FUNCTION mdm_internal._verify_identity_chain(cert_der bytea, anchors_pem text) RETURNS boolean
     AS 'MODULE_PATHNAME', 'mdm_verify_identity_chain'
     LANGUAGE C STABLE STRICT;
 
 -- The device_identity trust anchors as one PEM text, or NULL when there are none.
 -- (A quoted body, not RETURN: Citus' local execution sends the text of a
 -- SQL-standard body as a query.)
-CREATE FUNCTION mdm._identity_anchors() RETURNS text
+CREATE FUNCTION mdm_internal._identity_anchors() RETURNS text
     LANGUAGE sql STABLE AS $$
     SELECT string_agg(cert_pem, E'\n' ORDER BY id) FROM mdm.trust_anchors
     WHERE purpose = 'device_identity'
 $$;
 
-CREATE FUNCTION mdm._refuse_identity(message text, detail text, hint text DEFAULT NULL) RETURNS void
+CREATE FUNCTION mdm_internal._refuse_identity(message text, detail text, hint text DEFAULT NULL) RETURNS void
     LANGUAGE plpgsql AS $$
 BEGIN
     IF hint IS NULL THEN
@@ -80,7 +80,7 @@ BEGIN
 END $$;
 
 -- Check (and on first use, bind) the identity of a message of a device.
-CREATE FUNCTION mdm._check_identity(p_device_id text, p_authenticate boolean, cert bytea,
+CREATE FUNCTION mdm_internal._check_identity(p_device_id text, p_authenticate boolean, cert bytea,
                                     cert_sha256 bytea, not_after timestamptz) RETURNS void
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -89,8 +89,8 @@ DECLARE
     anchored boolean;
 BEGIN
     IF cert IS NULL THEN
-        IF mdm._setting('mdm.require_identity') = 'on' THEN
-            PERFORM mdm._refuse_identity('message carries no device identity',
+        IF mdm_internal._setting('mdm.require_identity') = 'on' THEN
+            PERFORM mdm_internal._refuse_identity('message carries no device identity',
                 'The front end must pass the client certificate or the Mdm-Signature header (mdm.require_identity is on).');
         END IF;
         RETURN;
@@ -98,23 +98,23 @@ BEGIN
 
     SELECT * INTO b FROM mdm.device_identities WHERE device_id = p_device_id;
     IF FOUND AND b.bound_via = 'next message' THEN
-        PERFORM mdm._bind_next_message(p_device_id, cert, cert_sha256, not_after);
+        PERFORM mdm_internal._bind_next_message(p_device_id, cert, cert_sha256, not_after);
         RETURN;
     END IF;
     IF FOUND AND b.cert_sha256 = cert_sha256 THEN
         IF b.bound_via = 'trust anchor' AND b.not_after < now() THEN
-            PERFORM mdm._refuse_identity('device identity certificate has expired',
+            PERFORM mdm_internal._refuse_identity('device identity certificate has expired',
                 format('It expired at %s.', b.not_after));
         END IF;
         RETURN;
     END IF;
 
-    anchors := mdm._identity_anchors();
-    anchored := anchors IS NOT NULL AND mdm._verify_identity_chain(cert, anchors);
+    anchors := mdm_internal._identity_anchors();
+    anchored := anchors IS NOT NULL AND mdm_internal._verify_identity_chain(cert, anchors);
     IF FOUND THEN
         -- another certificate for a bound device
         IF NOT (p_authenticate AND anchored) THEN
-            PERFORM mdm._refuse_identity(
+            PERFORM mdm_internal._refuse_identity(
                 format('device identity does not match device "%s"', p_device_id),
                 CASE WHEN p_authenticate AND anchors IS NULL
                      THEN 'The device is bound to another certificate; with no trust anchors stored, only an administrator can release it (mdm.release_device_identity).'
@@ -125,20 +125,20 @@ BEGIN
                      THEN 'A device that enrolls again gets a new identity. Store the CA that issues identities (your SCEP CA) as a device_identity trust anchor so that re-enrollments are accepted: INSERT INTO mdm.trust_anchors (purpose, cert_pem) VALUES (''device_identity'', ''<PEM>''). ' || format('For this device alone: SELECT mdm.release_device_identity(%L).', p_device_id) END);
         END IF;
     ELSIF anchors IS NOT NULL AND NOT anchored THEN
-        PERFORM mdm._refuse_identity('device identity certificate is not trusted',
+        PERFORM mdm_internal._refuse_identity('device identity certificate is not trusted',
             'It does not chain to a stored device_identity trust anchor, or it is not valid now.');
     ELSIF NOT p_authenticate AND NOT anchored THEN
         -- trust on first use happens at enrollment only: else whoever
         -- speaks first for a device with no binding would own it
-        IF mdm._setting('mdm.require_identity') = 'on' THEN
-            PERFORM mdm._refuse_identity(format('device "%s" has no bound identity', p_device_id),
+        IF mdm_internal._setting('mdm.require_identity') = 'on' THEN
+            PERFORM mdm_internal._refuse_identity(format('device "%s" has no bound identity', p_device_id),
                 'An identity is bound at the device''s Authenticate; the device enrolled while mdm.require_identity was off, or its identity was released. It must enroll again.');
         END IF;
         RETURN;
     END IF;
     IF b.device_id IS NOT NULL THEN
         -- re-binding by a trust anchor: the old certificate is free again
-        PERFORM mdm._claim_identity_cert(cert_sha256, p_device_id);
+        PERFORM mdm_internal._claim_identity_cert(cert_sha256, p_device_id);
         DELETE FROM mdm.identity_certs c WHERE c.cert_sha256 = b.cert_sha256 AND c.device_id = p_device_id;
         UPDATE mdm.device_identities i
         SET cert_sha256 = _check_identity.cert_sha256, cert_der = cert,
@@ -156,17 +156,17 @@ BEGIN
         PERFORM FROM mdm.device_identities i
         WHERE i.device_id = p_device_id AND i.cert_sha256 = _check_identity.cert_sha256;
         IF NOT FOUND THEN
-            PERFORM mdm._refuse_identity(format('device identity does not match device "%s"', p_device_id),
+            PERFORM mdm_internal._refuse_identity(format('device identity does not match device "%s"', p_device_id),
                 'Another certificate was bound to the device at the same time.');
         END IF;
     END IF;
-    PERFORM mdm._claim_identity_cert(cert_sha256, p_device_id);
+    PERFORM mdm_internal._claim_identity_cert(cert_sha256, p_device_id);
 END $$;
 
 -- Record that a certificate is bound to a device, refusing one bound to
 -- another device.  When two devices bind one certificate at the same time,
 -- the second waits for the first (the primary key) and is refused.
-CREATE FUNCTION mdm._claim_identity_cert(p_cert_sha256 bytea, p_device_id text) RETURNS void
+CREATE FUNCTION mdm_internal._claim_identity_cert(p_cert_sha256 bytea, p_device_id text) RETURNS void
     LANGUAGE plpgsql AS $$
 DECLARE
     owner text;
@@ -176,7 +176,7 @@ BEGIN
     IF NOT FOUND THEN
         SELECT c.device_id INTO owner FROM mdm.identity_certs c WHERE c.cert_sha256 = p_cert_sha256;
         IF owner IS DISTINCT FROM p_device_id THEN
-            PERFORM mdm._refuse_identity('device identity belongs to another device',
+            PERFORM mdm_internal._refuse_identity('device identity belongs to another device',
                 'A certificate is bound to one device only.');
         END IF;
     END IF;
@@ -184,15 +184,15 @@ END $$;
 
 -- A migrated device waiting for its binding: the certificate of the message
 -- it sends first is bound (it must chain to an anchor when there are any).
-CREATE FUNCTION mdm._bind_next_message(p_device_id text, cert bytea, p_cert_sha256 bytea,
+CREATE FUNCTION mdm_internal._bind_next_message(p_device_id text, cert bytea, p_cert_sha256 bytea,
                                        p_not_after timestamptz) RETURNS void
     LANGUAGE plpgsql AS $$
 DECLARE
-    anchors text := mdm._identity_anchors();
-    anchored boolean := anchors IS NOT NULL AND mdm._verify_identity_chain(cert, anchors);
+    anchors text := mdm_internal._identity_anchors();
+    anchored boolean := anchors IS NOT NULL AND mdm_internal._verify_identity_chain(cert, anchors);
 BEGIN
     IF anchors IS NOT NULL AND NOT anchored THEN
-        PERFORM mdm._refuse_identity('device identity certificate is not trusted',
+        PERFORM mdm_internal._refuse_identity('device identity certificate is not trusted',
             'It does not chain to a stored device_identity trust anchor, or it is not valid now.');
     END IF;
     UPDATE mdm.device_identities i
@@ -201,13 +201,13 @@ BEGIN
     WHERE i.device_id = p_device_id AND i.bound_via = 'next message';
     IF FOUND THEN
         -- one certificate, one device (refused when bound elsewhere)
-        PERFORM mdm._claim_identity_cert(p_cert_sha256, p_device_id);
+        PERFORM mdm_internal._claim_identity_cert(p_cert_sha256, p_device_id);
     ELSE
         -- another message of the device bound it meanwhile: this one must match
         PERFORM FROM mdm.device_identities i
         WHERE i.device_id = p_device_id AND i.cert_sha256 = p_cert_sha256;
         IF NOT FOUND THEN
-            PERFORM mdm._refuse_identity(format('device identity does not match device "%s"', p_device_id),
+            PERFORM mdm_internal._refuse_identity(format('device identity does not match device "%s"', p_device_id),
                 'Another certificate was bound to the device at the same time.');
         END IF;
     END IF;
@@ -310,7 +310,7 @@ GRANT SELECT (id, payload_identifier, version, payload_uuid, display_name, scope
     ON mdm.profiles TO mdm_reader, mdm_admin;
 
 -- functions the views call with the reader's rights
-GRANT EXECUTE ON FUNCTION mdm._desired_profiles(text[]), mdm._all_device_ids(), mdm._setting(text)
+GRANT EXECUTE ON FUNCTION mdm_internal._desired_profiles(text[]), mdm_internal._all_device_ids(), mdm_internal._setting(text)
     TO mdm_reader, mdm_admin;
 
 -- administering: labels, IdP mapping, assignments, values, trust anchors

@@ -27,7 +27,7 @@ SELECT pg_catalog.pg_extension_config_dump('mdm.device_inventory', '');
 -- of the answer replaces the device's earlier value of it.
 -- (PL/pgSQL, and excluded.reported_at for now(): Citus plans no
 -- parameterized SQL-function statement, and no STABLE function in DO UPDATE.)
-CREATE FUNCTION mdm._store_inventory(p_device_id text, p_command_uuid uuid, msg jsonb)
+CREATE FUNCTION mdm_internal._store_inventory(p_device_id text, p_command_uuid uuid, msg jsonb)
     RETURNS void
     LANGUAGE plpgsql AS $$
 BEGIN
@@ -212,14 +212,14 @@ BEGIN
     -- the enrollments each criterion picks, intersected; then the channels
     WITH labelled AS (
         SELECT el.device_id, el.enrollment_id
-        FROM mdm._enrollment_labels(ARRAY(
+        FROM mdm_internal._enrollment_labels(ARRAY(
                  SELECT le.device_id FROM mdm.label_enrollments le WHERE le.label_id = ANY (label_ids)
                  UNION
                  SELECT m.device_id FROM mdm.idp_user_enrollments m
-                 JOIN mdm._idp_user_labels il USING (idp_user_id) WHERE il.label_id = ANY (label_ids)
+                 JOIN mdm_internal._idp_user_labels il USING (idp_user_id) WHERE il.label_id = ANY (label_ids)
                  UNION
                  SELECT l.device_id FROM mdm.idp_user_logins l
-                 JOIN mdm._idp_user_labels il USING (idp_user_id) WHERE il.label_id = ANY (label_ids))) el
+                 JOIN mdm_internal._idp_user_labels il USING (idp_user_id) WHERE il.label_id = ANY (label_ids))) el
         WHERE el.label_id = ANY (label_ids)),
     chosen AS (
         SELECT e.device_id, e.id
@@ -250,10 +250,10 @@ COMMENT ON FUNCTION mdm.select_enrollments(text[], text[], text[], text) IS
     'Enrollment IDs by serial numbers, label names or user short names (criteria combine with AND), on the device channel, the user channels or all; for mdm.enqueue, push, install_profile, remove_profile';
 
 -- Was the module loaded by shared_preload_libraries (src/mdm_user.c)?
-CREATE FUNCTION mdm._preloaded() RETURNS boolean
+CREATE FUNCTION mdm_internal._preloaded() RETURNS boolean
     AS 'MODULE_PATHNAME', 'mdm_preloaded_fn'
     LANGUAGE C STABLE STRICT PARALLEL SAFE;
-REVOKE ALL ON FUNCTION mdm._preloaded() FROM PUBLIC;
+REVOKE ALL ON FUNCTION mdm_internal._preloaded() FROM PUBLIC;
 
 -- What an operator should fix, one row per check.
 CREATE FUNCTION mdm.health_check()
@@ -263,7 +263,7 @@ DECLARE
     n bigint;
 BEGIN
     check_name := 'preloaded';
-    ok := mdm._preloaded();
+    ok := mdm_internal._preloaded();
     detail := CASE WHEN ok THEN 'mdm_user is in shared_preload_libraries'
                    ELSE 'mdm_user is not in shared_preload_libraries: mdm.* settings in postgresql.conf, '
                         'ALTER DATABASE and ALTER ROLE are not checked (a misspelt name or an invalid '
@@ -324,7 +324,7 @@ GRANT EXECUTE ON FUNCTION mdm.select_enrollments(text[], text[], text[], text), 
 -- CREATE EXTENSION says what is lost when the module is not preloaded.
 DO $$
 BEGIN
-    IF NOT mdm._preloaded() THEN
+    IF NOT mdm_internal._preloaded() THEN
         RAISE WARNING 'mdm_user is not in shared_preload_libraries'
             USING DETAIL = 'Until it is, mdm.* settings in postgresql.conf, ALTER DATABASE and ALTER ROLE '
                            'are not checked (a misspelt name or an invalid value is accepted, then ignored), '
@@ -337,7 +337,7 @@ END $$;
 -- Quiet no-ops made explicit (docs/console.md#what-the-extension-tells-you).
 
 -- mdm.push(): the enrollments that get no push job, and why.
-CREATE FUNCTION mdm._notice_unpushable(targets mdm._target[]) RETURNS void
+CREATE FUNCTION mdm_internal._notice_unpushable(targets mdm_internal._target[]) RETURNS void
     LANGUAGE plpgsql STABLE AS $$
 DECLARE
     n integer;
@@ -365,7 +365,7 @@ END $$;
 
 -- mdm.enrollment_profile(): PayloadUUIDs that are UUIDs, in upper case,
 -- the form IdentityCertificateUUID is written in.
-CREATE FUNCTION mdm._upper_payload_uuids(payloads jsonb) RETURNS jsonb
+CREATE FUNCTION mdm_internal._upper_payload_uuids(payloads jsonb) RETURNS jsonb
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN (SELECT coalesce(jsonb_agg(
                 CASE WHEN jsonb_typeof(p->'PayloadUUID') = 'string'
@@ -375,7 +375,7 @@ CREATE FUNCTION mdm._upper_payload_uuids(payloads jsonb) RETURNS jsonb
             FROM jsonb_array_elements(payloads) WITH ORDINALITY AS x(p, ord));
 
 -- A profile assignment to a PayloadIdentifier no uploaded profile has.
-CREATE FUNCTION mdm._notice_unknown_assignment() RETURNS trigger
+CREATE FUNCTION mdm_internal._notice_unknown_assignment() RETURNS trigger
     LANGUAGE plpgsql AS $$
 BEGIN
     IF NOT EXISTS (SELECT FROM mdm.profiles p WHERE p.payload_identifier = NEW.payload_identifier) THEN
@@ -387,6 +387,6 @@ BEGIN
 END $$;
 CREATE TRIGGER profile_assignments_unknown_profile
     AFTER INSERT OR UPDATE OF payload_identifier ON mdm.profile_assignments
-    FOR EACH ROW EXECUTE FUNCTION mdm._notice_unknown_assignment();
-REVOKE ALL ON FUNCTION mdm._notice_unpushable(mdm._target[]), mdm._upper_payload_uuids(jsonb),
-    mdm._notice_unknown_assignment(), mdm._store_inventory(text, uuid, jsonb) FROM PUBLIC;
+    FOR EACH ROW EXECUTE FUNCTION mdm_internal._notice_unknown_assignment();
+REVOKE ALL ON FUNCTION mdm_internal._notice_unpushable(mdm_internal._target[]), mdm_internal._upper_payload_uuids(jsonb),
+    mdm_internal._notice_unknown_assignment(), mdm_internal._store_inventory(text, uuid, jsonb) FROM PUBLIC;

@@ -63,7 +63,7 @@ SELECT pg_catalog.pg_extension_config_dump('mdm.events', '');
 SELECT pg_catalog.pg_extension_config_dump('mdm.events_id_seq', '');
 
 -- The webhook body of an event (MicroMDM's Event, NanoMDM's event.json).
-CREATE FUNCTION mdm._event_json(e mdm.events) RETURNS jsonb
+CREATE FUNCTION mdm_internal._event_json(e mdm.events) RETURNS jsonb
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN jsonb_strip_nulls(jsonb_build_object(
         'topic', e.topic,
@@ -106,10 +106,10 @@ BEGIN
         FOR UPDATE SKIP LOCKED)
     UPDATE mdm.events e
     SET attempts = e.attempts + 1,
-        claimed_until = now() + make_interval(secs => mdm._setting('mdm.event_claim_timeout')::integer)
+        claimed_until = now() + make_interval(secs => mdm_internal._setting('mdm.event_claim_timeout')::integer)
     FROM heads h
     WHERE e.device_id = h.device_id AND e.id = h.id
-    RETURNING e.device_id, e.id, e.attempts, e.enrollment_id, mdm._event_json(e);
+    RETURNING e.device_id, e.id, e.attempts, e.enrollment_id, mdm_internal._event_json(e);
 END $$;
 COMMENT ON FUNCTION mdm.claim_events(integer) IS
     'Webhook worker: lease the oldest due undelivered event of each enrollment (at most max_events), with its JSON body';
@@ -130,9 +130,9 @@ BEGIN
           AND e.attempts = attempt AND e.claimed_until IS NOT NULL AND e.delivered_at IS NULL;
         RETURN FOUND;
     END IF;
-    delay := least(mdm._setting('mdm.event_retry_base')::double precision
+    delay := least(mdm_internal._setting('mdm.event_retry_base')::double precision
                    * power(2, least(greatest(attempt, 1) - 1, 30)),
-                   mdm._setting('mdm.event_retry_max')::double precision);
+                   mdm_internal._setting('mdm.event_retry_max')::double precision);
     UPDATE mdm.events e
     SET claimed_until = NULL, next_attempt_at = now() + make_interval(secs => delay),
         last_error = left(coalesce(CASE WHEN http_status IS NOT NULL THEN 'HTTP ' || http_status END
@@ -177,10 +177,10 @@ COMMENT ON VIEW mdm.view_event_backlog IS
     'Webhook delivery: undelivered events, those being retried, the oldest undelivered, the last error';
 
 -- Delete up to batch_size delivered events older than mdm.events_retention.
-CREATE FUNCTION mdm._prune_events(batch_size integer) RETURNS integer
+CREATE FUNCTION mdm_internal._prune_events(batch_size integer) RETURNS integer
     LANGUAGE plpgsql AS $$
 DECLARE
-    cutoff timestamptz := now() - make_interval(secs => mdm._setting('mdm.events_retention')::integer);
+    cutoff timestamptz := now() - make_interval(secs => mdm_internal._setting('mdm.events_retention')::integer);
     n integer;
 BEGIN
     WITH doomed AS (SELECT e.device_id, e.id FROM mdm.events e
@@ -191,7 +191,7 @@ BEGIN
     RETURN n;
 END $$;
 
-REVOKE ALL ON FUNCTION mdm._event_json(mdm.events), mdm._prune_events(integer),
+REVOKE ALL ON FUNCTION mdm_internal._event_json(mdm.events), mdm_internal._prune_events(integer),
     mdm.claim_events(integer), mdm.event_result(text, bigint, integer, integer, text),
     mdm.event_backlog() FROM PUBLIC;
 REVOKE ALL ON mdm.events, mdm.view_event_backlog FROM PUBLIC;

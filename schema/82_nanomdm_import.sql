@@ -10,7 +10,7 @@
 -- to it, or skipped whole with the reason.  A device already here is
 -- skipped ("already present"), so importing twice changes nothing.
 
-CREATE FUNCTION mdm._import_nanomdm_device(src name, d record, bind_on_next_message boolean)
+CREATE FUNCTION mdm_internal._import_nanomdm_device(src name, d record, bind_on_next_message boolean)
     RETURNS jsonb
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -97,7 +97,7 @@ BEGIN
         END IF;
         INSERT INTO mdm.device_identities (device_id, cert_sha256, cert_der, not_after, bound_via)
         VALUES (d.id, decode(lower(cert_hash), 'hex'), NULL, NULL, 'imported');
-        PERFORM mdm._claim_identity_cert(decode(lower(cert_hash), 'hex'), d.id);
+        PERFORM mdm_internal._claim_identity_cert(decode(lower(cert_hash), 'hex'), d.id);
         identity := 'imported';
     ELSIF bind_on_next_message THEN
         INSERT INTO mdm.device_identities (device_id, cert_sha256, cert_der, not_after, bound_via)
@@ -170,7 +170,7 @@ BEGIN
             CONTINUE;
         END IF;
         BEGIN
-            r := mdm._import_nanomdm_device(source_schema, d, bind_on_next_message);
+            r := mdm_internal._import_nanomdm_device(source_schema, d, bind_on_next_message);
             n_devices := n_devices + 1;
             n_users := n_users + (r->>'users')::integer;
             n_enrollments := n_enrollments + (r->>'enrollments')::integer;
@@ -196,7 +196,7 @@ END $$;
 COMMENT ON FUNCTION mdm.import_nanomdm(name, boolean) IS
     'Import NanoMDM''s enrollments, identity associations, push certificates and queued commands from a schema of this database; idempotent; returns what was imported and what was skipped, with reasons';
 
-REVOKE ALL ON FUNCTION mdm._import_nanomdm_device(name, record, boolean),
+REVOKE ALL ON FUNCTION mdm_internal._import_nanomdm_device(name, record, boolean),
     mdm.import_nanomdm(name, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mdm.import_nanomdm(name, boolean) TO mdm_admin;
 
@@ -243,7 +243,7 @@ BEGIN
     result := NULL;
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-    status := mdm._api_http_status(st);
+    status := mdm_internal._api_http_status(st);
     result := jsonb_build_object('error', msg);
 END $$;
 COMMENT ON FUNCTION mdm.api_migration(bytea) IS

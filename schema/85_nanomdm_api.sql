@@ -5,7 +5,7 @@
 -- admin column of the SQLSTATE table in docs/front-end.md.  For mdm_admin.
 
 -- HTTP status of an admin call that raised (docs/front-end.md).
-CREATE FUNCTION mdm._api_http_status(sqlstate text) RETURNS integer
+CREATE FUNCTION mdm_internal._api_http_status(sqlstate text) RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN CASE
         WHEN sqlstate IN ('22P03', '2200M', '22P02', '22021', '22003', '22008', '22007', '22030',
@@ -24,7 +24,7 @@ CREATE FUNCTION mdm._api_http_status(sqlstate text) RETURNS integer
 -- push_error says why there is none, or why it cannot be sent yet.
 -- PL/pgSQL rather than SQL: its plan is kept for the session (a SQL
 -- function's is made again on every call of the statement that calls it).
-CREATE FUNCTION mdm._api_push_status(enrollment_ids text[]) RETURNS jsonb
+CREATE FUNCTION mdm_internal._api_push_status(enrollment_ids text[]) RETURNS jsonb
     LANGUAGE plpgsql STABLE AS $$
 BEGIN
     RETURN (
@@ -48,7 +48,7 @@ BEGIN
 END $$;
 
 -- IDs (distinct) that name no enrollment.  PL/pgSQL for its kept plan.
-CREATE FUNCTION mdm._api_unknown_ids(enrollment_ids text[]) RETURNS text[]
+CREATE FUNCTION mdm_internal._api_unknown_ids(enrollment_ids text[]) RETURNS text[]
     LANGUAGE plpgsql STABLE AS $$
 BEGIN
     RETURN (
@@ -59,7 +59,7 @@ BEGIN
 END $$;
 
 -- 200 when no ID failed, 500 when all did, else 207 (NanoMDM's rule).
-CREATE FUNCTION mdm._api_result_status(per_id jsonb, n_ids integer, error_key text) RETURNS integer
+CREATE FUNCTION mdm_internal._api_result_status(per_id jsonb, n_ids integer, error_key text) RETURNS integer
     LANGUAGE sql IMMUTABLE
     RETURN (
         SELECT CASE WHEN count(*) = 0 THEN 200 WHEN count(*) >= n_ids THEN 500 ELSE 207 END
@@ -97,10 +97,10 @@ BEGIN
             RAISE EXCEPTION 'the body is not a command plist (a dictionary with Command and CommandUUID)'
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
-        parts := mdm._command_parts(cmd);
+        parts := mdm_internal._command_parts(cmd);
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-        status := mdm._api_http_status(st);
+        status := mdm_internal._api_http_status(st);
         result := jsonb_build_object('error', msg, 'command_error', msg);
         RETURN;
     END;
@@ -114,7 +114,7 @@ BEGIN
         SELECT ids.id,
                CASE WHEN e.id IS NULL THEN 'unknown enrollment'
                     WHEN rt.request_type IS NOT NULL
-                         AND NOT mdm._request_allowed(rt, e.type, mdm.device_platform(d.model))
+                         AND NOT mdm_internal._request_allowed(rt, e.type, mdm.device_platform(d.model))
                     THEN format('RequestType "%s" is not supported on this enrollment''s channel (%s)',
                                 rtype, e.type)
                END AS error
@@ -137,7 +137,7 @@ BEGIN
         PERFORM mdm.enqueue(ok_ids, cmd, 0, false, NOT nopush);
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-        status := mdm._api_http_status(st);
+        status := mdm_internal._api_http_status(st);
         result := result || jsonb_build_object('error', msg, 'command_error', msg);
         IF per_id <> '{}' THEN
             result := result || jsonb_build_object('status', per_id);
@@ -145,7 +145,7 @@ BEGIN
         RETURN;
     END;
     IF NOT nopush THEN
-        per_id := per_id || mdm._api_push_status(ok_ids);
+        per_id := per_id || mdm_internal._api_push_status(ok_ids);
     END IF;
     IF per_id <> '{}' THEN
         result := result || jsonb_build_object('status', per_id);
@@ -170,7 +170,7 @@ BEGIN
         result := jsonb_build_object('error', 'no enrollment ID in the path');
         RETURN;
     END IF;
-    unknown := mdm._api_unknown_ids(enrollment_ids);
+    unknown := mdm_internal._api_unknown_ids(enrollment_ids);
     SELECT array_agg(DISTINCT x.id) INTO known
     FROM unnest(enrollment_ids) x(id) WHERE x.id <> ALL (coalesce(unknown, '{}'));
     per_id := coalesce((SELECT jsonb_object_agg(u, '{"push_error": "unknown enrollment"}'::jsonb)
@@ -180,21 +180,21 @@ BEGIN
             PERFORM mdm.push(known);
         EXCEPTION WHEN OTHERS THEN
             GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-            status := mdm._api_http_status(st);
+            status := mdm_internal._api_http_status(st);
             result := jsonb_build_object('error', msg, 'push_error', msg);
             RETURN;
         END;
-        per_id := per_id || mdm._api_push_status(known);
+        per_id := per_id || mdm_internal._api_push_status(known);
     END IF;
     result := jsonb_build_object('status', per_id);
-    status := mdm._api_result_status(per_id, (SELECT count(*) FROM jsonb_object_keys(per_id))::integer,
+    status := mdm_internal._api_result_status(per_id, (SELECT count(*) FROM jsonb_object_keys(per_id))::integer,
                                      'push_error');
 END $$;
 COMMENT ON FUNCTION mdm.api_push(text[]) IS
     'NanoMDM API GET /v1/push: push jobs for enrollments; returns the HTTP status and APIResult';
 
 -- {"topic", "not_after"} of a stored certificate.
-CREATE FUNCTION mdm._api_pushcert_response(p_topic text) RETURNS jsonb
+CREATE FUNCTION mdm_internal._api_pushcert_response(p_topic text) RETURNS jsonb
     LANGUAGE sql STABLE
     RETURN (SELECT jsonb_build_object('topic', c.topic,
                                       'not_after', to_char(c.not_after AT TIME ZONE 'UTC',
@@ -229,11 +229,11 @@ BEGIN
         -- two statements: the STABLE reader sees what the upload wrote
         -- only in a later statement
         body := mdm.upload_push_cert(cert_pem || E'\n', key_pem || E'\n');
-        result := mdm._api_pushcert_response(body);
+        result := mdm_internal._api_pushcert_response(body);
         status := 200;
     EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-        status := mdm._api_http_status(st);
+        status := mdm_internal._api_http_status(st);
         result := jsonb_build_object('error', msg);
     END;
 END $$;
@@ -249,7 +249,7 @@ BEGIN
         result := jsonb_build_object('error', 'missing topic query parameter');
         RETURN;
     END IF;
-    result := mdm._api_pushcert_response(topic);
+    result := mdm_internal._api_pushcert_response(topic);
     IF result IS NULL THEN
         status := 404;
         result := jsonb_build_object('error', format('no push certificate for topic "%s"', topic));
@@ -260,9 +260,9 @@ END $$;
 COMMENT ON FUNCTION mdm.api_pushcert_get(text) IS
     'NanoMDM API GET /v1/pushcert: topic and expiry of a stored push certificate';
 
-REVOKE ALL ON FUNCTION mdm._api_http_status(text), mdm._api_push_status(text[]),
-    mdm._api_unknown_ids(text[]), mdm._api_result_status(jsonb, integer, text),
-    mdm._api_pushcert_response(text), mdm.api_enqueue(text[], bytea, boolean),
+REVOKE ALL ON FUNCTION mdm_internal._api_http_status(text), mdm_internal._api_push_status(text[]),
+    mdm_internal._api_unknown_ids(text[]), mdm_internal._api_result_status(jsonb, integer, text),
+    mdm_internal._api_pushcert_response(text), mdm.api_enqueue(text[], bytea, boolean),
     mdm.api_push(text[]), mdm.api_pushcert(bytea), mdm.api_pushcert_get(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mdm.api_enqueue(text[], bytea, boolean), mdm.api_push(text[]),
     mdm.api_pushcert(bytea), mdm.api_pushcert_get(text) TO mdm_admin;

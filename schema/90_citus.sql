@@ -51,7 +51,7 @@ COMMENT ON FUNCTION mdm.connect_routed(text, bytea, bytea, text) IS
 -- schema/60_profiles.sql use transition tables, which Citus cannot run on
 -- a shard).  mdm.distribute() puts it in their place; it reads only the
 -- reference tables and the row's own device.
-CREATE FUNCTION mdm._queue_check_item() RETURNS trigger
+CREATE FUNCTION mdm_internal._queue_check_item() RETURNS trigger
     LANGUAGE plpgsql AS $$
 DECLARE
     c record;
@@ -78,7 +78,7 @@ BEGIN
     SELECT e.type INTO etype FROM mdm.nano_enrollments e WHERE e.device_id = NEW.device_id AND e.id = NEW.id;
     IF c.payload_scope IS NOT NULL
        AND (etype IN ('User', 'Shared iPad', 'User Enrollment')) <> (c.payload_scope = 'User') THEN
-        PERFORM mdm._refuse_scope(c.payload_identifier, c.payload_scope, ARRAY[NEW.id]);
+        PERFORM mdm_internal._refuse_scope(c.payload_identifier, c.payload_scope, ARRAY[NEW.id]);
     END IF;
     RETURN NULL;
 END $$;
@@ -88,7 +88,7 @@ END $$;
 -- key, in one statement on its own shard that claims it only if it is
 -- still pending.  A front end claiming at the same time waits for that row
 -- instead of skipping it, and then finds it claimed.
-CREATE FUNCTION mdm._claim_pushes_by_job(max_jobs integer)
+CREATE FUNCTION mdm_internal._claim_pushes_by_job(max_jobs integer)
     RETURNS TABLE (job_id bigint, enrollment_id text, token_hex text, push_magic text,
                    topic text, cert_pem text, key_pem text, apns_expiration bigint,
                    apns_priority integer, apns_push_type text)
@@ -97,10 +97,10 @@ CREATE FUNCTION mdm._claim_pushes_by_job(max_jobs integer)
 DECLARE
     candidate record;
     claimed_enrollment text;
-    expiration bigint := mdm._setting('mdm.push_expiration')::bigint;
+    expiration bigint := mdm_internal._setting('mdm.push_expiration')::bigint;
     at timestamptz := now();
 BEGIN
-    PERFORM mdm._release_stale_claims();
+    PERFORM mdm_internal._release_stale_claims();
     FOR candidate IN
         SELECT j.device_id, j.id
         FROM mdm.push_jobs j
@@ -126,16 +126,16 @@ BEGIN
     END LOOP;
 END $$;
 
--- mdm._release_stale_claims() on Citus, job by job in the same way.
-CREATE FUNCTION mdm._release_stale_claims_by_job() RETURNS integer
+-- mdm_internal._release_stale_claims() on Citus, job by job in the same way.
+CREATE FUNCTION mdm_internal._release_stale_claims_by_job() RETURNS integer
     LANGUAGE plpgsql AS $$
 DECLARE
     stale record;
     ended record;
     released integer := 0;
     renewed integer := 0;
-    max_attempts integer := mdm._setting('mdm.push_max_attempts')::integer;
-    cutoff timestamptz := now() - make_interval(secs => mdm._setting('mdm.push_claim_timeout')::integer);
+    max_attempts integer := mdm_internal._setting('mdm.push_max_attempts')::integer;
+    cutoff timestamptz := now() - make_interval(secs => mdm_internal._setting('mdm.push_claim_timeout')::integer);
     at timestamptz := now();
 BEGIN
     FOR stale IN
@@ -176,7 +176,7 @@ BEGIN
 END $$;
 
 -- Is the schema laid out on Citus?
-CREATE FUNCTION mdm._distributed() RETURNS boolean
+CREATE FUNCTION mdm_internal._distributed() RETURNS boolean
     LANGUAGE plpgsql STABLE AS $$
 BEGIN
     IF to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
@@ -197,7 +197,7 @@ END $$;
 --     distributed ones;
 --   - every sequence starts at (node group << 48) on a worker, so that rows
 --     inserted there never take an ID another node gives out.
-CREATE FUNCTION mdm._citus_prepare_node() RETURNS text
+CREATE FUNCTION mdm_internal._citus_prepare_node() RETURNS text
     LANGUAGE plpgsql AS $$
 DECLARE
     r record;
@@ -272,7 +272,7 @@ BEGIN
     ELSIF NOT citus_is_coordinator() THEN
         RAISE EXCEPTION 'mdm.distribute() runs on the Citus coordinator'
             USING ERRCODE = 'object_not_in_prerequisite_state';
-    ELSIF mdm._distributed() THEN
+    ELSIF mdm_internal._distributed() THEN
         RAISE EXCEPTION 'mdm_user is distributed already'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Workers added later get shards with citus_rebalance_start(); see docs/citus.md.';
@@ -290,8 +290,8 @@ BEGIN
                    WHERE c.contype = 'f' AND c.connamespace = 'mdm'::regnamespace
                      AND c.conrelid <> 'mdm.profile_bindings'::regclass
                    ORDER BY c.conrelid::regclass::text, c.conname);
-    PERFORM mdm._citus_prepare_node();
-    FOR r IN SELECT * FROM run_command_on_workers('SELECT mdm._citus_prepare_node()') LOOP
+    PERFORM mdm_internal._citus_prepare_node();
+    FOR r IN SELECT * FROM run_command_on_workers('SELECT mdm_internal._citus_prepare_node()') LOOP
         IF NOT r.success THEN
             RAISE EXCEPTION 'could not prepare worker %:%', r.nodename, r.nodeport
                 USING ERRCODE = 'object_not_in_prerequisite_state', DETAIL = r.result;
@@ -321,7 +321,7 @@ BEGIN
         EXECUTE t;
     END LOOP;
     CREATE TRIGGER check_item AFTER INSERT OR UPDATE ON mdm.nano_enrollment_queue
-        FOR EACH ROW EXECUTE FUNCTION mdm._queue_check_item();
+        FOR EACH ROW EXECUTE FUNCTION mdm_internal._queue_check_item();
 
     PERFORM create_distributed_function('mdm.checkin_routed(text, bytea, bytea, text)', 'device_id',
                                         colocate_with => 'mdm.nano_devices');
@@ -333,9 +333,9 @@ END $$;
 COMMENT ON FUNCTION mdm.distribute() IS
     'Lay mdm_user out on a Citus cluster (run on the coordinator once the workers are added): per-device tables distributed by device, shared tables as reference tables, routed entry points distributed by device';
 
-REVOKE ALL ON FUNCTION mdm.distribute(), mdm._citus_prepare_node(), mdm._distributed(),
-    mdm._claim_pushes_by_job(integer), mdm._release_stale_claims_by_job(),
-    mdm._queue_check_item(), mdm.checkin_routed(text, bytea, bytea, text),
+REVOKE ALL ON FUNCTION mdm.distribute(), mdm_internal._citus_prepare_node(), mdm_internal._distributed(),
+    mdm_internal._claim_pushes_by_job(integer), mdm_internal._release_stale_claims_by_job(),
+    mdm_internal._queue_check_item(), mdm.checkin_routed(text, bytea, bytea, text),
     mdm.connect_routed(text, bytea, bytea, text), mdm.message_device_id(bytea),
     mdm.report_device_id(bytea) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION mdm.checkin_routed(text, bytea, bytea, text),

@@ -2,8 +2,8 @@
 -- \d+ in psql explains them (docs/console.md).  Columns commented where
 -- their table is created are not repeated here.
 
-COMMENT ON COLUMN mdm._idp_user_labels.idp_user_id IS 'The application''s own ID of an IdP user';
-COMMENT ON COLUMN mdm._idp_user_labels.label_id IS 'A label the user is in, directly or through an IdP group';
+COMMENT ON COLUMN mdm_internal._idp_user_labels.idp_user_id IS 'The application''s own ID of an IdP user';
+COMMENT ON COLUMN mdm_internal._idp_user_labels.label_id IS 'A label the user is in, directly or through an IdP group';
 COMMENT ON COLUMN mdm.checkin_messages.body IS 'The message as received (XML or binary plist)';
 COMMENT ON COLUMN mdm.checkin_messages.device_id IS 'Device channel ID: the UDID, or the EnrollmentID of a User Enrollment';
 COMMENT ON COLUMN mdm.checkin_messages.enrollment_id IS 'Enrollment ID: device_id for the device channel, device_id:user part for a user channel';
@@ -292,6 +292,6 @@ COMMENT ON COLUMN mdm.view_recent_errors.enrollment_id IS 'Enrollment ID: device
 COMMENT ON COLUMN mdm.view_recent_errors.kind IS 'command error, check-in answered <HTTP status>, push failed or orphan report';
 COMMENT ON COLUMN mdm.view_recent_errors.ref IS 'CommandUUID, checkin_messages.id, push_jobs.id or orphan_reports.id';
 COMMENT ON COLUMN mdm.view_recent_errors.what IS 'RequestType, check-in MessageType, push, or the orphan report''s Status';
-COMMENT ON VIEW mdm._idp_user_labels IS
+COMMENT ON VIEW mdm_internal._idp_user_labels IS
     'IdP users and the labels they are in, directly (label_idp_users) or through IdP groups';
 COMMENT ON VIEW mdm.latest_profiles IS 'The latest version of each profile (by PayloadIdentifier)';

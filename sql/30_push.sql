@@ -169,8 +169,8 @@ UPDATE mdm.push_jobs SET claimed_at = now() - interval '10 minutes' WHERE enroll
 SELECT mdm.run_maintenance() -> 'released_push_claims' AS released_two;
 SELECT count(*) AS pending FROM mdm.push_jobs WHERE enrollment_id = :'victor' AND state = 'pending';
 -- and a list of targets naming one enrollment twice makes one job
-SELECT mdm._announce_pushes(ARRAY[ROW(:'mac', :'mac', 'Device', NULL)::mdm._target,
-                                  ROW(:'mac', :'mac', 'Device', NULL)::mdm._target]) AS one_job;
+SELECT mdm_internal._announce_pushes(ARRAY[ROW(:'mac', :'mac', 'Device', NULL)::mdm_internal._target,
+                                  ROW(:'mac', :'mac', 'Device', NULL)::mdm_internal._target]) AS one_job;
 -- a job that was never claimed has no outcome to report
 SELECT try(format('SELECT mdm.push_result(%s, 200)', j.id)) AS never_claimed
 FROM mdm.push_jobs j WHERE j.enrollment_id = :'victor' AND j.state = 'pending';

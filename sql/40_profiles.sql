@@ -55,14 +55,14 @@ SELECT mdm.upload_profile(convert_to(replace(convert_from(v('profiles/04-no-payl
 SELECT try(format('SELECT mdm.upload_profile(decode(%L, ''base64''))', :'tampered')) AS tampered;
 -- with trust anchors configured, the signer must chain to one
 INSERT INTO mdm.trust_anchors (purpose, cert_pem) VALUES ('profile_signer', :'other_ca');
-SELECT try($$SELECT mdm._read_profile(v('profiles/08-user-scoped-certificate.signed.mobileconfig'))$$) AS untrusted;
+SELECT try($$SELECT mdm_internal._read_profile(v('profiles/08-user-scoped-certificate.signed.mobileconfig'))$$) AS untrusted;
 INSERT INTO mdm.trust_anchors (purpose, cert_pem) VALUES ('profile_signer', :'signer_pem');
-SELECT (mdm._read_profile(v('profiles/08-user-scoped-certificate.signed.mobileconfig'))).signer_subject AS trusted;
+SELECT (mdm_internal._read_profile(v('profiles/08-user-scoped-certificate.signed.mobileconfig'))).signer_subject AS trusted;
 -- whatever the signer's extended key usage: a TLS server certificate
 -- (serverAuth) issued by an anchor signs profiles too
-SELECT try(format('SELECT mdm._read_profile(decode(%L, ''base64''))', :'tls_signed')) AS server_auth_signer_untrusted;
+SELECT try(format('SELECT mdm_internal._read_profile(decode(%L, ''base64''))', :'tls_signed')) AS server_auth_signer_untrusted;
 INSERT INTO mdm.trust_anchors (purpose, cert_pem) VALUES ('profile_signer', :'tls_ca');
-SELECT (mdm._read_profile(decode(:'tls_signed', 'base64'))).signer_subject AS server_auth_signer;
+SELECT (mdm_internal._read_profile(decode(:'tls_signed', 'base64'))).signer_subject AS server_auth_signer;
 DELETE FROM mdm.trust_anchors;
 -- a signed profile cannot carry variables
 SELECT try(format('SELECT mdm.upload_profile(decode(%L, ''base64''))', :'vars_signed')) AS signed_with_variables;
@@ -354,7 +354,7 @@ SELECT (mdm.checkin(convert_to(replace(replace(replace(replace(convert_from(v('c
 SELECT payload_identifier, status FROM mdm.view_profile_status WHERE device_id = :'mac2' ORDER BY 1;
 
 -- Readers and administrators read the status too (the view calls
--- mdm._desired_profiles and mdm._setting, which are granted to them)
+-- mdm_internal._desired_profiles and mdm_internal._setting, which are granted to them)
 SET ROLE mdm_reader;
 SELECT status, count(*) FROM mdm.view_profile_status GROUP BY 1 ORDER BY 1;
 SET ROLE mdm_admin;

@@ -96,7 +96,7 @@ SELECT s.shape, e.entry, p.outcome, p.peak_growth
 FROM shapes s, entry_points e, peak_of(format(e.statement, s.body)) p;
 SELECT shape, string_agg(DISTINCT split_part(outcome, ':', 1), ',') AS sqlstates,
        count(*) AS entry_points,
-       max(peak_growth) < 2 * mdm._setting('mdm.max_message_bytes')::bigint AS peak_bounded
+       max(peak_growth) < 2 * mdm_internal._setting('mdm.max_message_bytes')::bigint AS peak_bounded
 FROM outcomes GROUP BY shape ORDER BY shape;
 SELECT DISTINCT regexp_replace(outcome, '\d+ bytes', 'N bytes') AS error FROM outcomes;
 SELECT row_counts() = :'before' AS nothing_written;
@@ -105,7 +105,7 @@ SELECT row_counts() = :'before' AS nothing_written;
 -- with one more reference is not), and converting them stays within a
 -- small multiple of mdm.max_message_bytes.
 SELECT o.n, split_part(o.outcome, ':', 1) AS outcome,
-       o.peak_growth < 8 * mdm._setting('mdm.max_message_bytes')::bigint AS peak_bounded
+       o.peak_growth < 8 * mdm_internal._setting('mdm.max_message_bytes')::bigint AS peak_bounded
 FROM (SELECT n, (peak_of(format('SELECT mdm.plist_to_jsonb(%L::bytea)',
                                 bp(ARRAY[bp_array(array_fill(1, ARRAY[n])), bp_data(100000)])))).*
       FROM (VALUES (10), (11)) r(n)) o ORDER BY o.n;
@@ -124,7 +124,7 @@ SELECT try(format('SELECT mdm.plist_to_jsonb(%L::bytea)',
 SELECT try(format('SELECT mdm.checkin(v(%L), %L::bytea)', 'checkin/01-authenticate.plist',
                   '\x30' || repeat('00', 70000)));
 SELECT try(format('SELECT mdm.connect(v(%L), NULL, %L)', 'connect/01-idle-device.plist', repeat('A', 70000)));
-SELECT try(format('SELECT mdm._verify_identity_chain(%L::bytea, %L)', '\x30' || repeat('00', 70000), ''));
+SELECT try(format('SELECT mdm_internal._verify_identity_chain(%L::bytea, %L)', '\x30' || repeat('00', 70000), ''));
 SELECT row_counts() = :'before' AS nothing_written;
 
 -- A real that underflows is refused like one that overflows (22003);

@@ -177,7 +177,7 @@ FROM jsonb_array_elements(mdm.plist_to_jsonb(mdm.enrollment_profile('https://mdm
 -- use: the hint leads to the trust anchor
 INSERT INTO mdm.device_identities (device_id, cert_sha256, cert_der, not_after, bound_via)
 VALUES (:'mac2', '\x01', '\x01', now() + interval '1 year', 'first use');
-SELECT mdm._check_identity(:'mac2', true, '\x02', '\x02', now() + interval '1 year');
+SELECT mdm_internal._check_identity(:'mac2', true, '\x02', '\x02', now() + interval '1 year');
 
 -- errors of the device endpoints carry no helper chain at all
 SELECT mdm.connect(convert_to('<plist><dict><key>UDID</key><string>NOT-ENROLLED</string>'

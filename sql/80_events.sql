@@ -8,7 +8,7 @@ SELECT reset_mdm();
 \set victor '980E3D0B-5A28-537C-B7CB-7AFD15AFB933:23B1AB9F-5A19-4919-8610-0A74091497E1'
 
 -- off by default: nothing is recorded
-SELECT mdm._setting('mdm.events') AS events;
+SELECT mdm_internal._setting('mdm.events') AS events;
 SELECT (mdm.checkin(v('checkin/01-authenticate.plist'))).status;
 SELECT count(*) AS events_when_off FROM mdm.events;
 
@@ -26,17 +26,17 @@ SELECT (mdm.connect(convert_to(format(
     :'mac', upper(:'cmd')), 'UTF8'))).status;
 
 -- one event per message, in the webhook format
-SELECT e.id, e.topic, mdm._event_json(e) - 'created_at' - 'event_id'
+SELECT e.id, e.topic, mdm_internal._event_json(e) - 'created_at' - 'event_id'
        #- '{checkin_event,raw_payload}' #- '{acknowledge_event,raw_payload}'
        #- '{acknowledge_event,command_uuid}' AS event,
-       mdm._event_json(e) #>> '{acknowledge_event,command_uuid}' = upper(:'cmd') AS command_uuid
+       mdm_internal._event_json(e) #>> '{acknowledge_event,command_uuid}' = upper(:'cmd') AS command_uuid
 FROM mdm.events e ORDER BY e.id;
 -- raw_payload is the body as received; created_at is RFC 3339 in UTC
 SELECT bool_and(decode(coalesce(j #>> '{checkin_event,raw_payload}', j #>> '{acknowledge_event,raw_payload}'),
                        'base64') = e.body) AS raw_payload_as_received,
        bool_and(j->>'created_at' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$') AS created_at_rfc3339,
        bool_and(j->>'event_id' = e.id::text) AS event_id
-FROM mdm.events e, mdm._event_json(e) j;
+FROM mdm.events e, mdm_internal._event_json(e) j;
 
 -- refused messages record nothing: a report of an unknown device, a
 -- TokenUpdate before Authenticate, a malformed body

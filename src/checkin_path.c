@@ -50,7 +50,7 @@ static SavedPlan lookup_plan = {
 };
 
 static SavedPlan channel_plan = {
-	"SELECT mdm._check_checkin_channel($1, $2)", 2, {TEXTOID, TEXTOID}
+	"SELECT mdm_internal._check_checkin_channel($1, $2)", 2, {TEXTOID, TEXTOID}
 };
 
 /* TokenUpdate: $1 device, $2 user or enrollment, ..., $n msg */
@@ -115,10 +115,10 @@ static SavedPlan enrollment_plan = {
  * not be pushed get their push.
  */
 static SavedPlan reconcile_plan = {
-	"SELECT mdm._reconcile_devices(ARRAY[$1])", 1, {TEXTOID}
+	"SELECT mdm_internal._reconcile_devices(ARRAY[$1])", 1, {TEXTOID}
 };
 static SavedPlan waiting_push_plan = {
-	"SELECT mdm._announce_pushes(ARRAY[ROW($1, $2, $3, NULL)::mdm._target])"
+	"SELECT mdm_internal._announce_pushes(ARRAY[ROW($1, $2, $3, NULL)::mdm_internal._target])"
 	"  FROM (SELECT) AS one"
 	" WHERE EXISTS (SELECT FROM mdm.nano_enrollment_queue q"
 	"               WHERE q.device_id = $1 AND q.id = $2 AND q.active)",
@@ -140,21 +140,21 @@ typedef struct CheckinHandler
 
 static CheckinHandler handlers[] = {
 	{"Authenticate", {ARG_DEVICE, ARG_MSG, ARG_UNLOGGED_RAW, ARG_CERT},
-	{"SELECT * FROM mdm._checkin_authenticate($1, $2, $3, $4)", 4,
+	{"SELECT * FROM mdm_internal._checkin_authenticate($1, $2, $3, $4)", 4,
 	{TEXTOID, JSONBOID, BYTEAOID, BYTEAOID}}},
 	{"UserAuthenticate", {ARG_DEVICE, ARG_USER, ARG_MSG, ARG_RAW},
-	{"SELECT * FROM mdm._checkin_user_authenticate($1, $2, $3, $4)", 4,
+	{"SELECT * FROM mdm_internal._checkin_user_authenticate($1, $2, $3, $4)", 4,
 	{TEXTOID, TEXTOID, JSONBOID, BYTEAOID}}},
 	{"CheckOut", {ARG_DEVICE, ARG_NONE},
-	{"SELECT * FROM mdm._checkin_checkout($1)", 1, {TEXTOID}}},
+	{"SELECT * FROM mdm_internal._checkin_checkout($1)", 1, {TEXTOID}}},
 	{"SetBootstrapToken", {ARG_DEVICE, ARG_MSG, ARG_NONE},
-	{"SELECT * FROM mdm._checkin_set_bootstrap_token($1, $2)", 2, {TEXTOID, JSONBOID}}},
+	{"SELECT * FROM mdm_internal._checkin_set_bootstrap_token($1, $2)", 2, {TEXTOID, JSONBOID}}},
 	{"GetBootstrapToken", {ARG_DEVICE, ARG_NONE},
-	{"SELECT * FROM mdm._checkin_get_bootstrap_token($1)", 1, {TEXTOID}}},
+	{"SELECT * FROM mdm_internal._checkin_get_bootstrap_token($1)", 1, {TEXTOID}}},
 	{"DeclarativeManagement", {ARG_ENROLLMENT, ARG_MSG, ARG_NONE},
-	{"SELECT * FROM mdm._checkin_declarative_management($1, $2)", 2, {TEXTOID, JSONBOID}}},
+	{"SELECT * FROM mdm_internal._checkin_declarative_management($1, $2)", 2, {TEXTOID, JSONBOID}}},
 	{"GetToken", {ARG_ENROLLMENT, ARG_MSG, ARG_NONE},
-	{"SELECT * FROM mdm._checkin_get_token($1, $2)", 2, {TEXTOID, JSONBOID}}},
+	{"SELECT * FROM mdm_internal._checkin_get_token($1, $2)", 2, {TEXTOID, JSONBOID}}},
 };
 
 /* every check-in but Authenticate and TokenUpdate sets last_seen_at here */

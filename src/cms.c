@@ -1,7 +1,7 @@
 /*
  * cms.c
  *		CMS / PKCS#7 signed data with OpenSSL: opening signed configuration
- *		profiles, mdm._open_signed(data bytea, anchors_pem text).
+ *		profiles, mdm_internal._open_signed(data bytea, anchors_pem text).
  *
  * A signed .mobileconfig is DER CMS SignedData with the plist inside.  The
  * signature must match the content; the signer certificate is verified
@@ -132,7 +132,7 @@ load_anchors(CmsHolder *h, text *anchors_pem)
 }
 
 /*
- * mdm._open_signed(data bytea, anchors_pem text,
+ * mdm_internal._open_signed(data bytea, anchors_pem text,
  *		OUT content bytea, OUT signed boolean, OUT signer_subject text,
  *		OUT signer_sha256 bytea)
  */

@@ -8,7 +8,7 @@
  * locked (reports of one channel are handled one at a time), the result
  * stored (or an orphan recorded) with its profile delivery outcome and,
  * for DeviceInformation and SecurityInfo answers, the inventory
- * (mdm._store_inventory(), schema/80_console.sql), and the next command of
+ * (mdm_internal._store_inventory(), schema/80_console.sql), and the next command of
  * the exchange handed out and marked sent.
  *
  * Every statement filters by the device ID, takes its clock time as a
@@ -97,7 +97,7 @@ static SavedPlan delivery_plan = {
  * (schema/80_console.sql).  $1 device, $3 command, $5 msg
  */
 static SavedPlan inventory_plan = {
-	"SELECT mdm._store_inventory($1, $3, $5)",
+	"SELECT mdm_internal._store_inventory($1, $3, $5)",
 	5, {TEXTOID, TEXTOID, UUIDOID, TEXTOID, JSONBOID}
 };
 

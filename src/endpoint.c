@@ -159,14 +159,14 @@ reply_from_result(MdmReply *reply)
 
 /*
  * The identity is not the one bound to the device (or none was bound, or
- * it has expired): parse the certificate, then have mdm._check_identity()
+ * it has expired): parse the certificate, then have mdm_internal._check_identity()
  * refuse it, or bind it on first use (schema/70_security.sql).
  */
 void
 check_identity_sql(MdmRequest *r, bool authenticate)
 {
 	static SavedPlan plan = {
-		"SELECT mdm._check_identity($1, $2, $3, $4, $5)", 5,
+		"SELECT mdm_internal._check_identity($1, $2, $3, $4, $5)", 5,
 		{TEXTOID, BOOLOID, BYTEAOID, BYTEAOID, TIMESTAMPTZOID}
 	};
 	PlanArgs	a;

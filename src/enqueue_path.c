@@ -4,7 +4,7 @@
  *
  * Queuing a command to one enrollment is the commonest enqueue (a console
  * acting on a device, the connect cycle); the set machinery of
- * mdm._enqueue() (schema/30_queue.sql: _targets(), arrays of composites,
+ * mdm_internal._enqueue() (schema/30_queue.sql: _targets(), arrays of composites,
  * unnest()) costs about as much as the rows it writes.  Here the target,
  * its platform and the RequestType's rule are read in one lookup, then the
  * command, the queue item and the push job are written with plans kept per
@@ -15,8 +15,8 @@
  * command dictionary with a RequestType other than InstallProfile (whose
  * profile is checked at enqueue), non-NULL options, and a target that
  * exists and whose channel takes the command.  Everything else, errors
- * included, goes to mdm._enqueue(), so the errors and their order are
- * the same.  The writes are the rows mdm._enqueue() writes, with the same
+ * included, goes to mdm_internal._enqueue(), so the errors and their order are
+ * the same.  The writes are the rows mdm_internal._enqueue() writes, with the same
  * triggers and foreign keys.
  */
 #include "mdm_user.h"
@@ -69,7 +69,7 @@ static SavedPlan target_plan = {
 
 /*
  * The command, its queue item and the push job, in one statement.  The
- * push job is made as mdm._announce_pushes() makes it (schema/40_push.sql):
+ * push job is made as mdm_internal._announce_pushes() makes it (schema/40_push.sql):
  * a pending job that this coalesces into stays locked until commit.  The
  * queue's triggers and foreign keys run at the end of the statement, as
  * they ran at the end of the queue's own INSERT.
@@ -97,7 +97,7 @@ static SavedPlan queue_plan = {
 };
 
 static SavedPlan general_plan = {
-	"SELECT mdm._enqueue($1, $2, $3, $4, $5)", 5, {TEXTARRAYOID, JSONBOID, INT4OID, BOOLOID, BOOLOID}
+	"SELECT mdm_internal._enqueue($1, $2, $3, $4, $5)", 5, {TEXTARRAYOID, JSONBOID, INT4OID, BOOLOID, BOOLOID}
 };
 
 /* The RequestType of a plain inner command dictionary, or NULL. */
@@ -230,10 +230,10 @@ mdm_enqueue(PG_FUNCTION_ARGS)
 		for (int i = 0; i < 5; i++)
 			plan_arg(&a, i, PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i), PG_ARGISNULL(i));
 		if (run_plan(&general_plan, &a, false, 1) != 1)
-			elog(ERROR, "mdm._enqueue returned no row");
+			elog(ERROR, "mdm_internal._enqueue returned no row");
 		result = (pg_uuid_t *) DatumGetPointer(SPI_datumTransfer(result_datum(1, &isnull), false, UUID_LEN));
 		if (isnull)
-			elog(ERROR, "mdm._enqueue returned no CommandUUID");
+			elog(ERROR, "mdm_internal._enqueue returned no CommandUUID");
 	}
 	SPI_finish();
 	error_context_stack = errcb.previous;

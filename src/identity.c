@@ -9,7 +9,7 @@
  * see unparsed_identity()); binding it to a device is done in SQL
  * (schema/70_security.sql).
  * A signature that does not match the body is refused here with SQLSTATE
- * 28000.  mdm._verify_identity_chain() checks a certificate against the
+ * 28000.  mdm_internal._verify_identity_chain() checks a certificate against the
  * device_identity trust anchors (chain and validity).
  *
  * OpenSSL objects live in a holder registered as a reset callback on a
@@ -276,7 +276,7 @@ read_identity(bytea *body, bytea *cert, text *signature, RequestIdentity *out)
 }
 
 /*
- * mdm._verify_identity_chain(cert_der bytea, anchors_pem text) RETURNS boolean
+ * mdm_internal._verify_identity_chain(cert_der bytea, anchors_pem text) RETURNS boolean
  *
  * Does the certificate chain to one of the anchors and is it valid now?
  */

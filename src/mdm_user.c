@@ -10,7 +10,7 @@
  * then are the settings defined, and checked, before any session reads
  * ALTER DATABASE / ALTER ROLE values or postgresql.conf, so that a
  * misspelt mdm.* name or an invalid value is refused when it is set
- * rather than silently kept.  mdm._preloaded() tells the health check.
+ * rather than silently kept.  mdm_internal._preloaded() tells the health check.
  */
 #include "mdm_user.h"
 
@@ -86,7 +86,7 @@ void		_PG_init(void);
  * Check hook of the handler settings: a function name, perhaps
  * schema-qualified, in SQL identifier syntax ("schema.function",
  * "\"My Schema\".f").  Whether the function exists and takes the right
- * arguments is checked when a check-in calls it (mdm._handler), as the
+ * arguments is checked when a check-in calls it (mdm_internal._handler), as the
  * setting may be made before the function is created, or in another
  * database.
  */
@@ -335,7 +335,7 @@ _PG_init(void)
 }
 
 /*
- * mdm._preloaded() RETURNS boolean
+ * mdm_internal._preloaded() RETURNS boolean
  *
  * Whether this backend loaded the module through shared_preload_libraries
  * (docs/operations.md says what is lost without it).
@@ -348,7 +348,7 @@ mdm_preloaded_fn(PG_FUNCTION_ARGS)
 }
 
 /*
- * mdm._setting(name text) RETURNS text
+ * mdm_internal._setting(name text) RETURNS text
  *
  * The value of a setting, in its base unit (seconds, bytes) without a unit
  * suffix.  SQL code reads mdm.* settings through this function rather than

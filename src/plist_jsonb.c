@@ -476,7 +476,7 @@ mdm_plist_to_jsonb(PG_FUNCTION_ARGS)
 }
 
 /*
- * mdm._plist_to_jsonb_strict(plist bytea) RETURNS jsonb
+ * mdm_internal._plist_to_jsonb_strict(plist bytea) RETURNS jsonb
  *
  * Like mdm.plist_to_jsonb, but empty input is an error: for input that
  * must be a plist (a command or a profile given as bytes).

@@ -1,7 +1,7 @@
 /*
  * push_cert.c
  *		Checking an APNs MDM push certificate and its private key with OpenSSL:
- *		mdm._inspect_push_cert(cert_pem, key_pem), used by mdm.upload_push_cert().
+ *		mdm_internal._inspect_push_cert(cert_pem, key_pem), used by mdm.upload_push_cert().
  *
  * The topic is the certificate subject's UID (OID 0.9.2342.19200300.100.1.1)
  * and must start with "com.apple.mgmt."; the key must match the
@@ -108,7 +108,7 @@ pem_bio(text *pem)
 }
 
 /*
- * mdm._inspect_push_cert(cert_pem text, key_pem text,
+ * mdm_internal._inspect_push_cert(cert_pem text, key_pem text,
  *		OUT topic text, OUT subject text, OUT not_before timestamptz,
  *		OUT not_after timestamptz, OUT sha256 bytea)
  */

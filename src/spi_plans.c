@@ -57,7 +57,7 @@ plan_options(void)
 	{
 		bool		isnull;
 
-		if (SPI_execute("SELECT mdm._distributed()", true, 1) != SPI_OK_SELECT || SPI_processed != 1)
+		if (SPI_execute("SELECT mdm_internal._distributed()", true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "could not tell whether mdm_user is distributed");
 		options = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull))
 			? 0 : CURSOR_OPT_GENERIC_PLAN;

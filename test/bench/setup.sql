@@ -366,7 +366,7 @@ CREATE SEQUENCE bench.growth_seq;
 -- timestamp that pruning looks at moves back that far.
 CREATE PROCEDURE bench.age_history() LANGUAGE plpgsql AS $$
 DECLARE
-    age interval := make_interval(secs => mdm._setting('mdm.history_retention')::int + 86400);
+    age interval := make_interval(secs => mdm_internal._setting('mdm.history_retention')::int + 86400);
 BEGIN
     UPDATE mdm.checkin_messages SET received_at = received_at - age;
     UPDATE mdm.nano_enrollment_queue SET created_at = created_at - age, sent_at = sent_at - age,
