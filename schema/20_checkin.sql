@@ -487,14 +487,5 @@ COMMENT ON FUNCTION mdm.checkin(bytea, bytea, text) IS
     'Handle one check-in request body (XML or binary plist); returns the HTTP reply';
 
 REVOKE ALL ON FUNCTION mdm.checkin(bytea, bytea, text) FROM PUBLIC;
-DO $$
-DECLARE
-    f regprocedure;
-BEGIN
-    -- internal functions are for the extension's own use
-    FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
-             WHERE p.pronamespace = 'mdm'::regnamespace AND p.proname LIKE '\_%'
-    LOOP
-        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
-    END LOOP;
-END $$;
+-- internal functions are for the extension's own use
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA mdm_internal FROM PUBLIC;

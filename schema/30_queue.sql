@@ -200,6 +200,7 @@ END $$;
 
 -- A target of an enqueue or a push.
 CREATE TYPE mdm_internal._target AS (device_id text, enrollment_id text, type text, platform text);
+REVOKE ALL ON TYPE mdm_internal._target FROM PUBLIC;
 
 -- The enrollments behind a list of IDs; unknown IDs are an error naming them.
 -- One pass over the IDs: each is looked up once, and the unknown ones are

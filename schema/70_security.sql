@@ -248,6 +248,7 @@ BEGIN
 END $$;
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA mdm FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA mdm_internal FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA mdm FROM PUBLIC;
 GRANT USAGE ON SCHEMA mdm TO mdm_frontend, mdm_admin, mdm_reader;
 
@@ -309,7 +310,8 @@ GRANT SELECT (id, payload_identifier, version, payload_uuid, display_name, scope
               signed, signer_subject, signer_sha256, variables, channel_mismatch_allowed, uploaded_at)
     ON mdm.profiles TO mdm_reader, mdm_admin;
 
--- functions the views call with the reader's rights
+-- functions the views call with the reader's rights: a view names them by
+-- OID, so EXECUTE is enough and mdm_internal stays without USAGE for anyone
 GRANT EXECUTE ON FUNCTION mdm_internal._desired_profiles(text[]), mdm_internal._all_device_ids(), mdm_internal._setting(text)
     TO mdm_reader, mdm_admin;
 

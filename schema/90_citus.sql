@@ -219,13 +219,13 @@ BEGIN
     DROP TRIGGER IF EXISTS check_bindings_update ON mdm.nano_enrollment_queue;
     DROP TRIGGER IF EXISTS recheck_queue ON mdm.nano_commands;
     FOR r IN SELECT p.oid::regprocedure AS fn FROM pg_proc p
-             WHERE p.pronamespace = 'mdm'::regnamespace
+             WHERE p.pronamespace IN ('mdm'::regnamespace, 'mdm_internal'::regnamespace)
                AND 'plan_cache_mode=force_generic_plan' = ANY (p.proconfig)
     LOOP
         EXECUTE format('ALTER FUNCTION %s RESET plan_cache_mode', r.fn);
     END LOOP;
     FOR r IN SELECT p.oid::regprocedure AS fn FROM pg_proc p
-             WHERE p.pronamespace = 'mdm'::regnamespace
+             WHERE p.pronamespace IN ('mdm'::regnamespace, 'mdm_internal'::regnamespace)
                AND p.proname IN ('enqueue', 'push', 'install_profile', 'remove_profile', 'bind_profile',
                                  'reconcile', 'run_maintenance', 'claim_pushes', 'upload_push_cert',
                                  '_reconcile_devices')

@@ -4,19 +4,21 @@
  *
  * An error raised deep inside mdm_user reaches psql with one CONTEXT line
  * per PL/pgSQL frame and per SQL statement on the way: the internal
- * mdm._* helpers and the statements that called them.  An operator typed
+ * helpers in schema mdm_internal and the statements that called them.  An operator typed
  * one call (mdm.enqueue, say); the helpers are noise to them.
  *
  * An emit_log_hook trims the context of a message before it is sent: the
- * frames of internal helpers (functions whose name starts with "_") and
- * the statements run inside any mdm function go; the frame of the mdm
+ * frames of internal helpers (functions of schema mdm_internal, all named
+ * "_...") and the statements run inside any mdm function go; the frame of the mdm
  * function the caller called, and every frame and statement of the
  * caller's own code, stay.  It costs nothing until a message is emitted.
  * mdm.error_context = full turns it off (for debugging the extension).
  *
  * The hook recognises frames by their English text ("PL/pgSQL function
- * mdm.x(...)", or "C function mdm.x(...)", the line the paths in C add): with another lc_messages, or with mdm on the search_path
- * (names printed unqualified), the context is left as it is.  PostgreSQL
+ * mdm.x(...)", "PL/pgSQL function mdm_internal._x(...)", or "C function
+ * mdm.x(...)", the line the paths in C add): with another lc_messages, or
+ * with mdm on the search_path (names printed unqualified), the context is
+ * left as it is.  PostgreSQL
  * calls the hook only for messages that go to the server log as well
  * (log_min_messages), and the log then gets the trimmed context too.
  */
@@ -25,6 +27,10 @@
 #include "lib/stringinfo.h"
 #include "utils/elog.h"
 
+/* how a frame of the API and one of an internal helper start */
+#define API_PREFIX "mdm."
+#define INTERNAL_PREFIX "mdm_internal."
+
 int			mdm_error_context = MDM_ERROR_CONTEXT_API;
 
 static emit_log_hook_type prev_emit_log_hook = NULL;
@@ -32,7 +38,7 @@ static emit_log_hook_type prev_emit_log_hook = NULL;
 typedef enum
 {
 	LINE_STATEMENT,				/* not a function frame: belongs to the next one */
-	LINE_MDM_INTERNAL,			/* frame of an mdm._* helper */
+	LINE_MDM_INTERNAL,			/* frame of an mdm_internal helper */
 	LINE_MDM_API,				/* frame of another mdm function */
 	LINE_OTHER					/* frame of someone else's function */
 } ContextLine;
@@ -51,9 +57,9 @@ classify_line(const char *line, int len)
 	{
 		name = strchr(line, ' ') + 1;
 		name = strchr(name, ' ') + 1;	/* past "PL/pgSQL function " or "C function " */
-		if (strncmp(name, "mdm._", 5) == 0)
+		if (strncmp(name, INTERNAL_PREFIX, sizeof(INTERNAL_PREFIX) - 1) == 0)
 			return LINE_MDM_INTERNAL;
-		if (strncmp(name, "mdm.", 4) == 0)
+		if (strncmp(name, API_PREFIX, sizeof(API_PREFIX) - 1) == 0)
 			return LINE_MDM_API;
 		return LINE_OTHER;
 	}
@@ -72,8 +78,8 @@ mentions_internal(const char *line, int len)
 {
 	int			i;
 
-	for (i = 0; i + 5 <= len; i++)
-		if (memcmp(line + i, "mdm._", 5) == 0)
+	for (i = 0; i + (int) sizeof(INTERNAL_PREFIX) - 1 <= len; i++)
+		if (memcmp(line + i, INTERNAL_PREFIX, sizeof(INTERNAL_PREFIX) - 1) == 0)
 			return true;
 	return false;
 }
@@ -93,7 +99,8 @@ trimmed_context(const char *context)
 	bool		last_was_api = false;
 	int			api_line_at = 0;	/* where the last kept API line starts */
 
-	if (strstr(context, "function mdm.") == NULL)
+	if (strstr(context, "function " API_PREFIX) == NULL &&
+		strstr(context, "function " INTERNAL_PREFIX) == NULL)
 		return NULL;
 
 	initStringInfo(&out);
