@@ -40,15 +40,17 @@ SELECT row_counts() = :'before' AS nothing_written;
 SELECT malloc_bytes - :malloc_before < 16 * 1024 * 1024 AS little_memory, pg_backend_pid() > 0 AS backend_up
 FROM mdm.backend_memory();
 
--- Every function of the extension called with NULL for every argument, as
--- its owner: a documented error or a result, never a crashed backend (C
--- functions that are not STRICT read their arguments themselves).
+-- Every function of the extension (the API in mdm and the helpers in
+-- mdm_internal) called with NULL for every argument, as its owner: a
+-- documented error or a result, never a crashed backend (C functions that
+-- are not STRICT read their arguments themselves).
 -- Functions that change settings or schedules are left out.
-SELECT p.proname, split_part(try(format('SELECT count(x.r::text) FROM (SELECT %s.%I(%s) AS r) x', 'mdm', p.proname,
+SELECT p.proname, split_part(try(format('SELECT count(x.r::text) FROM (SELECT %I.%I(%s) AS r) x',
+           p.pronamespace::regnamespace, p.proname,
            (SELECT string_agg(format('NULL::%s', t::regtype), ', ' ORDER BY i)
             FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY a(t, i)))), ':', 1) AS sqlstate
 FROM pg_proc p
-WHERE p.pronamespace = 'mdm'::regnamespace AND p.prokind = 'f'
+WHERE p.pronamespace IN ('mdm'::regnamespace, 'mdm_internal'::regnamespace) AND p.prokind = 'f'
   AND p.prorettype <> 'trigger'::regtype
   AND p.proname NOT IN ('schedule_maintenance')
 ORDER BY p.proname, p.oid::regprocedure::text;

@@ -44,11 +44,11 @@ RESET mdm.error_context;
 SELECT c.relname, a.attname
 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = 'mdm' AND c.relkind IN ('r', 'v') AND a.attnum > 0 AND NOT a.attisdropped
+WHERE n.nspname IN ('mdm', 'mdm_internal') AND c.relkind IN ('r', 'v') AND a.attnum > 0 AND NOT a.attisdropped
   AND col_description(c.oid, a.attnum) IS NULL
 ORDER BY 1, 2;
 SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = 'mdm' AND c.relkind IN ('r', 'v') AND obj_description(c.oid, 'pg_class') IS NULL
+WHERE n.nspname IN ('mdm', 'mdm_internal') AND c.relkind IN ('r', 'v') AND obj_description(c.oid, 'pg_class') IS NULL
 ORDER BY 1;
 
 -- 3. The views, after the vectors: two Macs with user channels, a User

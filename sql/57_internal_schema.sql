@@ -1,0 +1,72 @@
+--
+-- The API and the internals: schema mdm holds the API (\df mdm.* lists it),
+-- the helpers (named _...) live in schema mdm_internal, which belongs to the
+-- extension and is granted to no one.
+--
+
+-- nothing named _... is left in mdm: functions, relations, types
+SELECT count(*) AS mdm_underscore_functions FROM pg_proc
+WHERE pronamespace = 'mdm'::regnamespace AND proname LIKE '\_%';
+SELECT count(*) AS mdm_underscore_relations FROM pg_class
+WHERE relnamespace = 'mdm'::regnamespace AND relname LIKE '\_%';
+SELECT count(*) AS mdm_underscore_types FROM pg_type
+WHERE typnamespace = 'mdm'::regnamespace AND typname LIKE '\_%' AND typelem = 0;
+-- and everything in mdm_internal is named _...
+SELECT count(*) > 0 AS has_helpers, count(*) FILTER (WHERE proname NOT LIKE '\_%') AS not_underscore
+FROM pg_proc WHERE pronamespace = 'mdm_internal'::regnamespace;
+
+-- mdm_internal is a member of the extension (dropped with it, not dumped)
+SELECT e.extname FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+WHERE d.classid = 'pg_namespace'::regclass AND d.objid = 'mdm_internal'::regnamespace
+  AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e';
+
+-- no privilege on the schema for anyone but its owner: PUBLIC and the roles
+SELECT count(*) AS schema_grants FROM pg_namespace n, aclexplode(n.nspacl) a
+WHERE n.nspname = 'mdm_internal' AND a.grantee <> n.nspowner;
+SELECT r AS role, has_schema_privilege(r, 'mdm_internal', 'USAGE') AS usage,
+       has_schema_privilege(r, 'mdm_internal', 'CREATE') AS "create"
+FROM unnest(ARRAY['mdm_admin', 'mdm_frontend', 'mdm_reader']) r ORDER BY r;
+-- nothing in it for PUBLIC (functions, views, types); EXECUTE on the three
+-- functions the reporting views call, for the roles that read them
+SELECT count(*) AS public_function_grants FROM pg_proc p, aclexplode(p.proacl) a
+WHERE p.pronamespace = 'mdm_internal'::regnamespace AND a.grantee = 0;
+SELECT count(*) AS public_relation_grants FROM pg_class c, aclexplode(c.relacl) a
+WHERE c.relnamespace = 'mdm_internal'::regnamespace AND a.grantee = 0;
+-- (types of its own; a view's row type follows the view's privileges)
+SELECT count(*) AS public_type_grants FROM pg_type t, aclexplode(coalesce(t.typacl, acldefault('T', t.typowner))) a
+WHERE t.typnamespace = 'mdm_internal'::regnamespace AND t.typelem = 0 AND a.grantee = 0
+  AND NOT EXISTS (SELECT FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind <> 'c');
+SELECT p.oid::regprocedure AS function, a.grantee::regrole AS grantee, a.privilege_type
+FROM pg_proc p, aclexplode(p.proacl) a
+WHERE p.pronamespace = 'mdm_internal'::regnamespace AND a.grantee <> p.proowner
+ORDER BY 1::text, 2::text;
+
+-- the roles cannot name a helper, and need not: their API calls and views work
+SET ROLE mdm_admin;
+SELECT try($$SELECT mdm_internal._setting('mdm.events')$$) AS admin_names_helper;
+SELECT count(*) >= 0 AS admin_reads_profile_status FROM mdm.view_profile_status;
+RESET ROLE;
+SET ROLE mdm_reader;
+SELECT try($$SELECT mdm_internal._setting('mdm.events')$$) AS reader_names_helper;
+SELECT count(*) >= 0 AS reader_reads_profile_status FROM mdm.view_profile_status;
+RESET ROLE;
+SELECT reset_mdm();
+SELECT encode(v('checkin/01-authenticate.plist'), 'base64') AS authenticate,
+       encode(v('checkin/02-tokenupdate-device.plist'), 'base64') AS tokenupdate \gset
+SET ROLE mdm_frontend;
+SELECT try($$SELECT mdm_internal._reply_empty(200)$$) AS frontend_names_helper;
+-- check-ins run the helpers (handlers, identity binding, push announcements)
+SELECT (mdm.checkin(decode(:'authenticate', 'base64'))).status AS authenticate_status,
+       (mdm.checkin(decode(:'tokenupdate', 'base64'))).status AS tokenupdate_status;
+RESET ROLE;
+SELECT count(*) AS enrollments FROM mdm.nano_enrollments;
+SELECT reset_mdm();
+
+-- every SECURITY DEFINER function pins its search path, and none puts
+-- mdm_internal on it: helpers are always named schema-qualified
+SELECT count(*) AS definer_without_search_path FROM pg_proc p
+WHERE p.pronamespace IN ('mdm'::regnamespace, 'mdm_internal'::regnamespace) AND p.prosecdef
+  AND NOT EXISTS (SELECT FROM unnest(p.proconfig) c WHERE c LIKE 'search\_path=%');
+SELECT count(*) AS search_path_with_internal FROM pg_proc p, unnest(p.proconfig) c
+WHERE p.pronamespace IN ('mdm'::regnamespace, 'mdm_internal'::regnamespace)
+  AND c LIKE 'search\_path=%mdm\_internal%';
