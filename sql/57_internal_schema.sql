@@ -45,6 +45,10 @@ ORDER BY 1::text, 2::text;
 SET ROLE mdm_admin;
 SELECT try($$SELECT mdm_internal._setting('mdm.events')$$) AS admin_names_helper;
 SELECT count(*) >= 0 AS admin_reads_profile_status FROM mdm.view_profile_status;
+-- a trigger's helper runs as the writer: the unknown-profile notice
+INSERT INTO mdm.labels (name) VALUES ('regress-internal') RETURNING id AS label_id \gset
+INSERT INTO mdm.profile_assignments VALUES (:label_id, 'com.example.not-uploaded', 'include');
+DELETE FROM mdm.labels WHERE id = :label_id;
 RESET ROLE;
 SET ROLE mdm_reader;
 SELECT try($$SELECT mdm_internal._setting('mdm.events')$$) AS reader_names_helper;
