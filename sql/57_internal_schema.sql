@@ -74,3 +74,24 @@ WHERE p.pronamespace IN ('mdm'::regnamespace, 'mdm_internal'::regnamespace) AND 
 SELECT count(*) AS search_path_with_internal FROM pg_proc p, unnest(p.proconfig) c
 WHERE p.pronamespace IN ('mdm'::regnamespace, 'mdm_internal'::regnamespace)
   AND c LIKE 'search\_path=%mdm\_internal%';
+
+-- API functions that call helpers with the caller's rights would fail for
+-- the roles (no USAGE on mdm_internal): only these two, which no role may
+-- call (the default DeclarativeManagement handler runs inside mdm.checkin,
+-- as the owner; mdm.distribute is for a superuser)
+SELECT p.oid::regprocedure AS invoker_calling_helpers,
+       (SELECT count(*) FROM aclexplode(p.proacl) a WHERE a.grantee <> p.proowner) AS grants
+FROM pg_proc p
+WHERE p.pronamespace = 'mdm'::regnamespace AND NOT p.prosecdef AND p.prosrc ~ 'mdm_internal\.'
+ORDER BY 1::text;
+
+-- helpers the views of mdm call: EXECUTE for the roles that read them
+SELECT DISTINCT v.oid::regclass::text AS view, p.oid::regprocedure::text AS helper,
+       has_function_privilege('mdm_reader', p.oid, 'EXECUTE') AS reader,
+       has_function_privilege('mdm_admin', p.oid, 'EXECUTE') AS admin
+FROM pg_depend d
+JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid
+JOIN pg_class v ON v.oid = r.ev_class
+JOIN pg_proc p ON d.refclassid = 'pg_proc'::regclass AND p.oid = d.refobjid
+WHERE v.relnamespace = 'mdm'::regnamespace AND p.pronamespace = 'mdm_internal'::regnamespace
+ORDER BY 1, 2;
