@@ -56,7 +56,7 @@ record_event(MdmRequest *r, bool report)
 		plan_args_init(&a);
 		plan_arg_text(&a, 0, r->device_id);
 		plan_arg_text(&a, 1, r->enrollment_id);
-		if (run_plan(&tally_plan, &a, true, 1) == 1)
+		if (run_plan(&tally_plan, &a, false, 1) == 1)
 			tally = result_datum(1, &tally_null);
 	}
 	plan_args_init(&a);
