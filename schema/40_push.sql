@@ -286,10 +286,13 @@ COMMENT ON FUNCTION mdm.push_backlog_age() IS
 -- that comes after the claim timed out is still recorded, and a dead token
 -- is dead however late the news; the job, ended by the timeout, keeps its
 -- state.
-CREATE FUNCTION mdm.push_result(job_id bigint, apns_status integer, apns_reason text DEFAULT NULL,
-                                apns_id text DEFAULT NULL)
+-- mdm_internal._push_result_on() records it for a job whose device is known:
+-- mdm.push_result() finds the device, mdm.push_results() on Citus finds
+-- those of its whole batch at once (schema/90_citus.sql).
+CREATE FUNCTION mdm_internal._push_result_on(job_device text, job_id bigint, apns_status integer,
+                                    apns_reason text, apns_id text)
     RETURNS text
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    LANGUAGE plpgsql AS $$
 DECLARE
     j mdm.push_jobs;
     new_state text;
@@ -297,18 +300,15 @@ DECLARE
     token_dead boolean := apns_status = 410 OR (apns_status = 400 AND apns_reason = 'BadDeviceToken');
     token_current boolean;
     finished timestamptz;
-    job_device text;
 BEGIN
     IF apns_status IS NULL OR apns_status NOT BETWEEN 100 AND 599 THEN
         RAISE EXCEPTION 'invalid APNs status %', coalesce(apns_status::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    -- the job's device first, then the job locked by its whole key: a row
-    -- lock by job ID alone would have to look at every shard of a
-    -- distributed push_jobs (docs/citus.md)
-    SELECT p.device_id INTO job_device FROM mdm.push_jobs p WHERE p.id = push_result.job_id;
+    -- the job locked by its whole key: a row lock by job ID alone would
+    -- have to look at every shard of a distributed push_jobs (docs/citus.md)
     SELECT * INTO j FROM mdm.push_jobs p
-    WHERE p.device_id = job_device AND p.id = push_result.job_id
+    WHERE p.device_id = job_device AND p.id = _push_result_on.job_id
     FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'push job % does not exist', job_id USING ERRCODE = 'undefined_object';
@@ -385,10 +385,20 @@ BEGIN
     SET state = new_state,
         finished_at = finished,
         not_before = coalesce(retry_at, p.not_before),
-        apns_status = push_result.apns_status, apns_reason = push_result.apns_reason,
-        apns_id = push_result.apns_id
+        apns_status = _push_result_on.apns_status, apns_reason = _push_result_on.apns_reason,
+        apns_id = _push_result_on.apns_id
     WHERE p.device_id = j.device_id AND p.id = j.id;
     RETURN new_state;
+END $$;
+
+CREATE FUNCTION mdm.push_result(job_id bigint, apns_status integer, apns_reason text DEFAULT NULL,
+                                apns_id text DEFAULT NULL)
+    RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    -- the job's device first (on Citus one read over the shards)
+    RETURN mdm_internal._push_result_on((SELECT p.device_id FROM mdm.push_jobs p WHERE p.id = push_result.job_id),
+                               job_id, apns_status, apns_reason, apns_id);
 END $$;
 COMMENT ON FUNCTION mdm.push_result(bigint, integer, text, text) IS
     'Record an APNs outcome: 200 sent; 410/BadDeviceToken invalidates the token; 429/5xx retry with backoff; else failed';
@@ -414,6 +424,12 @@ BEGIN
        OR cardinality(apns_ids) <> cardinality(job_ids) THEN
         RAISE EXCEPTION 'job_ids and apns_statuses must be given, and every array must have the same length'
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF mdm_internal._distributed() THEN
+        -- no row locks across shards on Citus: the batch's devices read at
+        -- once, then job by job on its shard (schema/90_citus.sql)
+        RETURN QUERY SELECT * FROM mdm_internal._push_results_by_job(job_ids, apns_statuses, apns_reasons, apns_ids);
+        RETURN;
     END IF;
     -- 200 about a job still claimed, named once in the batch: sent
     WITH input AS (

@@ -30,19 +30,13 @@ DECLARE
     after text;
     batch text[];
     result jsonb;
+    last_device text;
 BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('mdm.reconcile.devices')) THEN
         RETURN jsonb_build_object('skipped', 'a reconcile() or a first TokenUpdate is running');
     END IF;
     INSERT INTO mdm.maintenance_state DEFAULT VALUES ON CONFLICT DO NOTHING;
-    IF mdm_internal._distributed() THEN
-        -- on Citus a row lock on this reference table followed by the
-        -- batch's multi-shard reads crashes the coordinator (Citus 13.2.2);
-        -- the exclusive lock taken above already keeps other slices out
-        SELECT reconcile_after INTO after FROM mdm.maintenance_state;
-    ELSE
-        SELECT reconcile_after INTO after FROM mdm.maintenance_state FOR UPDATE;
-    END IF;
+    SELECT reconcile_after INTO after FROM mdm.maintenance_state FOR UPDATE;
     batch := ARRAY(SELECT id FROM mdm.nano_devices WHERE id > after ORDER BY id LIMIT batch_size);
     IF cardinality(batch) = 0 AND after <> '' THEN
         batch := ARRAY(SELECT id FROM mdm.nano_devices ORDER BY id LIMIT batch_size);
@@ -51,7 +45,10 @@ BEGIN
         RETURN jsonb_build_object('devices', 0, 'installs', 0, 'removes', 0);
     END IF;
     result := mdm_internal._reconcile_batch(batch);
-    UPDATE mdm.maintenance_state SET reconcile_after = batch[cardinality(batch)];
+    -- (the last device in a variable of its own: Citus 13.2.2 crashes on an
+    -- UPDATE of a reference table that sets a column to an array element)
+    last_device := batch[cardinality(batch)];
+    UPDATE mdm.maintenance_state SET reconcile_after = last_device;
     RETURN jsonb_build_object('devices', cardinality(batch)) || result;
 END $$;
 
@@ -250,16 +247,8 @@ BEGIN
                                  'repushed', mdm_internal._repush(batch_size))
               || mdm_internal._prune_history(batch_size)
               || jsonb_build_object('events', mdm_internal._prune_events(batch_size));
-    -- last: it holds its lock until the end of the transaction.  Not on
-    -- Citus: there the slice crashes the coordinator (Citus 13.2.2, after
-    -- this transaction's other work); mdm.reconcile() does the same work
-    IF mdm_internal._distributed() THEN
-        result := result || jsonb_build_object('reconciled', jsonb_build_object('skipped',
-            'distributed: run mdm.reconcile() (docs/citus.md)'));
-    ELSE
-        result := result || jsonb_build_object('reconciled', mdm_internal._reconcile_slice(batch_size));
-    END IF;
-    RETURN result;
+    -- last: it holds its lock until the end of the transaction
+    RETURN result || jsonb_build_object('reconciled', mdm_internal._reconcile_slice(batch_size));
 END $$;
 COMMENT ON FUNCTION mdm.run_maintenance(integer) IS
     'Periodic upkeep (single-flight, bounded batches, a no-op on a standby): stale push claims, expired commands, re-push, a slice of reconcile, history pruning';

@@ -603,6 +603,13 @@ BEGIN
     -- wait for this one; the checks below, each a statement of its own,
     -- see what they committed
     PERFORM pg_advisory_xact_lock(hashtextextended('mdm.bind:' || p.payload_identifier, 0));
+    IF mdm_internal._distributed() THEN
+        -- on Citus the queue's guard runs on the workers, and locks this
+        -- profile's rows in its node's copy of mdm.profiles instead
+        -- (schema/90_citus.sql): an update writes them on every node
+        UPDATE mdm.profiles x SET payload_identifier = x.payload_identifier
+        WHERE x.payload_identifier = p.payload_identifier;
+    END IF;
     SELECT * INTO t FROM unnest(mdm_internal._targets(ARRAY[enrollment_id]));
     IF t.type NOT IN ('User', 'Shared iPad', 'User Enrollment') THEN
         RAISE EXCEPTION 'enrollment "%" is not a user channel', enrollment_id
@@ -645,12 +652,17 @@ COMMENT ON FUNCTION mdm.bind_profile(bigint, text) IS
 -- being queued (the queue trigger holds it shared) commits first, and one
 -- queued meanwhile waits and then sees the binding gone.
 CREATE FUNCTION mdm.unbind_profile(payload_identifier text) RETURNS boolean
-    LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT pg_catalog.pg_advisory_xact_lock(
-        pg_catalog.hashtextextended('mdm.bind:' || unbind_profile.payload_identifier, 0));
-    DELETE FROM mdm.profile_bindings b WHERE b.payload_identifier = unbind_profile.payload_identifier
-    RETURNING true
-$$;
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('mdm.bind:' || unbind_profile.payload_identifier, 0));
+    IF mdm_internal._distributed() THEN
+        -- the guard's lock on Citus, as in bind_profile()
+        UPDATE mdm.profiles x SET payload_identifier = x.payload_identifier
+        WHERE x.payload_identifier = unbind_profile.payload_identifier;
+    END IF;
+    DELETE FROM mdm.profile_bindings b WHERE b.payload_identifier = unbind_profile.payload_identifier;
+    RETURN CASE WHEN FOUND THEN true END;
+END $$;
 COMMENT ON FUNCTION mdm.unbind_profile(text) IS 'Release a user-bound profile; returns NULL if it was not bound';
 
 -- Targets whose channel does not match the profile's scope.
@@ -1030,7 +1042,10 @@ END $$;
 
 -- Per-enrollment profile status: what was queued and how it went, what
 -- reconcile would queue next (pending), and user-scoped profiles that wait
--- for a user channel that does not exist yet.
+-- for a user channel that does not exist yet.  Written so that Citus can
+-- plan it too: "not delivered" as an anti-join rather than a correlated
+-- NOT EXISTS beside the function in FROM, and the wait timeout computed in
+-- the select list of a sub-select rather than a LATERAL one without FROM.
 CREATE VIEW mdm.view_profile_status AS
 SELECT d.device_id, d.enrollment_id, NULL::text AS user_short_name, d.payload_identifier,
        d.profile_id, p.version, d.status, d.error_chain, d.updated_at
@@ -1039,40 +1054,40 @@ UNION ALL
 SELECT w.device_id, w.enrollment_id, NULL, p.payload_identifier, p.id, p.version, 'pending', NULL, NULL
 FROM mdm_internal._desired_profiles(mdm_internal._all_device_ids()) w
 JOIN mdm.profiles p ON p.id = w.profile_id
-WHERE NOT EXISTS (SELECT FROM mdm.profile_deliveries d
-                  WHERE d.device_id = w.device_id AND d.enrollment_id = w.enrollment_id
-                    AND d.payload_identifier = p.payload_identifier AND d.profile_id = p.id
-                    AND d.operation = 'install')
+LEFT JOIN mdm.profile_deliveries d
+       ON d.device_id = w.device_id AND d.enrollment_id = w.enrollment_id
+      AND d.payload_identifier = p.payload_identifier AND d.profile_id = p.id AND d.operation = 'install'
+WHERE d.device_id IS NULL
 UNION ALL
-SELECT c.device_id, c.enrollment_id, c.user_short_name, lp.payload_identifier, lp.id, lp.version,
-       CASE WHEN w.timed_out THEN 'failed' ELSE 'waiting' END,
-       CASE WHEN w.timed_out
+SELECT s.device_id, s.enrollment_id, s.user_short_name, s.payload_identifier, s.id, s.version,
+       CASE WHEN s.timed_out THEN 'failed' ELSE 'waiting' END,
+       CASE WHEN s.timed_out
             THEN jsonb_build_array(jsonb_build_object('LocalizedDescription',
                      'The user channel does not exist: the user has not logged in since the device enrolled '
                      'or the profile was assigned.'))
        END,
        NULL
-FROM (SELECT l.idp_user_id, l.device_id, NULL::text AS enrollment_id, l.user_short_name
-      FROM mdm.idp_user_logins l
-      WHERE NOT EXISTS (SELECT FROM mdm.nano_users u WHERE u.device_id = l.device_id
-                        AND u.user_short_name = l.user_short_name)
-      UNION ALL
-      SELECT m.idp_user_id, m.device_id, m.enrollment_id, NULL
-      FROM mdm.idp_user_enrollments m
-      WHERE NOT EXISTS (SELECT FROM mdm.nano_enrollments e WHERE e.device_id = m.device_id
-                        AND e.id = m.enrollment_id)) c
-JOIN mdm.nano_devices dev ON dev.id = c.device_id
-JOIN mdm_internal._idp_user_labels il ON il.idp_user_id = c.idp_user_id
-JOIN mdm.profile_assignments a ON a.label_id = il.label_id AND a.mode = 'include'
-JOIN mdm.latest_profiles lp ON lp.payload_identifier = a.payload_identifier AND lp.scope = 'User'
-CROSS JOIN LATERAL (
-    SELECT mdm_internal._setting('mdm.user_channel_wait_timeout')::integer > 0
-           AND greatest(dev.authenticate_at, a.assigned_at)
-               < now() - make_interval(secs => mdm_internal._setting('mdm.user_channel_wait_timeout')::integer)
-           AS timed_out) w
-WHERE NOT EXISTS (SELECT FROM mdm.profile_assignments x
-                  JOIN mdm_internal._idp_user_labels il2 ON il2.label_id = x.label_id
-                  WHERE il2.idp_user_id = c.idp_user_id AND x.payload_identifier = a.payload_identifier
-                    AND x.mode = 'exclude');
+FROM (SELECT c.device_id, c.enrollment_id, c.user_short_name, lp.payload_identifier, lp.id, lp.version,
+             mdm_internal._setting('mdm.user_channel_wait_timeout')::integer > 0
+             AND greatest(dev.authenticate_at, a.assigned_at)
+                 < now() - make_interval(secs => mdm_internal._setting('mdm.user_channel_wait_timeout')::integer)
+             AS timed_out
+      FROM (SELECT l.idp_user_id, l.device_id, NULL::text AS enrollment_id, l.user_short_name
+            FROM mdm.idp_user_logins l
+            WHERE NOT EXISTS (SELECT FROM mdm.nano_users u WHERE u.device_id = l.device_id
+                              AND u.user_short_name = l.user_short_name)
+            UNION ALL
+            SELECT m.idp_user_id, m.device_id, m.enrollment_id, NULL
+            FROM mdm.idp_user_enrollments m
+            WHERE NOT EXISTS (SELECT FROM mdm.nano_enrollments e WHERE e.device_id = m.device_id
+                              AND e.id = m.enrollment_id)) c
+      JOIN mdm.nano_devices dev ON dev.id = c.device_id
+      JOIN mdm_internal._idp_user_labels il ON il.idp_user_id = c.idp_user_id
+      JOIN mdm.profile_assignments a ON a.label_id = il.label_id AND a.mode = 'include'
+      JOIN mdm.latest_profiles lp ON lp.payload_identifier = a.payload_identifier AND lp.scope = 'User'
+      WHERE NOT EXISTS (SELECT FROM mdm.profile_assignments x
+                        JOIN mdm_internal._idp_user_labels il2 ON il2.label_id = x.label_id
+                        WHERE il2.idp_user_id = c.idp_user_id AND x.payload_identifier = a.payload_identifier
+                          AND x.mode = 'exclude')) s;
 COMMENT ON VIEW mdm.view_profile_status IS
     'Profile status per enrollment: pending, waiting (no user channel yet), queued, installed, failed, removing, removed';

@@ -6,9 +6,10 @@
 -- Delivery: mdm.claim_events() hands out the oldest undelivered event of
 -- each enrollment (never a later one while an earlier one waits or is
 -- retried), leased to one claimer (FOR UPDATE SKIP LOCKED, and the lease
--- mdm.event_claim_timeout); mdm.event_result() ends the lease: delivered on
--- a 2xx, else retried after mdm.event_retry_base doubled per attempt (at
--- most mdm.event_retry_max).  A report for an old lease is ignored.
+-- mdm.event_claim_timeout; on Citus event by event, schema/90_citus.sql);
+-- mdm.event_result() ends the lease: delivered on a 2xx, else retried after
+-- mdm.event_retry_base doubled per attempt (at most mdm.event_retry_max).
+-- A report for an old lease is ignored.
 
 CREATE SEQUENCE mdm.events_id_seq;
 CREATE TABLE mdm.events (
@@ -92,6 +93,12 @@ BEGIN
     IF max_events IS NULL OR max_events < 1 THEN
         RAISE EXCEPTION 'max_events must be at least 1, not %', coalesce(max_events::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF mdm_internal._distributed() THEN
+        -- no row locks across shards on Citus: leased event by event
+        -- (schema/90_citus.sql)
+        RETURN QUERY SELECT * FROM mdm_internal._claim_events_by_event(max_events);
+        RETURN;
     END IF;
     RETURN QUERY
     WITH heads AS (

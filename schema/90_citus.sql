@@ -50,7 +50,8 @@ COMMENT ON FUNCTION mdm.connect_routed(text, bytea, bytea, text) IS
 -- The queue's guard, one row at a time (the statement triggers of
 -- schema/60_profiles.sql use transition tables, which Citus cannot run on
 -- a shard).  mdm.distribute() puts it in their place; it reads only the
--- reference tables and the row's own device.
+-- reference tables and the row's own device, on the worker that holds the
+-- row.
 CREATE FUNCTION mdm_internal._queue_check_item() RETURNS trigger
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -66,7 +67,16 @@ BEGIN
     IF c.payload_identifier IS NULL THEN
         RETURN NULL;
     END IF;
-    PERFORM pg_advisory_xact_lock_shared(hashtextextended('mdm.bind:' || c.payload_identifier, 0));
+    -- the lock that orders this against mdm.bind_profile(), which runs on
+    -- the coordinator: the profile's rows in this node's copy of the
+    -- reference table mdm.profiles (its placement, read directly: through
+    -- Citus a row lock on a reference table would be taken on another node
+    -- from inside this statement on a shard), which bind_profile() and
+    -- unbind_profile() update on every node (docs/citus.md)
+    EXECUTE format('SELECT FROM mdm.%I p WHERE p.payload_identifier = $1 FOR SHARE',
+                   'profiles_' || (SELECT s.shardid FROM pg_dist_shard s
+                                   WHERE s.logicalrelid = 'mdm.profiles'::regclass))
+        USING c.payload_identifier;
     SELECT b.device_id, b.enrollment_id INTO bound
     FROM mdm.profile_bindings b WHERE b.payload_identifier = c.payload_identifier;
     IF FOUND AND (NEW.device_id, NEW.id) IS DISTINCT FROM (bound.device_id, bound.enrollment_id) THEN
@@ -107,6 +117,9 @@ BEGIN
         JOIN mdm.nano_enrollments e ON e.device_id = j.device_id AND e.id = j.enrollment_id
         JOIN mdm.push_certs c ON c.topic = e.topic
         WHERE j.state = 'pending' AND j.not_before <= at
+          -- as mdm.claim_pushes(): never a channel waiting for its
+          -- TokenUpdate or with a dead token
+          AND e.enabled AND e.token_invalid_at IS NULL
         ORDER BY j.not_before, j.id
         LIMIT max_jobs
     LOOP
@@ -115,6 +128,7 @@ BEGIN
         FROM mdm.nano_enrollments e
         WHERE j.device_id = candidate.device_id AND j.id = candidate.id AND j.state = 'pending'
           AND e.device_id = j.device_id AND e.id = j.enrollment_id
+          AND e.enabled AND e.token_invalid_at IS NULL
         RETURNING j.enrollment_id INTO claimed_enrollment;
         CONTINUE WHEN NOT FOUND;
         RETURN QUERY
@@ -173,6 +187,74 @@ BEGIN
         PERFORM pg_notify('mdm_push', '');
     END IF;
     RETURN released;
+END $$;
+
+-- mdm.claim_events() on Citus, the way of mdm_internal._claim_pushes_by_job(): the
+-- heads (the oldest due undelivered event of each enrollment, not leased)
+-- are read without a lock, then each is leased by its whole key in one
+-- statement on its shard, only if it is still due and not leased.  A
+-- claimer racing for the same event waits for that row, then finds it
+-- leased.  The event's JSON is built here from the leased row (a whole row
+-- passed to a function in a statement on a shard would take the shard's
+-- row type).
+CREATE FUNCTION mdm_internal._claim_events_by_event(max_events integer)
+    RETURNS TABLE (device_id text, id bigint, attempt integer, enrollment_id text, event jsonb)
+    LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    head record;
+    leased mdm.events;
+    at timestamptz := now();
+    lease_until timestamptz := now() + make_interval(secs => mdm_internal._setting('mdm.event_claim_timeout')::integer);
+BEGIN
+    FOR head IN
+        SELECT e.device_id, e.id FROM mdm.events e
+        WHERE e.delivered_at IS NULL AND e.next_attempt_at <= at
+          AND (e.claimed_until IS NULL OR e.claimed_until < at)
+          AND NOT EXISTS (SELECT FROM mdm.events p
+                          WHERE p.device_id = e.device_id AND p.enrollment_id = e.enrollment_id
+                            AND p.delivered_at IS NULL AND p.id < e.id)
+        ORDER BY e.id
+        LIMIT max_events
+    LOOP
+        UPDATE mdm.events e
+        SET attempts = e.attempts + 1, claimed_until = lease_until
+        WHERE e.device_id = head.device_id AND e.id = head.id
+          AND e.delivered_at IS NULL AND e.next_attempt_at <= at
+          AND (e.claimed_until IS NULL OR e.claimed_until < at)
+        RETURNING e.* INTO leased;
+        CONTINUE WHEN NOT FOUND;
+        device_id := leased.device_id;
+        id := leased.id;
+        attempt := leased.attempts;
+        enrollment_id := leased.enrollment_id;
+        event := mdm_internal._event_json(leased);
+        RETURN NEXT;
+    END LOOP;
+END $$;
+
+-- mdm.push_results() on Citus: the devices of the batch's jobs are read
+-- in one statement over the shards (no lock), then each outcome is
+-- recorded on its job's shard by mdm_internal._push_result_on(), as
+-- mdm.push_result() records it.
+CREATE FUNCTION mdm_internal._push_results_by_job(job_ids bigint[], apns_statuses integer[],
+                                         apns_reasons text[], apns_ids text[])
+    RETURNS TABLE (job_id bigint, state text)
+    LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    found_ids bigint[];
+    found_devices text[];
+BEGIN
+    SELECT array_agg(p.id), array_agg(p.device_id) INTO found_ids, found_devices
+    FROM mdm.push_jobs p WHERE p.id = ANY (job_ids);
+    FOR r IN SELECT t.j, t.s, t.n FROM unnest(job_ids, apns_statuses) WITH ORDINALITY AS t(j, s, n) ORDER BY t.n
+    LOOP
+        job_id := r.j;
+        state := mdm_internal._push_result_on(found_devices[array_position(found_ids, r.j)], r.j, r.s,
+                                     apns_reasons[r.n], apns_ids[r.n]);
+        RETURN NEXT;
+    END LOOP;
 END $$;
 
 -- Is the schema laid out on Citus?
@@ -335,6 +417,7 @@ COMMENT ON FUNCTION mdm.distribute() IS
 
 REVOKE ALL ON FUNCTION mdm.distribute(), mdm_internal._citus_prepare_node(), mdm_internal._distributed(),
     mdm_internal._claim_pushes_by_job(integer), mdm_internal._release_stale_claims_by_job(),
+    mdm_internal._claim_events_by_event(integer), mdm_internal._push_results_by_job(bigint[], integer[], text[], text[]),
     mdm_internal._queue_check_item(), mdm.checkin_routed(text, bytea, bytea, text),
     mdm.connect_routed(text, bytea, bytea, text), mdm.message_device_id(bytea),
     mdm.report_device_id(bytea) FROM PUBLIC;

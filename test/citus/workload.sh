@@ -4,8 +4,10 @@
 # directory of their server logs).  Everything goes through the coordinator:
 # CREATE EXTENSION, mdm.distribute(), every check-in vector, enqueue, the
 # connect cycle (Idle, Acknowledged, NotNow), claimed and reported pushes,
-# profiles (PayloadScope, a user-bound profile refused elsewhere),
-# maintenance.  A check-in and a report, with a DER and a PEM certificate,
+# push_results, webhook events (claim_events, event_result), profiles
+# (PayloadScope, a user-bound profile refused elsewhere, bind_profile's lock
+# against the queue's guard on a worker), view_profile_status, maintenance
+# with its reconcile slice.  A check-in and a report, with a DER and a PEM certificate,
 # must each be sent to one worker and run there without a remote command.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -46,10 +48,11 @@ xml_report() {  # udid status [uuid [userid]]
 echo "== mdm_user on Citus: a coordinator and ${#workers[@]} workers"
 q -c "CREATE EXTENSION mdm_user" >/dev/null
 # settings are per node (docs/citus.md): the suite's messages come without
-# an identity, except where it passes certificates
+# an identity, except where it passes certificates; webhook events are on
 # (the workers log every command they run, for the one-worker checks)
 for port in "$PGPORT" "${workers[@]}"; do
     q -p "$port" -c "LOAD 'mdm_user'" -c "ALTER SYSTEM SET mdm.require_identity = off" \
+        -c "ALTER SYSTEM SET mdm.events = on" \
         -c "SELECT pg_reload_conf()" >/dev/null
 done
 for port in "${workers[@]}"; do
@@ -161,6 +164,33 @@ expect "push_result 503: pending again, with a backoff" \
     "$(q -c "SELECT count(*) FROM mdm.claim_pushes(100)") $(q -c "SELECT mdm.push_result(${jobs[2]:-0}, 503)" 2>/dev/null || echo none)" \
     "0 $( [ -n "${jobs[2]:-}" ] && echo pending || echo none)"
 
+# a job to every channel that can take one (live token, none pending)
+pushable=$(q -c "SELECT string_agg(quote_literal(e.id), ', ') FROM mdm.nano_enrollments e
+                 WHERE e.enabled AND e.token_invalid_at IS NULL AND e.user_id IS NULL
+                   AND NOT EXISTS (SELECT FROM mdm.push_jobs j WHERE j.device_id = e.device_id
+                                   AND j.enrollment_id = e.id AND j.state = 'pending')")
+q -c "SELECT mdm.enqueue(ARRAY[$pushable], '{\"RequestType\": \"ProfileList\"}'::jsonb)" >/dev/null
+batch=$(q -c "SELECT string_agg(job_id::text, ',') FROM mdm.claim_pushes(100)")
+expect "push_results: a batch of jobs on several shards, each sent" \
+    "$(q -c "SELECT count(*) >= 2 AND bool_and(state = 'sent') FROM mdm.push_results(ARRAY[$batch]::bigint[],
+                array_fill(200, ARRAY[cardinality(ARRAY[$batch])]))")" t
+
+# -- webhook events ------------------------------------------------------------
+claimed=$(q -c "SELECT device_id || '|' || id || '|' || attempt FROM mdm.claim_events(1000)")
+n=$(wc -l <<< "$claimed")
+expect "claim_events: the oldest event of each enrollment" \
+    "$(q -c "SELECT count(DISTINCT (device_id, enrollment_id)) FROM mdm.events WHERE delivered_at IS NULL")" "$n"
+expect "claim_events: leased, a second claimer gets none" "$(q -c "SELECT count(*) FROM mdm.claim_events(1000)")" 0
+delivered=0
+while IFS='|' read -r d i a; do
+    [ "$(q -c "SELECT mdm.event_result('$d', $i, $a, 200)")" = t ] && delivered=$((delivered + 1))
+done <<< "$claimed"
+expect "event_result: each delivered" "$delivered" "$n"
+expect "claim_events: then the next event of each enrollment" \
+    "$(q -c "SELECT count(*) > 0 AND bool_and(e.id > d.id) FROM mdm.claim_events(1000) e
+             JOIN (SELECT enrollment_id, max(id) AS id FROM mdm.events WHERE delivered_at IS NOT NULL
+                   GROUP BY 1) d USING (enrollment_id)")" t
+
 # -- profiles ----------------------------------------------------------------
 ada=$(q -c "SELECT id FROM mdm.nano_enrollments WHERE device_id = '$mac2' AND user_id IS NOT NULL")
 user_prof=$(q -c "SELECT mdm.upload_profile($(msg profiles/01-user-scoped-certificate.mobileconfig))")
@@ -173,6 +203,17 @@ expect "a User-scoped profile refused on a device channel" \
 expect "a System-scoped profile to a device channel" \
     "$(q -c "SELECT count(*) FROM mdm.install_profile($sys_prof, ARRAY['$mac2'])")" 1
 q -c "SELECT mdm.bind_profile($user_prof, '$victor')" >/dev/null
+# bind_profile() runs on the coordinator, the queue's guard on the worker of
+# the queued row: an InstallProfile of the profile waits while a
+# bind_profile() of it is under way
+psql -X -q -c "BEGIN" -c "SELECT mdm.bind_profile($user_prof, '$victor')" -c "SELECT pg_sleep(4)" -c "COMMIT" \
+    >/dev/null 2>&1 &
+binder=$!
+sleep 1.5
+expect "an InstallProfile waits for a bind_profile() under way" \
+    "$(PGOPTIONS='-c statement_timeout=1500' psql -X -At -c "SELECT mdm.install_profile($user_prof, ARRAY['$victor'])" 2>&1 \
+       | grep -c 'statement timeout')" 1
+wait $binder
 expect "a user-bound profile refused on another user channel" \
     "$(psql -X -At -c "SELECT mdm.install_profile($user_prof, ARRAY['$ada'])" 2>&1 | grep -m1 -c 'is bound to enrollment')" 1
 expect "... and as a raw InstallProfile (the queue's guard)" \
@@ -189,7 +230,14 @@ expect "Acknowledged: installed" \
 label=$(q -c "INSERT INTO mdm.labels (name) VALUES ('macs') RETURNING id")
 q -c "INSERT INTO mdm.label_enrollments (label_id, device_id, enrollment_id) VALUES ($label, '$mac', '$mac')" >/dev/null
 q -c "INSERT INTO mdm.profile_assignments (label_id, payload_identifier) SELECT $label, payload_identifier FROM mdm.profiles WHERE id = $sys_prof" >/dev/null
-expect "reconcile queues the label's profile" "$(q -c "SELECT mdm.reconcile()->>'installs'")" 1
+expect "view_profile_status: the label's profile pending" \
+    "$(q -c "SELECT status FROM mdm.view_profile_status WHERE enrollment_id = '$mac' AND profile_id = $sys_prof")" pending
+expect "run_maintenance reconciles a slice: queues the label's profile" \
+    "$(q -c "SELECT mdm.run_maintenance()->'reconciled'->>'installs'")" 1
+expect "reconcile: nothing more to queue" "$(q -c "SELECT mdm.reconcile()->>'installs'")" 0
 expect "deliveries" "$(q -c "SELECT string_agg(status, ' ' ORDER BY enrollment_id, status) FROM mdm.profile_deliveries")" "queued queued installed"
-expect "run_maintenance" "$(q -c "SELECT mdm.run_maintenance() ?& ARRAY['released_push_claims', 'expired_commands', 'repushed', 'reconciled']")" t
+expect "view_profile_status" \
+    "$(q -c "SELECT string_agg(status, ' ' ORDER BY enrollment_id, status) FROM mdm.view_profile_status")" "queued queued installed"
+expect "run_maintenance" "$(q -c "SELECT mdm.run_maintenance() ?& ARRAY['released_push_claims', 'expired_commands', 'repushed', 'reconciled']
+                                   AND mdm.run_maintenance()->'reconciled' ? 'devices'")" t
 echo "== Citus suite: $passed checks passed"
