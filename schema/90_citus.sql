@@ -47,42 +47,6 @@ END $$;
 COMMENT ON FUNCTION mdm.connect_routed(text, bytea, bytea, text) IS
     'mdm.connect, routed by device: call it as connect_routed(mdm.report_device_id($1), $1, $2, $3)';
 
--- The queue's guard, one row at a time (the statement triggers of
--- schema/60_profiles.sql use transition tables, which Citus cannot run on
--- a shard).  mdm.distribute() puts it in their place; it reads only the
--- reference tables and the row's own device.
-CREATE FUNCTION mdm._queue_check_item() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-DECLARE
-    c record;
-    bound record;
-    etype text;
-BEGIN
-    IF NOT NEW.active THEN
-        RETURN NULL;
-    END IF;
-    SELECT x.payload_identifier, x.payload_scope INTO c
-    FROM mdm.nano_commands x WHERE x.command_uuid = NEW.command_uuid;
-    IF c.payload_identifier IS NULL THEN
-        RETURN NULL;
-    END IF;
-    PERFORM pg_advisory_xact_lock_shared(hashtextextended('mdm.bind:' || c.payload_identifier, 0));
-    SELECT b.device_id, b.enrollment_id INTO bound
-    FROM mdm.profile_bindings b WHERE b.payload_identifier = c.payload_identifier;
-    IF FOUND AND (NEW.device_id, NEW.id) IS DISTINCT FROM (bound.device_id, bound.enrollment_id) THEN
-        RAISE EXCEPTION 'profile "%" is bound to enrollment "%"', c.payload_identifier, bound.enrollment_id
-            USING ERRCODE = '23M01',
-                  DETAIL = format('Its InstallProfile cannot be queued to "%s".', NEW.id),
-                  HINT = 'A user-bound profile goes to its bound user channel only; see mdm.profile_bindings.';
-    END IF;
-    SELECT e.type INTO etype FROM mdm.nano_enrollments e WHERE e.device_id = NEW.device_id AND e.id = NEW.id;
-    IF c.payload_scope IS NOT NULL
-       AND (etype IN ('User', 'Shared iPad', 'User Enrollment')) <> (c.payload_scope = 'User') THEN
-        PERFORM mdm._refuse_scope(c.payload_identifier, c.payload_scope, ARRAY[NEW.id]);
-    END IF;
-    RETURN NULL;
-END $$;
-
 -- mdm.claim_pushes() on Citus, where a row lock cannot span shards: the
 -- candidates are read without a lock, then each is claimed by its whole
 -- key, in one statement on its own shard that claims it only if it is
@@ -216,8 +180,10 @@ BEGIN
         EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', r.tbl, r.conname);
     END LOOP;
     DROP TRIGGER IF EXISTS check_bindings_insert ON mdm.nano_enrollment_queue;
-    DROP TRIGGER IF EXISTS check_bindings_update ON mdm.nano_enrollment_queue;
     DROP TRIGGER IF EXISTS recheck_queue ON mdm.nano_commands;
+    -- the derived rows' cascade on a deleted enrollment (statement trigger):
+    -- the foreign keys that mdm.distribute() adds do it
+    DROP TRIGGER IF EXISTS delete_derived ON mdm.nano_enrollments;
     FOR r IN SELECT p.oid::regprocedure AS fn FROM pg_proc p
              WHERE p.pronamespace = 'mdm'::regnamespace
                AND 'plan_cache_mode=force_generic_plan' = ANY (p.proconfig)
@@ -320,8 +286,23 @@ BEGIN
     FOREACH t IN ARRAY fkeys LOOP
         EXECUTE t;
     END LOOP;
-    CREATE TRIGGER check_item AFTER INSERT OR UPDATE ON mdm.nano_enrollment_queue
-        FOR EACH ROW EXECUTE FUNCTION mdm._queue_check_item();
+    -- the derived rows have no foreign keys on a single server (their
+    -- writers check them: schema/30_queue.sql); here, where a writer cannot
+    -- lock the targets of a fan-out across shards, their keys take the
+    -- locks and cascade, on each worker's local shards
+    ALTER TABLE mdm.nano_enrollment_queue ADD CONSTRAINT nano_enrollment_queue_enrollment_fkey
+        FOREIGN KEY (device_id, id) REFERENCES mdm.nano_enrollments ON DELETE CASCADE;
+    ALTER TABLE mdm.nano_command_results ADD CONSTRAINT nano_command_results_item_fkey
+        FOREIGN KEY (device_id, id, command_uuid) REFERENCES mdm.nano_enrollment_queue ON DELETE CASCADE;
+    ALTER TABLE mdm.push_jobs ADD CONSTRAINT push_jobs_enrollment_fkey
+        FOREIGN KEY (device_id, enrollment_id) REFERENCES mdm.nano_enrollments ON DELETE CASCADE;
+    ALTER TABLE mdm.push_attempts ADD CONSTRAINT push_attempts_job_fkey
+        FOREIGN KEY (device_id, job_id) REFERENCES mdm.push_jobs (device_id, id) ON DELETE CASCADE;
+    -- the queue's INSERT guard row by row (schema/60_profiles.sql); not for
+    -- the one-target commands kept in their item, which are no profiles
+    CREATE TRIGGER check_item AFTER INSERT ON mdm.nano_enrollment_queue
+        FOR EACH ROW WHEN (NEW.active AND NEW.request_type IS NULL)
+        EXECUTE FUNCTION mdm._queue_check_item();
 
     PERFORM create_distributed_function('mdm.checkin_routed(text, bytea, bytea, text)', 'device_id',
                                         colocate_with => 'mdm.nano_devices');
