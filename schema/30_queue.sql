@@ -256,6 +256,35 @@ BEGIN
     RETURN found_targets;
 END $$;
 
+-- The enrollments behind a list of IDs, locked FOR KEY SHARE (the lock a
+-- foreign key from their queue items would take: _queue_command), in one
+-- pass: each ID is looked up once, and locked in (device_id, id) order.
+-- The platform is left NULL (mdm._enqueue() reads it only where the
+-- RequestType's rule needs it).  Unknown IDs: the error of _targets().
+-- On Citus, where a row lock cannot span shards, _targets() (the queue's
+-- foreign key takes the locks there).
+CREATE FUNCTION mdm._lock_targets(enrollment_ids text[]) RETURNS mdm._target[]
+    LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    found_targets mdm._target[];
+BEGIN
+    IF enrollment_ids IS NULL OR cardinality(enrollment_ids) = 0
+       OR array_position(enrollment_ids, NULL) IS NOT NULL OR mdm._distributed() THEN
+        RETURN mdm._targets(enrollment_ids);   -- (its errors)
+    END IF;
+    SELECT array_agg(ROW(l.device_id, l.id, l.type, NULL)::mdm._target) INTO found_targets
+    FROM (SELECT e.device_id, e.id, e.type
+          FROM (SELECT DISTINCT x.id FROM unnest(enrollment_ids) AS x(id)) t
+          JOIN mdm.nano_enrollments e ON e.device_id = split_part(t.id, ':', 1) AND e.id = t.id
+          ORDER BY e.device_id, e.id
+          FOR KEY SHARE OF e) l;
+    IF coalesce(cardinality(found_targets), 0) <> cardinality(enrollment_ids) THEN
+        -- unknown IDs (the error), or only the same ID twice
+        PERFORM mdm._targets(enrollment_ids);
+    END IF;
+    RETURN found_targets;
+END $$;
+
 -- Store a command and queue it to targets, set-based (one statement per
 -- table however many targets), and announce the pushes (unless p_push is
 -- false: enqueue(push => false), NanoMDM's nopush).  Every path that
@@ -269,8 +298,10 @@ END $$;
 -- enrollments) wait for this transaction and then see its items, and an
 -- enrollment cannot go away under them.  In (device_id, id) order, as
 -- Authenticate locks them.  The command row is written before its items.
+-- (p_locked: the caller took the locks, with _lock_targets().)
 CREATE FUNCTION mdm._queue_command(targets mdm._target[], p_command_uuid uuid, command jsonb,
-                                   p_priority integer, p_push boolean DEFAULT true) RETURNS void
+                                   p_priority integer, p_push boolean DEFAULT true,
+                                   p_locked boolean DEFAULT false) RETURNS void
     LANGUAGE plpgsql AS $$
 DECLARE
     rtype text := command->>'RequestType';
@@ -282,7 +313,7 @@ BEGIN
             USING ERRCODE = 'unique_violation',
                   HINT = 'Each command needs its own CommandUUID; leave it out to have one made.';
     END IF;
-    IF NOT mdm._distributed() THEN
+    IF NOT p_locked AND NOT mdm._distributed() THEN
         -- (on Citus the foreign key does it: schema/90_citus.sql)
         SELECT count(*) INTO locked FROM (
             SELECT FROM mdm.nano_enrollments e
@@ -298,10 +329,10 @@ BEGIN
     VALUES (p_command_uuid, rtype, command,
             mdm.jsonb_to_plist(jsonb_build_object('CommandUUID', upper(p_command_uuid::text),
                                                   'Command', command)));
+    -- (the targets come in (device_id, id) order; no locks are taken here)
     INSERT INTO mdm.nano_enrollment_queue (device_id, id, command_uuid, priority)
     SELECT t.device_id, t.enrollment_id, p_command_uuid, p_priority
-    FROM unnest(targets) t
-    ORDER BY t.device_id, t.enrollment_id;
+    FROM unnest(targets) t;
     IF p_push THEN
         PERFORM mdm._announce_pushes(targets);
     END IF;
@@ -319,8 +350,9 @@ DECLARE
     parts record := mdm._command_parts(command);
     rtype text := parts.command->>'RequestType';
     rt mdm.apple_request_types;
-    targets mdm._target[] := mdm._targets(enrollment_ids);
+    targets mdm._target[] := mdm._lock_targets(enrollment_ids);
     refused text[];
+    need_platform boolean;
 BEGIN
     IF priority IS NULL OR allow_unknown_request_type IS NULL OR push IS NULL THEN
         RAISE EXCEPTION '% must not be NULL',
@@ -337,8 +369,16 @@ BEGIN
                       HINT = 'Pass allow_unknown_request_type => true for commands newer than the schema.';
         END IF;
     ELSE
+        -- a device's platform is read only if the rule depends on it
+        -- (_request_allowed() with no platform: allowed on some)
+        SELECT bool_or(NOT mdm._request_allowed(rt, x.etype, p.platform)) INTO need_platform
+        FROM unnest(ARRAY['Device', 'User Enrollment (Device)']) x(etype),
+             unnest(ARRAY['macOS', 'iOS', 'tvOS', 'visionOS', 'watchOS']) p(platform);
         SELECT array_agg(t.enrollment_id ORDER BY t.enrollment_id) INTO refused
-        FROM unnest(targets) t WHERE NOT mdm._request_allowed(rt, t.type, t.platform);
+        FROM unnest(targets) t
+        WHERE NOT mdm._request_allowed(rt, t.type, coalesce(t.platform,
+                  CASE WHEN need_platform THEN (SELECT mdm.device_platform(d.model) FROM mdm.nano_devices d
+                                                WHERE d.id = t.device_id) END));
         IF refused IS NOT NULL THEN
             RAISE EXCEPTION 'RequestType "%" is not supported on the channel of % enrollment(s): %',
                             rtype, cardinality(refused),
@@ -365,7 +405,8 @@ BEGIN
         PERFORM mdm._installprofile_profile(parts.command, true);
     END IF;
 
-    PERFORM mdm._queue_command(targets, parts.command_uuid, parts.command, priority, push);
+    PERFORM mdm._queue_command(targets, parts.command_uuid, parts.command, priority, push,
+                               p_locked => NOT mdm._distributed());
     RETURN parts.command_uuid;
 END $$;
 CREATE FUNCTION mdm.enqueue(enrollment_ids text[], command jsonb, priority integer DEFAULT 0,

@@ -168,7 +168,7 @@ DECLARE
 BEGIN
     IF cardinality(targets) > mdm._setting('mdm.push_fanout_threshold')::integer
        AND NOT mdm._distributed() THEN
-        ids := ARRAY(SELECT t.enrollment_id FROM unnest(targets) t ORDER BY t.device_id, t.enrollment_id);
+        ids := ARRAY(SELECT t.enrollment_id FROM unnest(targets) t);
         INSERT INTO mdm.push_fanouts (id, chunk, enrollment_ids)
         SELECT f.id, c.n, ids[c.n * 1000 + 1 : c.n * 1000 + 1000]
         FROM (SELECT gen_random_uuid() AS id) f,

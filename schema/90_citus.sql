@@ -47,6 +47,26 @@ END $$;
 COMMENT ON FUNCTION mdm.connect_routed(text, bytea, bytea, text) IS
     'mdm.connect, routed by device: call it as connect_routed(mdm.report_device_id($1), $1, $2, $3)';
 
+-- mdm.enqueue, routed by the device of its one target:
+--   SELECT mdm.enqueue_routed($device_id, ARRAY[$enrollment_id], $command, 0, false, true)
+-- A one-target enqueue writes only the device's rows (its queue item, with
+-- the command in it, and its push job: src/enqueue_path.c), so the whole
+-- call runs on the worker that holds the device.  device_id only routes
+-- the call (any other call still works, run from wherever it lands).  Its
+-- NOTIFY is raised on that worker: a front end that LISTENs on the
+-- coordinator finds the push job by its timed poll (docs/citus.md).
+-- (No defaults: Citus delegates a call only with every argument given.)
+CREATE FUNCTION mdm.enqueue_routed(device_id text, enrollment_ids text[], command jsonb,
+                                   priority integer, allow_unknown_request_type boolean,
+                                   push boolean)
+    RETURNS uuid
+    LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    RETURN mdm.enqueue(enrollment_ids, command, priority, allow_unknown_request_type, push);
+END $$;
+COMMENT ON FUNCTION mdm.enqueue_routed(text, text[], jsonb, integer, boolean, boolean) IS
+    'mdm.enqueue, routed by device: enqueue_routed(<device ID of the one target>, ARRAY[<enrollment ID>], <command>, priority, allow_unknown_request_type, push)';
+
 -- mdm.claim_pushes() on Citus, where a row lock cannot span shards: the
 -- candidates are read without a lock, then each is claimed by its whole
 -- key, in one statement on its own shard that claims it only if it is
@@ -308,6 +328,8 @@ BEGIN
                                         colocate_with => 'mdm.nano_devices');
     PERFORM create_distributed_function('mdm.connect_routed(text, bytea, bytea, text)', 'device_id',
                                         colocate_with => 'mdm.nano_devices');
+    PERFORM create_distributed_function('mdm.enqueue_routed(text, text[], jsonb, integer, boolean, boolean)',
+                                        'device_id', colocate_with => 'mdm.nano_devices');
     RETURN format('distributed: %s reference tables, %s tables by device, mdm.identity_certs by certificate',
                   cardinality(reference_tables), cardinality(device_tables) + 1);
 END $$;
@@ -318,7 +340,10 @@ REVOKE ALL ON FUNCTION mdm.distribute(), mdm._citus_prepare_node(), mdm._distrib
     mdm._claim_pushes_by_job(integer), mdm._release_stale_claims_by_job(),
     mdm._queue_check_item(), mdm.checkin_routed(text, bytea, bytea, text),
     mdm.connect_routed(text, bytea, bytea, text), mdm.message_device_id(bytea),
-    mdm.report_device_id(bytea) FROM PUBLIC;
+    mdm.report_device_id(bytea), mdm.enqueue_routed(text, text[], jsonb, integer, boolean, boolean)
+    FROM PUBLIC;
+-- (to whom may call mdm.enqueue: schema/70_security.sql)
+GRANT EXECUTE ON FUNCTION mdm.enqueue_routed(text, text[], jsonb, integer, boolean, boolean) TO mdm_admin;
 GRANT EXECUTE ON FUNCTION mdm.checkin_routed(text, bytea, bytea, text),
     mdm.connect_routed(text, bytea, bytea, text) TO mdm_frontend;
 GRANT EXECUTE ON FUNCTION mdm.message_device_id(bytea), mdm.report_device_id(bytea)
