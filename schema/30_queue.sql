@@ -306,9 +306,14 @@ CREATE FUNCTION mdm._queue_command(targets mdm._target[], p_command_uuid uuid, c
 DECLARE
     rtype text := command->>'RequestType';
     locked integer;
+    exists_already boolean;
 BEGIN
-    IF EXISTS (SELECT FROM mdm.nano_commands c WHERE c.command_uuid = p_command_uuid)
-       OR EXISTS (SELECT FROM mdm.nano_enrollment_queue q WHERE q.command_uuid = p_command_uuid) THEN
+    -- (two statements: Citus plans no OR of a reference and a distributed sub-select)
+    exists_already := EXISTS (SELECT FROM mdm.nano_commands c WHERE c.command_uuid = p_command_uuid);
+    IF NOT exists_already THEN
+        exists_already := EXISTS (SELECT FROM mdm.nano_enrollment_queue q WHERE q.command_uuid = p_command_uuid);
+    END IF;
+    IF exists_already THEN
         RAISE EXCEPTION 'command "%" already exists', p_command_uuid
             USING ERRCODE = 'unique_violation',
                   HINT = 'Each command needs its own CommandUUID; leave it out to have one made.';
