@@ -308,10 +308,12 @@ DECLARE
     locked integer;
     exists_already boolean;
 BEGIN
-    -- (two statements: Citus plans no OR of a reference and a distributed sub-select)
+    -- (a command kept in a queue item too; plain SELECTs: Citus plans no
+    -- EXISTS sub-select over all shards of a distributed table)
     exists_already := EXISTS (SELECT FROM mdm.nano_commands c WHERE c.command_uuid = p_command_uuid);
     IF NOT exists_already THEN
-        exists_already := EXISTS (SELECT FROM mdm.nano_enrollment_queue q WHERE q.command_uuid = p_command_uuid);
+        PERFORM FROM mdm.nano_enrollment_queue q WHERE q.command_uuid = p_command_uuid LIMIT 1;
+        exists_already := FOUND;
     END IF;
     IF exists_already THEN
         RAISE EXCEPTION 'command "%" already exists', p_command_uuid
