@@ -1,8 +1,15 @@
 -- The command queue and the connect endpoint (command reports to the ServerURL).
 --
--- One nano_commands row per command however many targets, one
--- nano_enrollment_queue row per target, one nano_command_results row per
--- target that answered.  An exchange runs from an Idle report to the empty
+-- One nano_enrollment_queue row per target, one nano_command_results row
+-- per target that answered.  A command that mdm.enqueue() queues to one
+-- enrollment by its one-target path (src/enqueue_path.c: the inner command
+-- dictionary, not an InstallProfile) is kept in its queue item
+-- (request_type and plist: one row, on the device's own shard under
+-- Citus); every other command in one nano_commands row however many
+-- targets.  The derived rows (queue items, results) have no foreign
+-- keys: the functions that write them check what a key would (see
+-- _queue_command, and docs/data-model.md, "Integrity"), and
+-- sql/95_integrity.sql checks that every path left them whole.  An exchange runs from an Idle report to the empty
 -- reply that ends it: an item handed out in the current exchange (and so
 -- one answered NotNow) is not offered again until the next Idle.
 
@@ -28,7 +35,7 @@ COMMENT ON COLUMN mdm.nano_commands.payload_scope IS
 CREATE TABLE mdm.nano_enrollment_queue (
     device_id text NOT NULL,
     id text NOT NULL,
-    command_uuid uuid NOT NULL REFERENCES mdm.nano_commands,
+    command_uuid uuid NOT NULL,
     priority integer NOT NULL DEFAULT 0,
     active boolean NOT NULL DEFAULT true,
     created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
@@ -37,9 +44,11 @@ CREATE TABLE mdm.nano_enrollment_queue (
     finished_at timestamptz,
     cleared_at timestamptz,
     cleared_reason text CHECK (cleared_reason IN ('re-enrollment', 'expired')),
+    request_type text,
+    plist bytea,
     PRIMARY KEY (device_id, id, command_uuid),
-    FOREIGN KEY (device_id, id) REFERENCES mdm.nano_enrollments ON DELETE CASCADE,
-    CHECK (active = (finished_at IS NULL AND cleared_at IS NULL))
+    CHECK (active = (finished_at IS NULL AND cleared_at IS NULL)),
+    CHECK ((request_type IS NULL) = (plist IS NULL) AND request_type IS DISTINCT FROM 'InstallProfile')
 );
 -- pending work only: poll cost does not grow with history
 CREATE INDEX nano_enrollment_queue_pending
@@ -54,6 +63,10 @@ COMMENT ON COLUMN mdm.nano_enrollment_queue.sent_at IS 'Last time the command wa
 COMMENT ON COLUMN mdm.nano_enrollment_queue.finished_at IS 'When a final result (Acknowledged, Error, CommandFormatError) arrived';
 COMMENT ON COLUMN mdm.nano_enrollment_queue.created_at IS 'When it was queued (clock time: FIFO holds within a transaction)';
 COMMENT ON COLUMN mdm.nano_enrollment_queue.cleared_at IS 'When the item was dropped unanswered';
+COMMENT ON COLUMN mdm.nano_enrollment_queue.request_type IS
+    'RequestType of a command queued to this enrollment only (kept here, not in nano_commands); NULL otherwise';
+COMMENT ON COLUMN mdm.nano_enrollment_queue.plist IS
+    'The XML plist of a command queued to this enrollment only ({CommandUUID, Command}); NULL: see nano_commands';
 COMMENT ON COLUMN mdm.nano_enrollment_queue.cleared_reason IS
     're-enrollment (Authenticate), or expired (older than mdm.pending_command_lifetime)';
 
@@ -67,8 +80,7 @@ CREATE TABLE mdm.nano_command_results (
     not_now_tally integer NOT NULL DEFAULT 0,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (device_id, id, command_uuid),
-    FOREIGN KEY (device_id, id, command_uuid) REFERENCES mdm.nano_enrollment_queue ON DELETE CASCADE
+    PRIMARY KEY (device_id, id, command_uuid)
 );
 COMMENT ON TABLE mdm.nano_command_results IS 'The latest report of each target about each command';
 COMMENT ON COLUMN mdm.nano_command_results.result IS 'The report as jsonb (mdm.plist_to_jsonb mapping), ErrorChain included';
@@ -99,7 +111,8 @@ SELECT pg_catalog.pg_extension_config_dump('mdm.orphan_reports_id_seq', '');
 
 -- Each enrollment's queue, for DBAs.
 CREATE VIEW mdm.view_queue AS
-SELECT q.device_id, q.id AS enrollment_id, q.command_uuid, c.request_type, q.priority,
+SELECT q.device_id, q.id AS enrollment_id, q.command_uuid,
+       coalesce(q.request_type, c.request_type) AS request_type, q.priority,
        CASE WHEN q.cleared_reason = 'expired' THEN 'expired'
             WHEN q.cleared_at IS NOT NULL THEN 'cleared'
             WHEN r.status IS NOT NULL THEN r.status
@@ -108,7 +121,7 @@ SELECT q.device_id, q.id AS enrollment_id, q.command_uuid, c.request_type, q.pri
        q.active, q.created_at AS queued_at, q.sent_at, q.sent_count, q.finished_at,
        r.not_now_tally
 FROM mdm.nano_enrollment_queue q
-JOIN mdm.nano_commands c ON c.command_uuid = q.command_uuid
+LEFT JOIN mdm.nano_commands c ON q.request_type IS NULL AND c.command_uuid = q.command_uuid
 LEFT JOIN mdm.nano_command_results r
        ON r.device_id = q.device_id AND r.id = q.id AND r.command_uuid = q.command_uuid;
 COMMENT ON VIEW mdm.view_queue IS
@@ -116,11 +129,14 @@ COMMENT ON VIEW mdm.view_queue IS
 
 -- Each command's results, with the ErrorChain as jsonb.
 CREATE VIEW mdm.view_command_results AS
-SELECT r.command_uuid, c.request_type, r.device_id, r.id AS enrollment_id, r.status,
+SELECT r.command_uuid, coalesce(q.request_type, c.request_type) AS request_type, r.device_id,
+       r.id AS enrollment_id, r.status,
        r.result -> 'ErrorChain' AS error_chain, r.result, r.not_now_tally, r.not_now_at,
        r.created_at, r.updated_at
 FROM mdm.nano_command_results r
-JOIN mdm.nano_commands c ON c.command_uuid = r.command_uuid;
+JOIN mdm.nano_enrollment_queue q
+  ON q.device_id = r.device_id AND q.id = r.id AND q.command_uuid = r.command_uuid
+LEFT JOIN mdm.nano_commands c ON q.request_type IS NULL AND c.command_uuid = r.command_uuid;
 COMMENT ON VIEW mdm.view_command_results IS 'Results of commands; error_chain is the ErrorChain of Error reports';
 
 -- The platform of a device, from the model it reported in Authenticate.
@@ -241,30 +257,90 @@ BEGIN
     RETURN found_targets;
 END $$;
 
+-- The enrollments behind a list of IDs, locked FOR KEY SHARE (the lock a
+-- foreign key from their queue items would take: _queue_command), in one
+-- pass: each ID is looked up once, and locked in (device_id, id) order.
+-- The platform is left NULL (mdm_internal._enqueue() reads it only where the
+-- RequestType's rule needs it).  Unknown IDs: the error of _targets().
+-- On Citus, where a row lock cannot span shards, _targets() (the queue's
+-- foreign key takes the locks there).
+CREATE FUNCTION mdm_internal._lock_targets(enrollment_ids text[]) RETURNS mdm_internal._target[]
+    LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    found_targets mdm_internal._target[];
+BEGIN
+    IF enrollment_ids IS NULL OR cardinality(enrollment_ids) = 0
+       OR array_position(enrollment_ids, NULL) IS NOT NULL OR mdm_internal._distributed() THEN
+        RETURN mdm_internal._targets(enrollment_ids);   -- (its errors)
+    END IF;
+    SELECT array_agg(ROW(l.device_id, l.id, l.type, NULL)::mdm_internal._target) INTO found_targets
+    FROM (SELECT e.device_id, e.id, e.type
+          FROM (SELECT DISTINCT x.id FROM unnest(enrollment_ids) AS x(id)) t
+          JOIN mdm.nano_enrollments e ON e.device_id = split_part(t.id, ':', 1) AND e.id = t.id
+          ORDER BY e.device_id, e.id
+          FOR KEY SHARE OF e) l;
+    IF coalesce(cardinality(found_targets), 0) <> cardinality(enrollment_ids) THEN
+        -- unknown IDs (the error), or only the same ID twice
+        PERFORM mdm_internal._targets(enrollment_ids);
+    END IF;
+    RETURN found_targets;
+END $$;
+
 -- Store a command and queue it to targets, set-based (one statement per
 -- table however many targets), and announce the pushes (unless p_push is
 -- false: enqueue(push => false), NanoMDM's nopush).  Every path that
 -- queues commands (enqueue, profiles, reconcile) goes through here.
+--
+-- The queue items have no foreign keys (schema/30_queue.sql, top): this
+-- function is what keeps them whole.  Its targets come from _targets() (or
+-- a caller that read them from nano_enrollments), and their enrollments
+-- are locked FOR KEY SHARE here, the lock a foreign key would have taken,
+-- in one statement: Authenticate and CheckOut (FOR UPDATE of the device's
+-- enrollments) wait for this transaction and then see its items, and an
+-- enrollment cannot go away under them.  In (device_id, id) order, as
+-- Authenticate locks them.  The command row is written before its items.
+-- (p_locked: the caller took the locks, with _lock_targets().)
 CREATE FUNCTION mdm_internal._queue_command(targets mdm_internal._target[], p_command_uuid uuid, command jsonb,
-                                   p_priority integer, p_push boolean DEFAULT true) RETURNS void
+                                   p_priority integer, p_push boolean DEFAULT true,
+                                   p_locked boolean DEFAULT false) RETURNS void
     LANGUAGE plpgsql AS $$
+DECLARE
+    rtype text := command->>'RequestType';
+    locked integer;
+    exists_already boolean;
 BEGIN
-    IF EXISTS (SELECT FROM mdm.nano_commands c WHERE c.command_uuid = p_command_uuid) THEN
+    -- (a command kept in a queue item too; plain SELECTs: Citus plans no
+    -- EXISTS sub-select over all shards of a distributed table)
+    exists_already := EXISTS (SELECT FROM mdm.nano_commands c WHERE c.command_uuid = p_command_uuid);
+    IF NOT exists_already THEN
+        PERFORM FROM mdm.nano_enrollment_queue q WHERE q.command_uuid = p_command_uuid LIMIT 1;
+        exists_already := FOUND;
+    END IF;
+    IF exists_already THEN
         RAISE EXCEPTION 'command "%" already exists', p_command_uuid
             USING ERRCODE = 'unique_violation',
                   HINT = 'Each command needs its own CommandUUID; leave it out to have one made.';
     END IF;
+    IF NOT p_locked AND NOT mdm_internal._distributed() THEN
+        -- (on Citus the foreign key does it: schema/90_citus.sql)
+        SELECT count(*) INTO locked FROM (
+            SELECT FROM mdm.nano_enrollments e
+            WHERE (e.device_id, e.id) IN (SELECT t.device_id, t.enrollment_id FROM unnest(targets) t)
+            ORDER BY e.device_id, e.id
+            FOR KEY SHARE OF e) l;
+        IF locked <> cardinality(targets) THEN
+            RAISE EXCEPTION 'an enrollment of the command''s targets no longer exists'
+                USING ERRCODE = 'foreign_key_violation';
+        END IF;
+    END IF;
     INSERT INTO mdm.nano_commands (command_uuid, request_type, command, plist)
-    VALUES (p_command_uuid, command->>'RequestType', command,
+    VALUES (p_command_uuid, rtype, command,
             mdm.jsonb_to_plist(jsonb_build_object('CommandUUID', upper(p_command_uuid::text),
                                                   'Command', command)));
-    -- in (device_id, id) order: each row's foreign-key lock on its
-    -- enrollment is what Authenticate and CheckOut wait for
-    -- (_checkin_authenticate), and both take them in that order
+    -- (the targets come in (device_id, id) order; no locks are taken here)
     INSERT INTO mdm.nano_enrollment_queue (device_id, id, command_uuid, priority)
     SELECT t.device_id, t.enrollment_id, p_command_uuid, p_priority
-    FROM unnest(targets) t
-    ORDER BY t.device_id, t.enrollment_id;
+    FROM unnest(targets) t;
     IF p_push THEN
         PERFORM mdm_internal._announce_pushes(targets);
     END IF;
@@ -282,8 +358,9 @@ DECLARE
     parts record := mdm_internal._command_parts(command);
     rtype text := parts.command->>'RequestType';
     rt mdm.apple_request_types;
-    targets mdm_internal._target[] := mdm_internal._targets(enrollment_ids);
+    targets mdm_internal._target[] := mdm_internal._lock_targets(enrollment_ids);
     refused text[];
+    need_platform boolean;
 BEGIN
     IF priority IS NULL OR allow_unknown_request_type IS NULL OR push IS NULL THEN
         RAISE EXCEPTION '% must not be NULL',
@@ -300,8 +377,16 @@ BEGIN
                       HINT = 'Pass allow_unknown_request_type => true for commands newer than the schema.';
         END IF;
     ELSE
+        -- a device's platform is read only if the rule depends on it
+        -- (_request_allowed() with no platform: allowed on some)
+        SELECT bool_or(NOT mdm_internal._request_allowed(rt, x.etype, p.platform)) INTO need_platform
+        FROM unnest(ARRAY['Device', 'User Enrollment (Device)']) x(etype),
+             unnest(ARRAY['macOS', 'iOS', 'tvOS', 'visionOS', 'watchOS']) p(platform);
         SELECT array_agg(t.enrollment_id ORDER BY t.enrollment_id) INTO refused
-        FROM unnest(targets) t WHERE NOT mdm_internal._request_allowed(rt, t.type, t.platform);
+        FROM unnest(targets) t
+        WHERE NOT mdm_internal._request_allowed(rt, t.type, coalesce(t.platform,
+                  CASE WHEN need_platform THEN (SELECT mdm.device_platform(d.model) FROM mdm.nano_devices d
+                                                WHERE d.id = t.device_id) END));
         IF refused IS NOT NULL THEN
             RAISE EXCEPTION 'RequestType "%" is not supported on the channel of % enrollment(s): %',
                             rtype, cardinality(refused),
@@ -328,7 +413,8 @@ BEGIN
         PERFORM mdm_internal._installprofile_profile(parts.command, true);
     END IF;
 
-    PERFORM mdm_internal._queue_command(targets, parts.command_uuid, parts.command, priority, push);
+    PERFORM mdm_internal._queue_command(targets, parts.command_uuid, parts.command, priority, push,
+                               p_locked => NOT mdm_internal._distributed());
     RETURN parts.command_uuid;
 END $$;
 CREATE FUNCTION mdm.enqueue(enrollment_ids text[], command jsonb, priority integer DEFAULT 0,

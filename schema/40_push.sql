@@ -35,8 +35,8 @@ CREATE TABLE mdm.push_jobs (
     apns_reason text,
     apns_id text,
     token_hex text,
-    PRIMARY KEY (device_id, id),
-    FOREIGN KEY (device_id, enrollment_id) REFERENCES mdm.nano_enrollments ON DELETE CASCADE
+    -- the job ID first: mdm.push_result() finds a job by its ID alone
+    PRIMARY KEY (id, device_id)
 );
 ALTER SEQUENCE mdm.push_jobs_id_seq OWNED BY mdm.push_jobs.id;
 -- at most one pending job per enrollment: later requests coalesce into it
@@ -44,10 +44,9 @@ CREATE UNIQUE INDEX push_jobs_one_pending ON mdm.push_jobs (device_id, enrollmen
     WHERE state = 'pending';
 CREATE INDEX push_jobs_claimable ON mdm.push_jobs (not_before, id) WHERE state = 'pending';
 CREATE INDEX push_jobs_claimed ON mdm.push_jobs (claimed_at) WHERE state = 'claimed';
-CREATE INDEX push_jobs_job_id ON mdm.push_jobs (id);
-CREATE INDEX push_jobs_finished ON mdm.push_jobs (finished_at)
-    WHERE state IN ('sent', 'failed', 'superseded');
 CREATE INDEX push_jobs_enrollment ON mdm.push_jobs (device_id, enrollment_id, finished_at);
+-- maintenance prunes finished jobs by age: rows arrive in time order
+CREATE INDEX push_jobs_created_at ON mdm.push_jobs USING brin (created_at);
 COMMENT ON TABLE mdm.push_jobs IS
     'APNs pushes to send: pending (waiting, perhaps for a certificate or a retry time), claimed by a front end, sent, failed or superseded';
 COMMENT ON COLUMN mdm.push_jobs.not_before IS 'Not claimable before this time (retry backoff)';
@@ -64,16 +63,62 @@ CREATE TABLE mdm.push_attempts (
     apns_id text,
     token_hex text,
     reported_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (device_id, job_id, attempt),
-    FOREIGN KEY (device_id, job_id) REFERENCES mdm.push_jobs ON DELETE CASCADE
+    PRIMARY KEY (device_id, job_id, attempt)
 );
 COMMENT ON TABLE mdm.push_attempts IS 'Every APNs outcome the front end reported';
 COMMENT ON COLUMN mdm.push_attempts.token_hex IS 'The push token that was pushed';
+
+-- Pushes for a large fan-out (more targets than mdm.push_fanout_threshold):
+-- rather than a push job per target in the enqueue's transaction, the
+-- targets' IDs in chunks, which mdm.claim_pushes() turns into claimed jobs
+-- batch by batch.  Written in the enqueue's transaction (invisible to a
+-- claim until it commits, like the jobs it stands for), locked by the
+-- claim that takes a chunk (SKIP LOCKED: two front ends take different
+-- chunks), and deleted when its last target has a job.
+CREATE TABLE mdm.push_fanouts (
+    id uuid NOT NULL DEFAULT gen_random_uuid(),
+    chunk integer NOT NULL,
+    enrollment_ids text[] NOT NULL,
+    next_target integer NOT NULL DEFAULT 1,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (id, chunk)
+);
+CREATE INDEX push_fanouts_created_at ON mdm.push_fanouts (created_at, id, chunk);
+COMMENT ON TABLE mdm.push_fanouts IS
+    'Pushes of a large fan-out still to be made into push jobs: chunks of enrollment IDs that mdm.claim_pushes() expands';
+COMMENT ON COLUMN mdm.push_fanouts.id IS 'The fan-out (one per enqueue or push call)';
+COMMENT ON COLUMN mdm.push_fanouts.chunk IS 'Which chunk of the fan-out''s targets';
+COMMENT ON COLUMN mdm.push_fanouts.enrollment_ids IS 'Enrollment IDs to push, in (device_id, id) order';
+COMMENT ON COLUMN mdm.push_fanouts.next_target IS 'Position in enrollment_ids of the first target without its job yet';
+COMMENT ON COLUMN mdm.push_fanouts.created_at IS 'When the fan-out was queued';
+
+-- The integrity the derived rows' foreign keys used to keep on a delete:
+-- an enrollment deleted (by hand: the extension never deletes one) takes
+-- its queue items, results, push jobs and attempts with it, set-based.
+-- (On Citus the foreign keys do it again: schema/90_citus.sql.)
+CREATE FUNCTION mdm_internal._enrollments_deleted() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM mdm.nano_command_results r USING old_rows o
+    WHERE r.device_id = o.device_id AND r.id = o.id;
+    DELETE FROM mdm.nano_enrollment_queue q USING old_rows o
+    WHERE q.device_id = o.device_id AND q.id = o.id;
+    DELETE FROM mdm.push_attempts a USING mdm.push_jobs j, old_rows o
+    WHERE j.device_id = o.device_id AND j.enrollment_id = o.id
+      AND a.device_id = j.device_id AND a.job_id = j.id;
+    DELETE FROM mdm.push_jobs j USING old_rows o
+    WHERE j.device_id = o.device_id AND j.enrollment_id = o.id;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER delete_derived AFTER DELETE ON mdm.nano_enrollments
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION mdm_internal._enrollments_deleted();
 
 SELECT pg_catalog.pg_extension_config_dump('mdm.push_certs', '');
 SELECT pg_catalog.pg_extension_config_dump('mdm.push_jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('mdm.push_jobs_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('mdm.push_attempts', '');
+SELECT pg_catalog.pg_extension_config_dump('mdm.push_fanouts', '');
 
 -- Certificates, without their keys, and how long they have left.
 CREATE VIEW mdm.view_push_certs AS
@@ -112,11 +157,25 @@ COMMENT ON VIEW mdm.view_push_problems IS
 -- Create push jobs for targets (coalescing into pending ones) and NOTIFY
 -- once if any was created.  Disabled channels and dead tokens are skipped.
 -- Generic plan, for the reason given at mdm_internal._targets().
+-- More targets than mdm.push_fanout_threshold (on a single server): one
+-- push_fanouts row per chunk of targets instead, expanded by the claim,
+-- which checks each target then; the count is of the targets.
 CREATE FUNCTION mdm_internal._announce_pushes(targets mdm_internal._target[]) RETURNS integer
     LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     created integer;
+    ids text[];
 BEGIN
+    IF cardinality(targets) > mdm_internal._setting('mdm.push_fanout_threshold')::integer
+       AND NOT mdm_internal._distributed() THEN
+        ids := ARRAY(SELECT t.enrollment_id FROM unnest(targets) t);
+        INSERT INTO mdm.push_fanouts (id, chunk, enrollment_ids)
+        SELECT f.id, c.n, ids[c.n * 1000 + 1 : c.n * 1000 + 1000]
+        FROM (SELECT gen_random_uuid() AS id) f,
+             generate_series(0, (cardinality(ids) - 1) / 1000) AS c(n);
+        PERFORM pg_notify('mdm_push', '');
+        RETURN cardinality(ids);
+    END IF;
     -- A pending job that a request coalesces into stays locked until this
     -- transaction ends (DO UPDATE ... WHERE false locks the row and writes
     -- nothing): a front end claiming meanwhile skips it, so the push cannot
@@ -209,6 +268,77 @@ BEGIN
     RETURN released;
 END $$;
 
+-- Up to max_jobs push jobs made from the oldest fan-outs' next targets,
+-- claimed at once (state claimed, attempt 1: the insert is the claim).  A
+-- chunk is taken FOR UPDATE SKIP LOCKED, so that concurrent claims expand
+-- different chunks, and its position moves on in the same transaction:
+-- if the claim rolls back, the targets are expanded again.  Each target is
+-- checked as _announce_pushes() checks it, now: disabled channels and
+-- dead tokens are skipped; a channel with a pending job is left to that
+-- job (it is claimed later than this, so after the enqueue committed);
+-- one whose topic has no certificate gets a pending job that waits for it.
+CREATE FUNCTION mdm_internal._claim_fanouts(max_jobs integer)
+    RETURNS TABLE (job_id bigint, enrollment_id text, token_hex text, push_magic text,
+                   topic text, cert_pem text, key_pem text, apns_expiration bigint,
+                   apns_priority integer, apns_push_type text)
+    LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    f record;
+    want integer := max_jobs;
+    last integer;
+    made integer;
+    expiration bigint := mdm_internal._setting('mdm.push_expiration')::bigint;
+BEGIN
+    WHILE want > 0 LOOP
+        SELECT x.id, x.chunk, x.enrollment_ids, x.next_target INTO f
+        FROM mdm.push_fanouts x
+        ORDER BY x.created_at, x.id, x.chunk
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED;
+        EXIT WHEN NOT FOUND;
+        last := least(f.next_target + want - 1, cardinality(f.enrollment_ids));
+        IF last = cardinality(f.enrollment_ids) THEN
+            DELETE FROM mdm.push_fanouts x WHERE x.id = f.id AND x.chunk = f.chunk;
+        ELSE
+            UPDATE mdm.push_fanouts x SET next_target = last + 1 WHERE x.id = f.id AND x.chunk = f.chunk;
+        END IF;
+        -- targets whose topic has no certificate wait in a pending job
+        WITH waiting AS (
+            INSERT INTO mdm.push_jobs AS j (device_id, enrollment_id)
+            SELECT e.device_id, e.id
+            FROM unnest(f.enrollment_ids[f.next_target:last]) t(id)
+            JOIN mdm.nano_enrollments e ON e.device_id = split_part(t.id, ':', 1) AND e.id = t.id
+            WHERE e.enabled AND e.token_invalid_at IS NULL
+              AND NOT EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic)
+            ON CONFLICT (device_id, enrollment_id) WHERE state = 'pending' DO NOTHING
+            RETURNING 1)
+        SELECT count(*) INTO made FROM waiting;
+        RETURN QUERY
+        WITH made_jobs AS (
+            INSERT INTO mdm.push_jobs AS j (device_id, enrollment_id, state, claimed_at, attempts, token_hex)
+            SELECT e.device_id, e.id, 'claimed', now(), 1, e.token_hex
+            FROM unnest(f.enrollment_ids[f.next_target:last]) t(id)
+            JOIN mdm.nano_enrollments e ON e.device_id = split_part(t.id, ':', 1) AND e.id = t.id
+            WHERE e.enabled AND e.token_invalid_at IS NULL
+              AND EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic)
+              AND NOT EXISTS (SELECT FROM mdm.push_jobs p
+                              WHERE p.device_id = e.device_id AND p.enrollment_id = e.id
+                                AND p.state = 'pending')
+            RETURNING j.id, j.device_id, j.enrollment_id)
+        SELECT m.id, e.id, e.token_hex, e.push_magic, e.topic, pc.cert_pem, pc.key_pem,
+               CASE WHEN expiration = 0 THEN 0
+                    ELSE extract(epoch FROM now())::bigint + expiration END,
+               10, 'mdm'::text
+        FROM made_jobs m
+        JOIN mdm.nano_enrollments e ON e.device_id = m.device_id AND e.id = m.enrollment_id
+        JOIN mdm.push_certs pc ON pc.topic = e.topic
+        ORDER BY m.id;
+        GET DIAGNOSTICS made = ROW_COUNT;
+        want := want - made;
+    END LOOP;
+END $$;
+
 -- The front end takes pending jobs with everything the APNs request needs.
 CREATE FUNCTION mdm.claim_pushes(max_jobs integer DEFAULT 500)
     RETURNS TABLE (job_id bigint, enrollment_id text, token_hex text, push_magic text,
@@ -221,6 +351,8 @@ CREATE FUNCTION mdm.claim_pushes(max_jobs integer DEFAULT 500)
     -- claimable index in order instead, and stop at max_jobs.  No JIT: a
     -- disabled plan's cost would start it (2 s of compiling).
     SET enable_bitmapscan = off SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+    claimed integer;
 BEGIN
     IF max_jobs IS NULL OR max_jobs < 1 THEN
         RAISE EXCEPTION 'max_jobs must be at least 1, not %', coalesce(max_jobs::text, 'NULL')
@@ -262,6 +394,11 @@ BEGIN
     JOIN mdm.nano_enrollments e ON e.device_id = c.device_id AND e.id = c.enrollment_id
     JOIN mdm.push_certs pc ON pc.topic = e.topic
     ORDER BY c.id;
+    GET DIAGNOSTICS claimed = ROW_COUNT;
+    IF claimed < max_jobs THEN
+        -- the rest of the batch from large fan-outs (mdm.push_fanouts)
+        RETURN QUERY SELECT * FROM mdm_internal._claim_fanouts(max_jobs - claimed);
+    END IF;
 END $$;
 COMMENT ON FUNCTION mdm.claim_pushes(integer) IS
     'Claim up to max_jobs pending push jobs (SKIP LOCKED) with token, PushMagic, topic, certificate and key';
@@ -270,14 +407,17 @@ COMMENT ON FUNCTION mdm.claim_pushes(integer) IS
 -- take first), for the front end's metrics: one index probe.
 CREATE FUNCTION mdm.push_backlog_age() RETURNS double precision
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    SELECT coalesce((
+    SELECT greatest(0, (
         SELECT extract(epoch FROM now() - j.not_before)::double precision
         FROM mdm.push_jobs j
         JOIN mdm.nano_enrollments e ON e.device_id = j.device_id AND e.id = j.enrollment_id
         WHERE j.state = 'pending' AND j.not_before <= now()
           AND EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic)
         ORDER BY j.not_before, j.id
-        LIMIT 1), 0)
+        LIMIT 1), (
+        -- a fan-out's targets are claimable from its commit
+        SELECT extract(epoch FROM now() - f.created_at)::double precision
+        FROM mdm.push_fanouts f ORDER BY f.created_at LIMIT 1))
 $$;
 COMMENT ON FUNCTION mdm.push_backlog_age() IS
     'Seconds the oldest claimable push job has waited since it became claimable; 0 when none';

@@ -70,13 +70,17 @@ BEGIN
                   WHERE m.device_id = d.device_id AND m.id = d.id RETURNING 1)
     SELECT count(*) INTO n_messages FROM gone;
 
-    -- finished or cleared queue items, with their results (ON DELETE CASCADE)
+    -- finished or cleared queue items, with their results (no foreign key
+    -- cascades: schema/30_queue.sql)
     WITH doomed AS (SELECT device_id, id, command_uuid FROM mdm.nano_enrollment_queue
                     WHERE NOT active AND coalesce(finished_at, cleared_at) < cutoff
                     LIMIT batch_size),
          gone AS (DELETE FROM mdm.nano_enrollment_queue q USING doomed d
                   WHERE q.device_id = d.device_id AND q.id = d.id
-                    AND q.command_uuid = d.command_uuid RETURNING 1)
+                    AND q.command_uuid = d.command_uuid
+                  RETURNING q.device_id, q.id, q.command_uuid),
+         results AS (DELETE FROM mdm.nano_command_results r USING gone g
+                     WHERE r.device_id = g.device_id AND r.id = g.id AND r.command_uuid = g.command_uuid)
     SELECT count(*) INTO n_queue FROM gone;
 
     WITH doomed AS (SELECT device_id, id FROM mdm.orphan_reports
@@ -85,11 +89,16 @@ BEGIN
                   WHERE o.device_id = d.device_id AND o.id = d.id RETURNING 1)
     SELECT count(*) INTO n_orphans FROM gone;
 
+    -- (a job finishes after it is created: the old ones are found by their
+    -- creation, through the BRIN index), with their attempts
     WITH doomed AS (SELECT device_id, id FROM mdm.push_jobs
-                    WHERE state IN ('sent', 'failed', 'superseded') AND finished_at < cutoff
+                    WHERE created_at < cutoff
+                      AND state IN ('sent', 'failed', 'superseded') AND finished_at < cutoff
                     LIMIT batch_size),
          gone AS (DELETE FROM mdm.push_jobs j USING doomed d
-                  WHERE j.device_id = d.device_id AND j.id = d.id RETURNING 1)
+                  WHERE j.device_id = d.device_id AND j.id = d.id RETURNING j.device_id, j.id),
+         attempts AS (DELETE FROM mdm.push_attempts a USING gone g
+                      WHERE a.device_id = g.device_id AND a.job_id = g.id)
     SELECT count(*) INTO n_pushes FROM gone;
 
     -- commands no queue item refers to any more

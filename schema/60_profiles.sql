@@ -498,11 +498,34 @@ CREATE TRIGGER identify_profile BEFORE INSERT OR UPDATE OF command, plist, reque
 
 -- A changed InstallProfile is checked again against the queue items that
 -- are still to be delivered: touching them runs the queue's checks.
+-- (The checks of _queue_check_bindings(), on this command's items.)
 CREATE FUNCTION mdm_internal._commands_recheck_queue() RETURNS trigger
     LANGUAGE plpgsql AS $$
+DECLARE
+    v record;
+    wrong text[];
 BEGIN
-    UPDATE mdm.nano_enrollment_queue q SET active = q.active
-    WHERE q.command_uuid = NEW.command_uuid AND q.active;
+    PERFORM pg_advisory_xact_lock_shared(hashtextextended('mdm.bind:' || NEW.payload_identifier, 0));
+    SELECT q.id AS enrollment_id, b.enrollment_id AS bound_to INTO v
+    FROM mdm.nano_enrollment_queue q
+    JOIN mdm.profile_bindings b ON b.payload_identifier = NEW.payload_identifier
+    WHERE q.command_uuid = NEW.command_uuid AND q.active
+      AND (q.device_id, q.id) IS DISTINCT FROM (b.device_id, b.enrollment_id)
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'profile "%" is bound to enrollment "%"', NEW.payload_identifier, v.bound_to
+            USING ERRCODE = '23M01',
+                  DETAIL = format('Its InstallProfile cannot be queued to "%s".', v.enrollment_id),
+                  HINT = 'A user-bound profile goes to its bound user channel only; see mdm.profile_bindings.';
+    END IF;
+    SELECT array_agg(q.id ORDER BY q.id) INTO wrong
+    FROM mdm.nano_enrollment_queue q
+    JOIN mdm.nano_enrollments e ON e.device_id = q.device_id AND e.id = q.id
+    WHERE q.command_uuid = NEW.command_uuid AND q.active AND NEW.payload_scope IS NOT NULL
+      AND (e.type IN ('User', 'Shared iPad', 'User Enrollment')) <> (NEW.payload_scope = 'User');
+    IF wrong IS NOT NULL THEN
+        PERFORM mdm_internal._refuse_scope(NEW.payload_identifier, NEW.payload_scope, wrong);
+    END IF;
     RETURN NULL;
 END $$;
 CREATE TRIGGER recheck_queue AFTER UPDATE OF command, plist, request_type, command_uuid,
@@ -582,9 +605,73 @@ END $$;
 CREATE TRIGGER check_bindings_insert AFTER INSERT ON mdm.nano_enrollment_queue
     REFERENCING NEW TABLE AS new_items
     FOR EACH STATEMENT EXECUTE FUNCTION mdm_internal._queue_check_bindings();
-CREATE TRIGGER check_bindings_update AFTER UPDATE ON mdm.nano_enrollment_queue
-    REFERENCING NEW TABLE AS new_items
-    FOR EACH STATEMENT EXECUTE FUNCTION mdm_internal._queue_check_bindings();
+
+-- The same checks, one row at a time, for an item that an UPDATE points at
+-- another target or command, or makes active again.  Row by row with a
+-- WHEN condition, so that the updates of every report (an item marked
+-- sent, or finished) run no trigger at all.  (Also the INSERT guard on
+-- Citus, whose shards cannot run statement triggers with transition
+-- tables: schema/90_citus.sql.)  It reads only the reference tables and
+-- the row's own device.
+CREATE FUNCTION mdm_internal._queue_check_item() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+DECLARE
+    c record;
+    bound record;
+    etype text;
+BEGIN
+    IF TG_OP = 'UPDATE' AND (NEW.plist IS DISTINCT FROM OLD.plist
+                             OR NEW.request_type IS DISTINCT FROM OLD.request_type) THEN
+        -- a command kept in its item was checked when it was queued
+        RAISE EXCEPTION 'the command of a queue item cannot be changed'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('Queue item of enrollment "%s", command "%s".', NEW.id, NEW.command_uuid),
+                  HINT = 'Queue a new command with mdm.enqueue().';
+    END IF;
+    IF NOT NEW.active OR NEW.request_type IS NOT NULL THEN
+        RETURN NULL;            -- (a command kept in its item is never an InstallProfile)
+    END IF;
+    SELECT x.payload_identifier, x.payload_scope INTO c
+    FROM mdm.nano_commands x WHERE x.command_uuid = NEW.command_uuid;
+    IF c.payload_identifier IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF mdm_internal._distributed() THEN
+        -- the lock that orders this against mdm.bind_profile(), which runs on
+        -- the coordinator: the profile's rows in this node's copy of the
+        -- reference table mdm.profiles (its placement, read directly: through
+        -- Citus a row lock on a reference table would be taken on another node
+        -- from inside this statement on a shard), which bind_profile() and
+        -- unbind_profile() update on every node (docs/citus.md)
+        EXECUTE format('SELECT FROM mdm.%I p WHERE p.payload_identifier = $1 FOR SHARE',
+                       'profiles_' || (SELECT s.shardid FROM pg_dist_shard s
+                                       WHERE s.logicalrelid = 'mdm.profiles'::regclass))
+            USING c.payload_identifier;
+    ELSE
+        PERFORM pg_advisory_xact_lock_shared(hashtextextended('mdm.bind:' || c.payload_identifier, 0));
+    END IF;
+    SELECT b.device_id, b.enrollment_id INTO bound
+    FROM mdm.profile_bindings b WHERE b.payload_identifier = c.payload_identifier;
+    IF FOUND AND (NEW.device_id, NEW.id) IS DISTINCT FROM (bound.device_id, bound.enrollment_id) THEN
+        RAISE EXCEPTION 'profile "%" is bound to enrollment "%"', c.payload_identifier, bound.enrollment_id
+            USING ERRCODE = '23M01',
+                  DETAIL = format('Its InstallProfile cannot be queued to "%s".', NEW.id),
+                  HINT = 'A user-bound profile goes to its bound user channel only; see mdm.profile_bindings.';
+    END IF;
+    SELECT e.type INTO etype FROM mdm.nano_enrollments e WHERE e.device_id = NEW.device_id AND e.id = NEW.id;
+    IF c.payload_scope IS NOT NULL
+       AND (etype IN ('User', 'Shared iPad', 'User Enrollment')) <> (c.payload_scope = 'User') THEN
+        PERFORM mdm_internal._refuse_scope(c.payload_identifier, c.payload_scope, ARRAY[NEW.id]);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER check_item_update AFTER UPDATE OF device_id, id, command_uuid, active, request_type, plist
+    ON mdm.nano_enrollment_queue
+    FOR EACH ROW WHEN (NEW.plist IS DISTINCT FROM OLD.plist OR NEW.request_type IS DISTINCT FROM OLD.request_type
+                       OR NEW.active AND (NOT OLD.active OR NEW.device_id IS DISTINCT FROM OLD.device_id
+                                          OR NEW.id IS DISTINCT FROM OLD.id
+                                          OR NEW.command_uuid IS DISTINCT FROM OLD.command_uuid))
+    EXECUTE FUNCTION mdm_internal._queue_check_item();
 
 -- Bind a profile (every version of its identifier) to one user channel.
 CREATE FUNCTION mdm.bind_profile(profile_version bigint, enrollment_id text) RETURNS void

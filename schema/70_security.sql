@@ -284,8 +284,7 @@ GRANT SELECT (id, serial_number, device_name, model, model_name, product_name, o
 GRANT SELECT (device_id, id, user_short_name, user_long_name, user_authenticate_at,
               user_authenticate_digest_at, accepted_at, declined_at, created_at, updated_at)
     ON mdm.nano_users TO mdm_reader, mdm_admin;
-GRANT SELECT ON mdm.nano_enrollment_queue,
-    mdm.nano_command_results, mdm.orphan_reports,
+GRANT SELECT ON mdm.nano_command_results, mdm.orphan_reports,
     mdm.profile_payloads, mdm.profile_bindings, mdm.labels, mdm.label_enrollments, mdm.idp_groups,
     mdm.idp_group_members, mdm.label_idp_users, mdm.idp_user_enrollments, mdm.idp_user_logins,
     mdm.profile_assignments, mdm.profile_deliveries, mdm.trust_anchors, mdm.device_identities,
@@ -299,6 +298,11 @@ GRANT SELECT (device_id, id, user_id, type, topic, enabled, token_update_tally, 
     ON mdm.nano_enrollments TO mdm_reader, mdm_admin;
 GRANT SELECT (command_uuid, request_type, payload_identifier, payload_scope, created_at)
     ON mdm.nano_commands TO mdm_reader, mdm_admin;
+-- (not the plist of a command kept in its item, as not nano_commands.plist)
+GRANT SELECT (device_id, id, command_uuid, priority, active, created_at, sent_at, sent_count,
+              finished_at, cleared_at, cleared_reason, request_type)
+    ON mdm.nano_enrollment_queue TO mdm_reader, mdm_admin;
+GRANT SELECT ON mdm.push_fanouts TO mdm_reader, mdm_admin;
 GRANT SELECT (device_id, id, enrollment_id, state, created_at, not_before, attempts, claimed_at,
               finished_at, apns_status, apns_reason, apns_id)
     ON mdm.push_jobs TO mdm_reader, mdm_admin;

@@ -33,11 +33,15 @@ CREATE FUNCTION mdm_internal._store_inventory(p_device_id text, p_command_uuid u
 BEGIN
     INSERT INTO mdm.device_inventory AS i (device_id, source, key, value, command_uuid)
     SELECT p_device_id, c.request_type, kv.key, kv.value, p_command_uuid
-    FROM mdm.nano_commands c,
+    -- (the RequestType is in the queue item for a command of one target)
+    FROM (SELECT coalesce(q.request_type, x.request_type) AS request_type
+          FROM mdm.nano_enrollment_queue q
+          LEFT JOIN mdm.nano_commands x ON q.request_type IS NULL AND x.command_uuid = q.command_uuid
+          WHERE q.device_id = p_device_id AND q.command_uuid = p_command_uuid
+          LIMIT 1) c,
          jsonb_each(CASE c.request_type WHEN 'DeviceInformation' THEN msg->'QueryResponses'
                                         ELSE msg->'SecurityInfo' END) kv
-    WHERE c.command_uuid = p_command_uuid
-      AND c.request_type IN ('DeviceInformation', 'SecurityInfo')
+    WHERE c.request_type IN ('DeviceInformation', 'SecurityInfo')
       AND jsonb_typeof(CASE c.request_type WHEN 'DeviceInformation' THEN msg->'QueryResponses'
                                            ELSE msg->'SecurityInfo' END) = 'object'
     ON CONFLICT (device_id, source, key) DO UPDATE SET
@@ -132,7 +136,7 @@ COMMENT ON VIEW mdm.view_pushes IS
 CREATE VIEW mdm.view_recent_errors AS
 SELECT * FROM (
     SELECT r.updated_at AS at, 'command error' AS kind, r.device_id, r.id AS enrollment_id,
-           c.request_type AS what,
+           coalesce(q.request_type, c.request_type) AS what,
            r.status || coalesce(': ' || (
                SELECT pg_catalog.string_agg(pg_catalog.format('%s (%s %s)',
                           coalesce(ec->>'USEnglishDescription', ec->>'LocalizedDescription', 'no description'),
@@ -142,7 +146,9 @@ SELECT * FROM (
                              THEN r.result->'ErrorChain' ELSE '[]' END) ec), '') AS detail,
            r.command_uuid::text AS ref
     FROM mdm.nano_command_results r
-    JOIN mdm.nano_commands c ON c.command_uuid = r.command_uuid
+    JOIN mdm.nano_enrollment_queue q
+      ON q.device_id = r.device_id AND q.id = r.id AND q.command_uuid = r.command_uuid
+    LEFT JOIN mdm.nano_commands c ON q.request_type IS NULL AND c.command_uuid = r.command_uuid
     WHERE r.status IN ('Error', 'CommandFormatError')
     UNION ALL
     SELECT m.received_at, 'check-in answered ' || m.reply_status, m.device_id, m.enrollment_id,

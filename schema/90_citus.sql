@@ -47,51 +47,25 @@ END $$;
 COMMENT ON FUNCTION mdm.connect_routed(text, bytea, bytea, text) IS
     'mdm.connect, routed by device: call it as connect_routed(mdm.report_device_id($1), $1, $2, $3)';
 
--- The queue's guard, one row at a time (the statement triggers of
--- schema/60_profiles.sql use transition tables, which Citus cannot run on
--- a shard).  mdm.distribute() puts it in their place; it reads only the
--- reference tables and the row's own device, on the worker that holds the
--- row.
-CREATE FUNCTION mdm_internal._queue_check_item() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-DECLARE
-    c record;
-    bound record;
-    etype text;
+-- mdm.enqueue, routed by the device of its one target:
+--   SELECT mdm.enqueue_routed($device_id, ARRAY[$enrollment_id], $command, 0, false, true)
+-- A one-target enqueue writes only the device's rows (its queue item, with
+-- the command in it, and its push job: src/enqueue_path.c), so the whole
+-- call runs on the worker that holds the device.  device_id only routes
+-- the call (any other call still works, run from wherever it lands).  Its
+-- NOTIFY is raised on that worker: a front end that LISTENs on the
+-- coordinator finds the push job by its timed poll (docs/citus.md).
+-- (No defaults: Citus delegates a call only with every argument given.)
+CREATE FUNCTION mdm.enqueue_routed(device_id text, enrollment_ids text[], command jsonb,
+                                   priority integer, allow_unknown_request_type boolean,
+                                   push boolean)
+    RETURNS uuid
+    LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
-    IF NOT NEW.active THEN
-        RETURN NULL;
-    END IF;
-    SELECT x.payload_identifier, x.payload_scope INTO c
-    FROM mdm.nano_commands x WHERE x.command_uuid = NEW.command_uuid;
-    IF c.payload_identifier IS NULL THEN
-        RETURN NULL;
-    END IF;
-    -- the lock that orders this against mdm.bind_profile(), which runs on
-    -- the coordinator: the profile's rows in this node's copy of the
-    -- reference table mdm.profiles (its placement, read directly: through
-    -- Citus a row lock on a reference table would be taken on another node
-    -- from inside this statement on a shard), which bind_profile() and
-    -- unbind_profile() update on every node (docs/citus.md)
-    EXECUTE format('SELECT FROM mdm.%I p WHERE p.payload_identifier = $1 FOR SHARE',
-                   'profiles_' || (SELECT s.shardid FROM pg_dist_shard s
-                                   WHERE s.logicalrelid = 'mdm.profiles'::regclass))
-        USING c.payload_identifier;
-    SELECT b.device_id, b.enrollment_id INTO bound
-    FROM mdm.profile_bindings b WHERE b.payload_identifier = c.payload_identifier;
-    IF FOUND AND (NEW.device_id, NEW.id) IS DISTINCT FROM (bound.device_id, bound.enrollment_id) THEN
-        RAISE EXCEPTION 'profile "%" is bound to enrollment "%"', c.payload_identifier, bound.enrollment_id
-            USING ERRCODE = '23M01',
-                  DETAIL = format('Its InstallProfile cannot be queued to "%s".', NEW.id),
-                  HINT = 'A user-bound profile goes to its bound user channel only; see mdm.profile_bindings.';
-    END IF;
-    SELECT e.type INTO etype FROM mdm.nano_enrollments e WHERE e.device_id = NEW.device_id AND e.id = NEW.id;
-    IF c.payload_scope IS NOT NULL
-       AND (etype IN ('User', 'Shared iPad', 'User Enrollment')) <> (c.payload_scope = 'User') THEN
-        PERFORM mdm_internal._refuse_scope(c.payload_identifier, c.payload_scope, ARRAY[NEW.id]);
-    END IF;
-    RETURN NULL;
+    RETURN mdm.enqueue(enrollment_ids, command, priority, allow_unknown_request_type, push);
 END $$;
+COMMENT ON FUNCTION mdm.enqueue_routed(text, text[], jsonb, integer, boolean, boolean) IS
+    'mdm.enqueue, routed by device: enqueue_routed(<device ID of the one target>, ARRAY[<enrollment ID>], <command>, priority, allow_unknown_request_type, push)';
 
 -- mdm.claim_pushes() on Citus, where a row lock cannot span shards: the
 -- candidates are read without a lock, then each is claimed by its whole
@@ -298,8 +272,10 @@ BEGIN
         EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', r.tbl, r.conname);
     END LOOP;
     DROP TRIGGER IF EXISTS check_bindings_insert ON mdm.nano_enrollment_queue;
-    DROP TRIGGER IF EXISTS check_bindings_update ON mdm.nano_enrollment_queue;
     DROP TRIGGER IF EXISTS recheck_queue ON mdm.nano_commands;
+    -- the derived rows' cascade on a deleted enrollment (statement trigger):
+    -- the foreign keys that mdm.distribute() adds do it
+    DROP TRIGGER IF EXISTS delete_derived ON mdm.nano_enrollments;
     FOR r IN SELECT p.oid::regprocedure AS fn FROM pg_proc p
              WHERE p.pronamespace IN ('mdm'::regnamespace, 'mdm_internal'::regnamespace)
                AND 'plan_cache_mode=force_generic_plan' = ANY (p.proconfig)
@@ -402,13 +378,30 @@ BEGIN
     FOREACH t IN ARRAY fkeys LOOP
         EXECUTE t;
     END LOOP;
-    CREATE TRIGGER check_item AFTER INSERT OR UPDATE ON mdm.nano_enrollment_queue
-        FOR EACH ROW EXECUTE FUNCTION mdm_internal._queue_check_item();
+    -- the derived rows have no foreign keys on a single server (their
+    -- writers check them: schema/30_queue.sql); here, where a writer cannot
+    -- lock the targets of a fan-out across shards, their keys take the
+    -- locks and cascade, on each worker's local shards
+    ALTER TABLE mdm.nano_enrollment_queue ADD CONSTRAINT nano_enrollment_queue_enrollment_fkey
+        FOREIGN KEY (device_id, id) REFERENCES mdm.nano_enrollments ON DELETE CASCADE;
+    ALTER TABLE mdm.nano_command_results ADD CONSTRAINT nano_command_results_item_fkey
+        FOREIGN KEY (device_id, id, command_uuid) REFERENCES mdm.nano_enrollment_queue ON DELETE CASCADE;
+    ALTER TABLE mdm.push_jobs ADD CONSTRAINT push_jobs_enrollment_fkey
+        FOREIGN KEY (device_id, enrollment_id) REFERENCES mdm.nano_enrollments ON DELETE CASCADE;
+    ALTER TABLE mdm.push_attempts ADD CONSTRAINT push_attempts_job_fkey
+        FOREIGN KEY (device_id, job_id) REFERENCES mdm.push_jobs (device_id, id) ON DELETE CASCADE;
+    -- the queue's INSERT guard row by row (schema/60_profiles.sql); not for
+    -- the one-target commands kept in their item, which are no profiles
+    CREATE TRIGGER check_item AFTER INSERT ON mdm.nano_enrollment_queue
+        FOR EACH ROW WHEN (NEW.active AND NEW.request_type IS NULL)
+        EXECUTE FUNCTION mdm_internal._queue_check_item();
 
     PERFORM create_distributed_function('mdm.checkin_routed(text, bytea, bytea, text)', 'device_id',
                                         colocate_with => 'mdm.nano_devices');
     PERFORM create_distributed_function('mdm.connect_routed(text, bytea, bytea, text)', 'device_id',
                                         colocate_with => 'mdm.nano_devices');
+    PERFORM create_distributed_function('mdm.enqueue_routed(text, text[], jsonb, integer, boolean, boolean)',
+                                        'device_id', colocate_with => 'mdm.nano_devices');
     RETURN format('distributed: %s reference tables, %s tables by device, mdm.identity_certs by certificate',
                   cardinality(reference_tables), cardinality(device_tables) + 1);
 END $$;
@@ -420,7 +413,10 @@ REVOKE ALL ON FUNCTION mdm.distribute(), mdm_internal._citus_prepare_node(), mdm
     mdm_internal._claim_events_by_event(integer), mdm_internal._push_results_by_job(bigint[], integer[], text[], text[]),
     mdm_internal._queue_check_item(), mdm.checkin_routed(text, bytea, bytea, text),
     mdm.connect_routed(text, bytea, bytea, text), mdm.message_device_id(bytea),
-    mdm.report_device_id(bytea) FROM PUBLIC;
+    mdm.report_device_id(bytea), mdm.enqueue_routed(text, text[], jsonb, integer, boolean, boolean)
+    FROM PUBLIC;
+-- (to whom may call mdm.enqueue: schema/70_security.sql)
+GRANT EXECUTE ON FUNCTION mdm.enqueue_routed(text, text[], jsonb, integer, boolean, boolean) TO mdm_admin;
 GRANT EXECUTE ON FUNCTION mdm.checkin_routed(text, bytea, bytea, text),
     mdm.connect_routed(text, bytea, bytea, text) TO mdm_frontend;
 GRANT EXECUTE ON FUNCTION mdm.message_device_id(bytea), mdm.report_device_id(bytea)

@@ -34,6 +34,38 @@ EXCEPTION WHEN OTHERS THEN
 END $$;
 
 -- empty every data table of the extension, so each suite starts afresh
+-- What the derived rows' foreign keys used to guarantee and their writers
+-- now keep (schema/30_queue.sql): the invariants broken, none if '{}'.
+-- The suites that run the paths call it once they have.
+CREATE FUNCTION integrity() RETURNS text[] LANGUAGE sql AS $$
+    SELECT coalesce(array_agg(broken ORDER BY broken), '{}') FROM (
+        SELECT 'queue item without its enrollment' FROM mdm.nano_enrollment_queue q
+        WHERE NOT EXISTS (SELECT FROM mdm.nano_enrollments e WHERE e.device_id = q.device_id AND e.id = q.id)
+        UNION
+        SELECT 'queue item without its command' FROM mdm.nano_enrollment_queue q
+        WHERE q.plist IS NULL AND NOT EXISTS (SELECT FROM mdm.nano_commands c WHERE c.command_uuid = q.command_uuid)
+        UNION
+        SELECT 'command kept in its item and in nano_commands' FROM mdm.nano_enrollment_queue q
+        WHERE q.plist IS NOT NULL AND EXISTS (SELECT FROM mdm.nano_commands c WHERE c.command_uuid = q.command_uuid)
+        UNION
+        SELECT 'command kept in its item queued to another' FROM mdm.nano_enrollment_queue q
+        WHERE q.plist IS NOT NULL AND EXISTS (SELECT FROM mdm.nano_enrollment_queue o
+                                              WHERE o.command_uuid = q.command_uuid
+                                                AND (o.device_id, o.id) <> (q.device_id, q.id))
+        UNION
+        SELECT 'result without its queue item' FROM mdm.nano_command_results r
+        WHERE NOT EXISTS (SELECT FROM mdm.nano_enrollment_queue q
+                          WHERE q.device_id = r.device_id AND q.id = r.id AND q.command_uuid = r.command_uuid)
+        UNION
+        SELECT 'push job without its enrollment' FROM mdm.push_jobs j
+        WHERE NOT EXISTS (SELECT FROM mdm.nano_enrollments e WHERE e.device_id = j.device_id AND e.id = j.enrollment_id)
+        UNION
+        SELECT 'push attempt without its job' FROM mdm.push_attempts a
+        WHERE NOT EXISTS (SELECT FROM mdm.push_jobs j WHERE j.device_id = a.device_id AND j.id = a.job_id)
+        -- (a push fan-out may name an enrollment deleted since: the claim
+        -- skips it, as it skips a disabled one)
+    ) x(broken)
+$$;
 CREATE FUNCTION reset_mdm() RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     EXECUTE (SELECT 'TRUNCATE ' || string_agg(format('%I.%I', n.nspname, c.relname), ', ')

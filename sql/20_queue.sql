@@ -39,9 +39,12 @@ $$;
 SELECT mdm.enqueue(ARRAY[:'mac'], '{"RequestType": "DeviceInformation", "Queries": ["OSVersion", "SerialNumber"]}'::jsonb) AS devinfo \gset
 SELECT mdm.enqueue(ARRAY[:'victor'], '{"RequestType": "ProfileList"}'::jsonb) AS profilelist \gset
 SELECT enrollment_id, request_type, state FROM mdm.view_queue ORDER BY enrollment_id;
--- one command row and one queue row per target
-SELECT request_type, plist = mdm.jsonb_to_plist(jsonb_build_object('CommandUUID', upper(command_uuid::text), 'Command', command)) AS plist_ok
-FROM mdm.nano_commands ORDER BY request_type;
+-- one queue row per target; a command of one target is kept in its queue
+-- item (no nano_commands row), its plist made from the command
+SELECT request_type, mdm.plist_to_jsonb(plist) #>> '{Command,RequestType}' = request_type
+           AND mdm.plist_to_jsonb(plist) ->> 'CommandUUID' = upper(command_uuid::text) AS plist_ok,
+       (SELECT count(*) FROM mdm.nano_commands c WHERE c.command_uuid = q.command_uuid) AS command_rows
+FROM mdm.nano_enrollment_queue q ORDER BY request_type;
 
 -- The device's Idle poll gets only its command; the seed's user poll only the user's
 SELECT handed(mdm.connect(v('connect/01-idle-device.plist'))) AS device_poll;
@@ -191,7 +194,16 @@ RESET mdm.pending_command_lifetime;
 SELECT mdm.enqueue(ARRAY['FAN-3'], '{"RequestType": "ProfileList"}') AS untyped \gset
 SELECT mdm.enqueue(ARRAY['FAN-3'], '{"RequestType": "SecurityInfo"}', 5) AS untyped_priority \gset
 SELECT mdm.enqueue(ARRAY['FAN-3'], mdm.jsonb_to_plist('{"RequestType": "CertificateList"}')) AS plist \gset
-SELECT c.request_type, q.priority FROM mdm.nano_commands c JOIN mdm.nano_enrollment_queue q USING (command_uuid)
-WHERE c.command_uuid IN (:'untyped', :'untyped_priority', :'plist') ORDER BY 1;
+SELECT q.request_type, q.priority FROM mdm.view_queue q
+WHERE q.command_uuid IN (:'untyped', :'untyped_priority', :'plist') ORDER BY 1;
 SELECT try($$SELECT mdm.enqueue(ARRAY['FAN-3'], 'not json')$$);
 SELECT p.oid::regprocedure FROM pg_proc p WHERE p.proname = 'enqueue' ORDER BY 1::text;
+
+-- an enrollment deleted by hand takes its queue items, results and push
+-- jobs with it (a trigger, where foreign keys cascaded)
+SELECT count(*) AS fan3_items FROM mdm.nano_enrollment_queue WHERE id = 'FAN-3';
+DELETE FROM mdm.nano_enrollments WHERE id = 'FAN-3';
+SELECT (SELECT count(*) FROM mdm.nano_enrollment_queue WHERE id = 'FAN-3') AS items,
+       (SELECT count(*) FROM mdm.push_jobs WHERE enrollment_id = 'FAN-3') AS jobs;
+-- the derived rows are whole after every path above (no foreign keys: schema/30_queue.sql)
+SELECT integrity() AS broken;

@@ -224,6 +224,7 @@ SELECT try('SELECT count(*) FROM mdm.claim_pushes(NULL)') AS null_jobs;
 
 -- Re-push: commands still waiting, no poll since the last push, and the
 -- interval (doubled per unanswered push) has passed
+DELETE FROM mdm.push_attempts;
 DELETE FROM mdm.push_jobs;
 UPDATE mdm.nano_enrollments SET last_seen_at = now() - interval '3 hours' WHERE id = :'mac';
 INSERT INTO mdm.push_jobs (device_id, enrollment_id, state, finished_at, attempts)
@@ -234,6 +235,7 @@ UPDATE mdm.push_jobs SET state = 'sent', finished_at = now() - interval '90 minu
 SELECT mdm.run_maintenance() -> 'repushed' AS two_unanswered_wait_longer;
 -- forty unanswered pushes: the wait stays a day (doubling an interval
 -- overflowed after about 32 of them, and run_maintenance failed for good)
+DELETE FROM mdm.push_attempts;
 DELETE FROM mdm.push_jobs;
 UPDATE mdm.nano_enrollments SET last_seen_at = now() - interval '60 days' WHERE id = :'mac';
 INSERT INTO mdm.push_jobs (device_id, enrollment_id, state, finished_at, attempts)
@@ -245,6 +247,7 @@ UPDATE mdm.push_jobs SET state = 'sent' WHERE state = 'pending';
 SELECT mdm.run_maintenance() -> 'repushed' AS not_within_the_day;
 -- a poll that came while an enqueue was still uncommitted did not see its
 -- command: once the poll is mdm.repush_interval old, it is pushed again
+DELETE FROM mdm.push_attempts;
 DELETE FROM mdm.push_jobs;
 UPDATE mdm.nano_enrollment_queue SET created_at = now() - interval '2 hours', sent_at = NULL
 WHERE id = :'mac' AND active;
@@ -254,6 +257,7 @@ SELECT enrollment_id, state FROM mdm.push_jobs;
 
 -- Many outcomes at once: mdm.push_results records each as mdm.push_result
 -- would (the 200s set-based), and returns one state per outcome
+DELETE FROM mdm.push_attempts;
 DELETE FROM mdm.push_jobs;
 SELECT mdm.push(ARRAY[:'mac', :'victor']) AS batch_jobs;
 CREATE TEMP TABLE batch AS SELECT job_id, enrollment_id FROM mdm.claim_pushes() ORDER BY enrollment_id;
@@ -273,6 +277,37 @@ SELECT r.state AS reported_again FROM mdm.push_results(ARRAY(SELECT job_id FROM 
 SELECT try('SELECT mdm.push_results(ARRAY[999999], ARRAY[200])') AS unknown_job;
 SELECT try('SELECT mdm.push_results(ARRAY[1, 2], ARRAY[200])') AS lengths_differ;
 SELECT count(*) AS nothing FROM mdm.push_results('{}', '{}');
+
+-- Large fan-outs (more targets than mdm.push_fanout_threshold): the pushes
+-- wait as chunks of enrollment IDs, which claim_pushes turns into claimed
+-- jobs; each target is checked then, and reported as any job
+DELETE FROM mdm.push_attempts;
+DELETE FROM mdm.push_jobs;
+SET mdm.push_fanout_threshold = 1;
+SELECT mdm.enqueue(ARRAY[:'mac', :'victor'], '{"RequestType": "ProfileList"}'::jsonb) IS NOT NULL AS fanned_out;
+SELECT chunk, enrollment_ids = ARRAY[:'mac', :'victor'] AS targets, next_target FROM mdm.push_fanouts;
+SELECT count(*) AS jobs_before_the_claim FROM mdm.push_jobs;
+SELECT mdm.push_backlog_age() >= 0 AS backlog_seen;
+CREATE TEMP TABLE fan1 AS SELECT * FROM mdm.claim_pushes(1);
+SELECT enrollment_id = :'mac' AS first_target, token_hex IS NOT NULL AND push_magic IS NOT NULL AS pushable FROM fan1;
+SELECT next_target FROM mdm.push_fanouts;
+SELECT state, attempts, claimed_at IS NOT NULL AS claimed FROM mdm.push_jobs WHERE id = (SELECT job_id FROM fan1);
+-- a target with a pending job is left to that job; the chunk is done
+SELECT mdm.push(ARRAY[:'victor']) AS victor_pending;
+RESET mdm.push_fanout_threshold;
+SELECT count(*) AS from_fanout FROM mdm_internal._claim_fanouts(10);
+SELECT count(*) AS fanouts_left FROM mdm.push_fanouts;
+SELECT enrollment_id FROM mdm.claim_pushes() ORDER BY 1;
+SELECT mdm.push_result(job_id, 200) AS fan_reported FROM fan1;
+-- a disabled channel is skipped at the claim
+SET mdm.push_fanout_threshold = 1;
+SELECT mdm.push(ARRAY[:'mac', :'victor']) AS fan_targets;
+RESET mdm.push_fanout_threshold;
+UPDATE mdm.nano_enrollments SET enabled = false WHERE id = :'victor';
+SELECT enrollment_id FROM mdm.claim_pushes() ORDER BY 1;
+SELECT count(*) AS fanouts_left FROM mdm.push_fanouts;
+UPDATE mdm.nano_enrollments SET enabled = true WHERE id = :'victor';
+SELECT integrity() AS broken;
 
 -- The enrollment profile: per-user connections, or no Mac opens a user channel
 SELECT jsonb_pretty(p - 'PayloadUUID' - 'PayloadContent') AS wrapper,

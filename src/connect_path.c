@@ -118,8 +118,10 @@ static SavedPlan next_plan = {
 	"  UPDATE mdm.nano_enrollment_queue q SET sent_at = $4, sent_count = q.sent_count + 1"
 	"    FROM next n"
 	"   WHERE q.device_id = $1 AND q.id = $2 AND q.command_uuid = n.command_uuid"
-	"  RETURNING q.command_uuid)"
-	" SELECT c.plist FROM sent s JOIN mdm.nano_commands c ON c.command_uuid = s.command_uuid",
+	"  RETURNING q.command_uuid, q.plist)"
+	/* a command of one target is in its item; others in nano_commands */
+	" SELECT coalesce(s.plist, c.plist) FROM sent s"
+	"  LEFT JOIN mdm.nano_commands c ON s.plist IS NULL AND c.command_uuid = s.command_uuid",
 	4, {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
 };
 

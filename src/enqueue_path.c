@@ -7,17 +7,18 @@
  * mdm_internal._enqueue() (schema/30_queue.sql: _targets(), arrays of composites,
  * unnest()) costs about as much as the rows it writes.  Here the target,
  * its platform and the RequestType's rule are read in one lookup, then the
- * command, the queue item and the push job are written with plans kept per
- * backend (one statement), and NOTIFY is sent once if a push job was
- * created.
+ * queue item, which keeps the command itself (its RequestType and plist:
+ * a command of one target has no nano_commands row, schema/30_queue.sql),
+ * and the push job are written with plans kept per backend (one
+ * statement), and NOTIFY is sent once if a push job was created.  Every
+ * row written is the target device's: under Citus, one worker.
  *
  * Only the plain case takes this path: one enrollment ID, the inner
  * command dictionary with a RequestType other than InstallProfile (whose
  * profile is checked at enqueue), non-NULL options, and a target that
  * exists and whose channel takes the command.  Everything else, errors
  * included, goes to mdm_internal._enqueue(), so the errors and their order are
- * the same.  The writes are the rows mdm_internal._enqueue() writes, with the same
- * triggers and foreign keys.
+ * the same.  The writes are the rows mdm_internal._enqueue() writes for one target.
  */
 #include "mdm_user.h"
 
@@ -33,8 +34,8 @@
 
 /*
  * The target, its platform and whether its channel takes the RequestType.
- * The enrollment row is locked FOR KEY SHARE, the lock the queue item's
- * foreign key takes, here before anything is written: whatever waits for
+ * The enrollment row is locked FOR KEY SHARE (the lock a foreign key would
+ * take: the queue item has none), here before anything is written: whatever waits for
  * the writers of a device's work (FOR UPDATE of its enrollments) waits for
  * this call from its first statement, and this call, coming later, waits
  * for it and reads the enrollment it left.
@@ -68,22 +69,16 @@ static SavedPlan target_plan = {
 };
 
 /*
- * The command, its queue item and the push job, in one statement.  The
+ * The queue item with its command, and the push job, in one statement.  The
  * push job is made as mdm_internal._announce_pushes() makes it (schema/40_push.sql):
- * a pending job that this coalesces into stays locked until commit.  The
- * queue's triggers and foreign keys run at the end of the statement, as
- * they ran at the end of the queue's own INSERT.
+ * a pending job that this coalesces into stays locked until commit.
  * $1 device, $2 enrollment, $3 CommandUUID, $4 priority, $5 RequestType, $6 command
  */
 static SavedPlan queue_plan = {
-	"WITH command AS ("
-	"  INSERT INTO mdm.nano_commands (command_uuid, request_type, command, plist)"
-	"  VALUES ($3, $5, $6, mdm.jsonb_to_plist(jsonb_build_object("
-	"          'CommandUUID', upper($3::text), 'Command', $6)))"
-	"  RETURNING command_uuid),"
-	" item AS ("
-	"  INSERT INTO mdm.nano_enrollment_queue (device_id, id, command_uuid, priority)"
-	"  SELECT $1, $2, c.command_uuid, $4 FROM command c),"
+	"WITH item AS ("
+	"  INSERT INTO mdm.nano_enrollment_queue (device_id, id, command_uuid, priority, request_type, plist)"
+	"  VALUES ($1, $2, $3, $4, $5, mdm.jsonb_to_plist(jsonb_build_object("
+	"          'CommandUUID', upper($3::text), 'Command', $6)))),"
 	/* (the push job in a CTE too: Citus counts a row that met the conflict as inserted) */
 	" created AS ("
 	" INSERT INTO mdm.push_jobs AS j (device_id, enrollment_id)"

@@ -39,6 +39,7 @@ int			mdm_push_claim_timeout = 300;
 int			mdm_push_retry_base = 10;
 int			mdm_push_retry_max = 3600;
 int			mdm_push_max_attempts = 10;
+int			mdm_push_fanout_threshold = 1000;
 int			mdm_repush_interval = 3600;
 int			mdm_pending_command_lifetime = 30 * 86400;
 
@@ -245,6 +246,13 @@ _PG_init(void)
 							&mdm_push_retry_max,
 							3600, 1, 7 * 86400,
 							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("mdm.push_fanout_threshold",
+							"Pushes for an enqueue to more enrollments than this are kept as one fan-out row.",
+							"mdm.claim_pushes() turns the fan-out into push jobs batch by batch.",
+							&mdm_push_fanout_threshold,
+							1000, 1, INT_MAX,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("mdm.push_max_attempts",
 							"Attempts after which a push job that keeps getting 429 or 5xx fails.",

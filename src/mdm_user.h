@@ -29,6 +29,7 @@ extern int	mdm_push_claim_timeout;
 extern int	mdm_push_retry_base;
 extern int	mdm_push_retry_max;
 extern int	mdm_push_max_attempts;
+extern int	mdm_push_fanout_threshold;
 extern int	mdm_repush_interval;
 extern bool mdm_require_identity;
 extern int	mdm_default_payload_scope;

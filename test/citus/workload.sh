@@ -70,7 +70,7 @@ expect "routed functions distributed by device" \
     "$(q -c "SELECT string_agg(objid::regprocedure::text, ', ' ORDER BY 1) FROM pg_dist_object
              WHERE classid = 'pg_proc'::regclass AND distribution_argument_index = 0
                AND objid::regprocedure::text LIKE 'mdm.%routed%'")" \
-    "mdm.checkin_routed(text,bytea,bytea,text), mdm.connect_routed(text,bytea,bytea,text)"
+    "mdm.checkin_routed(text,bytea,bytea,text), mdm.connect_routed(text,bytea,bytea,text), mdm.enqueue_routed(text,text[],jsonb,integer,boolean,boolean)"
 
 sh test/identity_certs.sh "$tmp/identity"
 sh test/push_certs.sh "$tmp/push"
@@ -145,6 +145,14 @@ expect "queue state" "$(q -c "SELECT state FROM mdm.view_queue WHERE command_uui
 expect "the next Idle offers it again" "$(report "$(xml_report $mac Idle)" "$mac_der")" "200 ProfileList"
 one_worker "Acknowledged report, DER certificate" \
     "SELECT status FROM mdm.connect_routed(mdm.report_device_id($(xml_report $mac Acknowledged "$plist")), $(xml_report $mac Acknowledged "$plist"), $mac_der)"
+one_worker "one-target enqueue, routed by its device (the command kept in its queue item)" \
+    "SELECT mdm.enqueue_routed('$mac', ARRAY['$mac'], '{\"RequestType\": \"CertificateList\"}'::jsonb, 0, false, true)"
+routed=$(q -c "SELECT q.command_uuid FROM mdm.nano_enrollment_queue q WHERE q.id = '$mac' AND q.active
+               AND q.request_type = 'CertificateList' AND q.plist IS NOT NULL
+               AND NOT EXISTS (SELECT FROM mdm.nano_commands c WHERE c.command_uuid = q.command_uuid)")
+[ -n "$routed" ] || fail "the routed enqueue's queue item (with its command, no nano_commands row) is missing"
+expect "the routed enqueue's command is handed out" "$(report "$(xml_report $mac Idle)" "$mac_der")" "200 CertificateList"
+expect "and acknowledged" "$(report "$(xml_report $mac Acknowledged "$routed")" "$mac_der")" "200 empty"
 devices=$(q -c "SELECT string_agg(quote_literal(id), ', ' ORDER BY id) FROM mdm.nano_enrollments WHERE user_id IS NULL")
 fanout=$(q -c "SELECT mdm.enqueue(ARRAY[$devices], '{\"RequestType\": \"DeviceInformation\", \"Queries\": [\"Model\"]}'::jsonb)")
 expect "fan-out: one command, a queue item per target" \
