@@ -20,6 +20,8 @@ OBJS = \
 	src/cms.o \
 	src/identity.o \
 	src/spi_plans.o \
+	src/key_lookup.o \
+	src/row_insert.o \
 	src/checkin_path.o \
 	src/connect_path.o \
 	src/event_path.o \

@@ -16,18 +16,31 @@
  * UPDATE SET, so that a distributed layout can route the whole check-in to
  * the node that owns the device.  Each is planned once per backend
  * (spi_plans.c).  The statements are those the PL/pgSQL dispatcher ran, in
- * the same order, so rows are locked as before.
+ * the same order, so rows are locked as before.  On a single server two of
+ * them need no executor: the lookup reads its rows by key and the
+ * pushability re-read locks its row by key (key_lookup.c), and the log row
+ * is inserted directly (row_insert.c).
  */
 #include "mdm_paths.h"
 
 #include "access/toast_compression.h"
 #include "access/toast_internals.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 
+#include "key_lookup.h"
+#include "row_insert.h"
 #include "spi_plans.h"
 
-/* $1 device, $2 enrollment, $3 message type, $4 enrollment type, $5 SHA-256 */
+/*
+ * The one lookup: whether the message type may arrive on this channel, the
+ * identity is the bound one (and still good), the device is enrolled and
+ * the channel can be pushed.  On a single server read by key, one row
+ * after the other (lookup_by_key()); distributed, this statement.
+ * $1 device, $2 enrollment, $3 message type, $4 enrollment type, $5 SHA-256
+ */
 static SavedPlan lookup_plan = {
 	"SELECT coalesce(CASE WHEN $4 IN ('Device', 'User Enrollment (Device)')"
 	"                     THEN m.macos_device_channel OR m.ios_device_channel"
@@ -48,6 +61,141 @@ static SavedPlan lookup_plan = {
 	"  LEFT JOIN mdm.nano_enrollments e ON e.device_id = $1 AND e.id = $2",
 	5, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, BYTEAOID}
 };
+
+typedef struct CheckinLookup
+{
+	MdmRequest *r;
+	bool		channel_ok;
+	bool		identity_ok;
+	bool		enrolled;
+	bool		pushable;
+} CheckinLookup;
+
+static bool
+text_column_is(TupleTableSlot *slot, Oid relid, const char *name, const char *value)
+{
+	bool		isnull;
+	Datum		d = key_lookup_column(slot, relid, name, &isnull);
+
+	return !isnull && strcmp(TextDatumGetCString(d), value) == 0;
+}
+
+/* lookup_plan's first column: NULLs decide as they do there */
+static void
+read_message_type(TupleTableSlot *slot, Oid relid, void *arg)
+{
+	CheckinLookup *l = arg;
+	const char *type = l->r->type;
+	bool		channel;
+	bool		user_enrollment;
+	bool		macos_ue_null;
+
+	if (strcmp(type, "Device") == 0 || strcmp(type, "User Enrollment (Device)") == 0)
+		channel = key_lookup_bool(slot, relid, "macos_device_channel") ||
+			key_lookup_bool(slot, relid, "ios_device_channel") ||
+			key_lookup_bool(slot, relid, "shared_ipad_device_channel") ||
+			key_lookup_bool(slot, relid, "tvos_supported") ||
+			key_lookup_bool(slot, relid, "visionos_supported") ||
+			key_lookup_bool(slot, relid, "watchos_supported");
+	else
+		channel = key_lookup_bool(slot, relid, "macos_user_channel") ||
+			key_lookup_bool(slot, relid, "shared_ipad_user_channel");
+	user_enrollment = strcmp(type, "User Enrollment (Device)") == 0 ||
+		strcmp(type, "User Enrollment") == 0;
+	(void) key_lookup_column(slot, relid, "macos_user_enrollment", &macos_ue_null);
+	/* true only where NOT (forbidden for User Enrollment) is true, not NULL */
+	l->channel_ok = channel &&
+		(!user_enrollment ||
+		 (!macos_ue_null && !text_column_is(slot, relid, "macos_user_enrollment", "forbidden")) ||
+		 text_column_is(slot, relid, "ios_user_enrollment", "allowed"));
+}
+
+static void
+read_binding(TupleTableSlot *slot, Oid relid, void *arg)
+{
+	CheckinLookup *l = arg;
+	bytea	   *sha = l->r->id.sha256;
+	bool		isnull;
+	Datum		d = key_lookup_column(slot, relid, "cert_sha256", &isnull);
+	bytea	   *bound;
+
+	if (isnull || sha == NULL)
+		return;
+	bound = DatumGetByteaPP(d);
+	if (VARSIZE_ANY_EXHDR(bound) != VARSIZE_ANY_EXHDR(sha) ||
+		memcmp(VARDATA_ANY(bound), VARDATA_ANY(sha), VARSIZE_ANY_EXHDR(sha)) != 0)
+		return;
+	if (!text_column_is(slot, relid, "bound_via", "trust anchor"))
+		l->identity_ok = true;
+	else
+	{
+		d = key_lookup_column(slot, relid, "not_after", &isnull);
+		l->identity_ok = !isnull &&
+			DatumGetTimestampTz(d) >= GetCurrentTransactionStartTimestamp();
+	}
+}
+
+static void
+read_device(TupleTableSlot *slot, Oid relid, void *arg)
+{
+	((CheckinLookup *) arg)->enrolled = true;
+}
+
+static void
+read_enrollment(TupleTableSlot *slot, Oid relid, void *arg)
+{
+	bool		isnull;
+
+	(void) key_lookup_column(slot, relid, "token_invalid_at", &isnull);
+	((CheckinLookup *) arg)->pushable = key_lookup_bool(slot, relid, "enabled") && isnull;
+}
+
+/* lookup_plan on a single server, each row by its key */
+static void
+lookup_by_key(CheckinLookup *l)
+{
+	MdmRequest *r = l->r;
+	Snapshot	snapshot = key_lookup_begin();
+	Datum		keys[2];
+
+	keys[0] = CStringGetTextDatum(r->message_type);
+	key_lookup(snapshot, "apple_checkin_messages", "apple_checkin_messages_pkey", 1, keys,
+			   read_message_type, l);
+	keys[0] = CStringGetTextDatum(r->device_id);
+	key_lookup(snapshot, "device_identities", "device_identities_pkey", 1, keys,
+			   read_binding, l);
+	key_lookup(snapshot, "nano_devices", "nano_devices_pkey", 1, keys, read_device, l);
+	keys[1] = CStringGetTextDatum(r->enrollment_id);
+	key_lookup(snapshot, "nano_enrollments", "nano_enrollments_pkey", 2, keys,
+			   read_enrollment, l);
+	key_lookup_end(snapshot);
+}
+
+static void
+lookup(MdmRequest *r, CheckinLookup *l)
+{
+	PlanArgs	a;
+
+	memset(l, 0, sizeof(*l));
+	l->r = r;
+	if (!plans_distributed())
+	{
+		lookup_by_key(l);
+		return;
+	}
+	plan_args_init(&a);
+	plan_arg_text(&a, 0, r->device_id);
+	plan_arg_text(&a, 1, r->enrollment_id);
+	plan_arg_text(&a, 2, r->message_type);
+	plan_arg_text(&a, 3, r->type);
+	plan_arg(&a, 4, PointerGetDatum(r->id.sha256), r->id.sha256 == NULL);
+	if (run_plan(&lookup_plan, &a, false, 1) != 1)
+		elog(ERROR, "check-in lookup returned no row");
+	l->channel_ok = result_bool(1);
+	l->identity_ok = result_bool(2);
+	l->enrolled = result_bool(3);
+	l->pushable = result_bool(4);
+}
 
 static SavedPlan channel_plan = {
 	"SELECT mdm_internal._check_checkin_channel($1, $2)", 2, {TEXTOID, TEXTOID}
@@ -164,7 +312,10 @@ static SavedPlan last_seen_plan = {
 	2, {TEXTOID, TEXTOID}
 };
 
-/* the check-in log (mdm.checkin_log = all) */
+/*
+ * the check-in log (mdm.checkin_log = all); on a single server the row is
+ * inserted without a statement (log_message(), row_insert.c)
+ */
 static SavedPlan log_plan = {
 	"INSERT INTO mdm.checkin_messages"
 	"  (device_id, enrollment_id, message_type, body, identity_cert_sha256, mdm_signature,"
@@ -203,6 +354,78 @@ log_body(bytea *raw)
 	return c != (Datum) 0 ? c : PointerGetDatum(raw);
 }
 
+/* The check-in log's row of this message, with the HTTP status of its reply. */
+static void
+log_message(MdmRequest *r, int32 status)
+{
+	static const char *const cols[] = {
+		"device_id", "id", "enrollment_id", "message_type", "received_at", "body",
+		"identity_cert_sha256", "mdm_signature", "reply_status"
+	};
+	PlanArgs	a;
+
+	plan_args_init(&a);
+	plan_arg_text(&a, 0, r->device_id);
+	plan_arg_text(&a, 1, r->enrollment_id);
+	plan_arg_text(&a, 2, r->message_type);
+	plan_arg(&a, 3, log_body(r->raw), false);
+	plan_arg(&a, 4, PointerGetDatum(r->id.sha256), r->id.sha256 == NULL);
+	plan_arg(&a, 5, PointerGetDatum(r->signature), r->signature == NULL);
+	plan_arg(&a, 6, Int32GetDatum(status), false);
+	if (!plans_distributed())
+	{
+		Oid			seq = get_relname_relid("checkin_messages_id_seq",
+											get_namespace_oid("mdm", false));
+		Datum		values[9];
+		bool		nulls[9];
+
+		if (!OidIsValid(seq))
+			elog(ERROR, "sequence \"mdm.checkin_messages_id_seq\" does not exist");
+		/* the columns' defaults: nextval() and now() */
+		values[0] = a.values[0];
+		values[1] = DirectFunctionCall1(nextval_oid, ObjectIdGetDatum(seq));
+		values[2] = a.values[1];
+		values[3] = a.values[2];
+		values[4] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+		for (int i = 3; i < 7; i++)
+			values[i + 2] = a.values[i];
+		for (int i = 0; i < 9; i++)
+			nulls[i] = false;
+		nulls[6] = r->id.sha256 == NULL;
+		nulls[7] = r->signature == NULL;
+		if (row_insert("checkin_messages", 9, cols, values, nulls))
+			return;
+	}
+	run_plan(&log_plan, &a, false, 0);
+}
+
+/* pushable_plan; on a single server, the row read by key and locked (key_lookup.c) */
+static bool
+pushable_locked(MdmRequest *r)
+{
+	CheckinLookup l;
+	PlanArgs	a;
+
+	if (!plans_distributed())
+	{
+		Snapshot	snapshot = key_lookup_begin();
+		Datum		keys[2];
+		bool		found;
+
+		memset(&l, 0, sizeof(l));
+		keys[0] = CStringGetTextDatum(r->device_id);
+		keys[1] = CStringGetTextDatum(r->enrollment_id);
+		found = key_lookup_locked(snapshot, "nano_enrollments", "nano_enrollments_pkey", 2,
+								  keys, LockTupleNoKeyExclusive, read_enrollment, &l);
+		key_lookup_end(snapshot);
+		return found && l.pushable;
+	}
+	plan_args_init(&a);
+	plan_arg_text(&a, 0, r->device_id);
+	plan_arg_text(&a, 1, r->enrollment_id);
+	return run_plan(&pushable_plan, &a, false, 1) == 1 && result_bool(1);
+}
+
 static void
 token_update(MdmRequest *r, bool was_pushable, MdmReply *reply)
 {
@@ -226,7 +449,7 @@ token_update(MdmRequest *r, bool was_pushable, MdmReply *reply)
 	plan_arg_text(&a, 0, r->device_id);
 	plan_arg_text(&a, 1, r->enrollment_id);
 	if (was_pushable)
-		was_pushable = run_plan(&pushable_plan, &a, false, 1) == 1 && result_bool(1);
+		was_pushable = pushable_locked(r);
 	plan_arg_text(&a, 2, r->user_id);
 	plan_arg_text(&a, 3, r->type);
 	plan_arg(&a, 4, JsonbPGetDatum(r->msg), false);
@@ -298,24 +521,18 @@ checkin_dispatch(MdmRequest *r, MdmReply *reply)
 {
 	bool		authenticate = strcmp(r->message_type, "Authenticate") == 0;
 	bool		token = strcmp(r->message_type, "TokenUpdate") == 0;
+	CheckinLookup l;
 	bool		channel_ok,
 				identity_ok,
 				enrolled,
 				pushable;
 	PlanArgs	a;
 
-	plan_args_init(&a);
-	plan_arg_text(&a, 0, r->device_id);
-	plan_arg_text(&a, 1, r->enrollment_id);
-	plan_arg_text(&a, 2, r->message_type);
-	plan_arg_text(&a, 3, r->type);
-	plan_arg(&a, 4, PointerGetDatum(r->id.sha256), r->id.sha256 == NULL);
-	if (run_plan(&lookup_plan, &a, false, 1) != 1)
-		elog(ERROR, "check-in lookup returned no row");
-	channel_ok = result_bool(1);
-	identity_ok = result_bool(2);
-	enrolled = result_bool(3);
-	pushable = result_bool(4);
+	lookup(r, &l);
+	channel_ok = l.channel_ok;
+	identity_ok = l.identity_ok;
+	enrolled = l.enrolled;
+	pushable = l.pushable;
 
 	/* a certificate that is not the bound one is parsed (and may be refused) first */
 	if (!identity_ok)
@@ -351,17 +568,7 @@ checkin_dispatch(MdmRequest *r, MdmReply *reply)
 		run_plan(&last_seen_plan, &a, false, 0);
 	}
 	if (logged())
-	{
-		plan_args_init(&a);
-		plan_arg_text(&a, 0, r->device_id);
-		plan_arg_text(&a, 1, r->enrollment_id);
-		plan_arg_text(&a, 2, r->message_type);
-		plan_arg(&a, 3, log_body(r->raw), false);
-		plan_arg(&a, 4, PointerGetDatum(r->id.sha256), r->id.sha256 == NULL);
-		plan_arg(&a, 5, PointerGetDatum(r->signature), r->signature == NULL);
-		plan_arg(&a, 6, Int32GetDatum(reply->status), false);
-		run_plan(&log_plan, &a, false, 0);
-	}
+		log_message(r, reply->status);
 	if (mdm_events)
 		record_event(r, false);
 }

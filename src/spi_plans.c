@@ -65,6 +65,16 @@ plan_options(void)
 	return options;
 }
 
+/*
+ * Is mdm_user distributed with mdm.distribute()?  Then the tables of a node
+ * are shells and only statements find the rows (key_lookup.c).
+ */
+bool
+plans_distributed(void)
+{
+	return plan_options() != CURSOR_OPT_GENERIC_PLAN;
+}
+
 static SPIPlanPtr
 saved_plan(SavedPlan *p)
 {

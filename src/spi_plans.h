@@ -47,6 +47,9 @@ extern void plan_arg_text(PlanArgs *a, int i, const char *s);
  */
 extern uint64 run_plan(SavedPlan *p, PlanArgs *a, bool read_only, long count);
 
+/* Distributed (docs/citus.md): statements only, no direct access. */
+extern bool plans_distributed(void);
+
 /* Column (1-based) of row 0 of the last result; *isnull set. */
 extern Datum result_datum(int col, bool *isnull);
 extern bool result_bool(int col);

@@ -1,0 +1,236 @@
+/*
+ * key_lookup.c
+ *		Reading one row by its primary key straight from the index and the
+ *		heap, for the check-in dispatcher's lookup (checkin_path.c).
+ *
+ * The dispatcher's one lookup reads four rows by their keys: the message
+ * type in Apple's schema, the device's identity binding, the device and
+ * the channel.  As one statement over SPI it paid an executor start-up of a
+ * four-way join and kept four B-tree scans (27 kB of scan state each,
+ * allocated with malloc) alive at once, which made the heap grow and shrink
+ * (brk) on every check-in.  Read here one after the other, one scan at a
+ * time, with the snapshot and the locks the statement took: one fresh
+ * snapshot for the four, after CommandCounterIncrement(), as SPI takes for
+ * a statement of a VOLATILE function, and AccessShareLock on each table and
+ * index, kept to the end of the transaction.  Rows are not locked (the
+ * statement did not lock them either).  The pushability re-read locks its
+ * row as its SELECT ... FOR NO KEY UPDATE did (key_lookup_locked()).
+ *
+ * Only on a single server: distributed (docs/citus.md), the tables on a
+ * node are shells and the rows are in shards, so the dispatcher keeps its
+ * statement (spi_plans.c, plans_distributed()).
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "executor/tuptable.h"
+#include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "key_lookup.h"
+
+/* The OID of schema mdm's relation name; an internal error if it is missing. */
+static Oid
+mdm_relid(const char *name)
+{
+	Oid			nsp = get_namespace_oid("mdm", false);
+	Oid			relid = get_relname_relid(name, nsp);
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "relation \"mdm.%s\" does not exist", name);
+	return relid;
+}
+
+/* A column's number in a table; an internal error if it is missing. */
+static AttrNumber
+column(Oid relid, const char *name)
+{
+	AttrNumber	attnum = get_attnum(relid, name);
+
+	if (attnum == InvalidAttrNumber)
+		elog(ERROR, "column \"%s\" of relation \"%s\" does not exist", name, get_rel_name(relid));
+	return attnum;
+}
+
+/*
+ * Lock the row the slot holds as SELECT ... FOR <mode> does, waiting for a
+ * writer that holds it.  Returns false if the row is gone (deleted, or its
+ * key changed, by a transaction that committed meanwhile); in READ
+ * COMMITTED a row updated meanwhile is locked and read in its latest
+ * version, in REPEATABLE READ and SERIALIZABLE that is a serialization
+ * failure, as in the executor (ExecLockRows()).
+ */
+static bool
+lock_row(Relation rel, Relation idx, Snapshot snapshot, TupleTableSlot *slot,
+		 LockTupleMode mode, int nkeys, const ScanKeyData *skey)
+{
+	TM_FailureData tmfd;
+	TM_Result	result;
+
+	result = table_tuple_lock(rel, &slot->tts_tid, snapshot, slot,
+							  GetCurrentCommandId(true), mode, LockWaitBlock,
+							  IsolationUsesXactSnapshot() ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION,
+							  &tmfd);
+	switch (result)
+	{
+		case TM_Ok:
+			break;
+		case TM_SelfModified:
+			/* changed by a later command of this statement: not possible here */
+			return false;
+		case TM_Updated:
+			if (IsolationUsesXactSnapshot())
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("could not serialize access due to concurrent update")));
+			elog(ERROR, "unexpected table_tuple_lock status: %u", result);
+			break;
+		case TM_Deleted:
+			if (IsolationUsesXactSnapshot())
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("could not serialize access due to concurrent delete")));
+			return false;
+		case TM_Invisible:
+			elog(ERROR, "attempted to lock invisible tuple");
+			break;
+		default:
+			elog(ERROR, "unrecognized table_tuple_lock status: %u", result);
+	}
+	if (tmfd.traversed)
+	{
+		/* a later version: it must still have the keys (the executor's recheck) */
+		slot_getallattrs(slot);
+		for (int i = 0; i < nkeys; i++)
+		{
+			AttrNumber	attnum = idx->rd_index->indkey.values[i];
+
+			if (slot->tts_isnull[attnum - 1] ||
+				!DatumGetBool(FunctionCall2Coll((FmgrInfo *) &skey[i].sk_func,
+												skey[i].sk_collation,
+												slot->tts_values[attnum - 1],
+												skey[i].sk_argument)))
+				return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * The snapshot of the lookups that make up one statement: what a statement
+ * of a VOLATILE function sees.  Release it with key_lookup_end().
+ */
+Snapshot
+key_lookup_begin(void)
+{
+	CommandCounterIncrement();
+	return RegisterSnapshot(GetTransactionSnapshot());
+}
+
+void
+key_lookup_end(Snapshot snapshot)
+{
+	UnregisterSnapshot(snapshot);
+}
+
+static bool
+fetch(Snapshot snapshot, const char *table, const char *index, int nkeys, const Datum *keys,
+	  const LockTupleMode *mode,
+	  void (*read) (TupleTableSlot *slot, Oid relid, void *arg), void *arg)
+{
+	Oid			relid = mdm_relid(table);
+	Oid			indexid = mdm_relid(index);
+	Relation	rel;
+	Relation	idx;
+	ScanKeyData skey[INDEX_MAX_KEYS];
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	bool		found;
+
+	Assert(nkeys > 0 && nkeys <= INDEX_MAX_KEYS);
+	rel = table_open(relid, mode ? RowShareLock : AccessShareLock);
+	idx = index_open(indexid, AccessShareLock);
+	if (idx->rd_index->indrelid != relid || !idx->rd_index->indisunique ||
+		idx->rd_index->indnkeyatts != nkeys)
+		elog(ERROR, "index \"mdm.%s\" is not a unique index of %d columns on \"mdm.%s\"",
+			 index, nkeys, table);
+
+	for (int i = 0; i < nkeys; i++)
+	{
+		Oid			opfamily = idx->rd_opfamily[i];
+		Oid			opcintype = idx->rd_opcintype[i];
+		Oid			eqop = get_opfamily_member(opfamily, opcintype, opcintype,
+											   BTEqualStrategyNumber);
+
+		if (!OidIsValid(eqop))
+			elog(ERROR, "no equality operator for column %d of index \"mdm.%s\"", i + 1, index);
+		ScanKeyEntryInitialize(&skey[i], 0, i + 1, BTEqualStrategyNumber, InvalidOid,
+							   idx->rd_indcollation[i], get_opcode(eqop), keys[i]);
+	}
+
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, idx, snapshot, nkeys, 0);
+	index_rescan(scan, skey, nkeys, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found && mode != NULL)
+		found = lock_row(rel, idx, snapshot, slot, *mode, nkeys, skey);
+	if (found)
+	{
+		slot_getallattrs(slot);
+		read(slot, relid, arg);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+	return found;
+}
+
+/*
+ * Read the row of mdm.<table> whose unique index mdm.<index> has the keys
+ * keys[0 .. nkeys-1] (text or bytea, compared with the index's own
+ * operators and collation), as of the snapshot from key_lookup_begin().  Returns false if there is none; else calls
+ * read(slot, relid, arg) with the row while its buffer is pinned, which
+ * must copy what it keeps.
+ */
+bool
+key_lookup(Snapshot snapshot, const char *table, const char *index, int nkeys,
+		   const Datum *keys,
+		   void (*read) (TupleTableSlot *slot, Oid relid, void *arg), void *arg)
+{
+	return fetch(snapshot, table, index, nkeys, keys, NULL, read, arg);
+}
+
+/* The same, the row locked as SELECT ... FOR <mode> locks it (lock_row()). */
+bool
+key_lookup_locked(Snapshot snapshot, const char *table, const char *index, int nkeys,
+				  const Datum *keys, LockTupleMode mode,
+				  void (*read) (TupleTableSlot *slot, Oid relid, void *arg), void *arg)
+{
+	return fetch(snapshot, table, index, nkeys, keys, &mode, read, arg);
+}
+
+/* The value of a column of the slot's row; *isnull set. */
+Datum
+key_lookup_column(TupleTableSlot *slot, Oid relid, const char *name, bool *isnull)
+{
+	return slot_getattr(slot, column(relid, name), isnull);
+}
+
+/* A boolean column; NULL counts as false. */
+bool
+key_lookup_bool(TupleTableSlot *slot, Oid relid, const char *name)
+{
+	bool		isnull;
+	Datum		d = key_lookup_column(slot, relid, name, &isnull);
+
+	return !isnull && DatumGetBool(d);
+}

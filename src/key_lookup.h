@@ -1,0 +1,27 @@
+/*
+ * key_lookup.h
+ *		One row by its primary key, straight from the index and the heap
+ *		(key_lookup.c).
+ */
+#ifndef KEY_LOOKUP_H
+#define KEY_LOOKUP_H
+
+#include "postgres.h"
+
+#include "executor/tuptable.h"
+#include "nodes/lockoptions.h"
+#include "utils/snapshot.h"
+
+extern Snapshot key_lookup_begin(void);
+extern void key_lookup_end(Snapshot snapshot);
+extern bool key_lookup(Snapshot snapshot, const char *table, const char *index, int nkeys,
+					   const Datum *keys,
+					   void (*read) (TupleTableSlot *slot, Oid relid, void *arg), void *arg);
+extern bool key_lookup_locked(Snapshot snapshot, const char *table, const char *index,
+							  int nkeys, const Datum *keys, LockTupleMode mode,
+							  void (*read) (TupleTableSlot *slot, Oid relid, void *arg),
+							  void *arg);
+extern Datum key_lookup_column(TupleTableSlot *slot, Oid relid, const char *name, bool *isnull);
+extern bool key_lookup_bool(TupleTableSlot *slot, Oid relid, const char *name);
+
+#endif							/* KEY_LOOKUP_H */

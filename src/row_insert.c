@@ -1,0 +1,100 @@
+/*
+ * row_insert.c
+ *		Inserting one row straight through the table access method and the
+ *		table's indexes, for the check-in log (checkin_path.c).
+ *
+ * An INSERT over SPI pays an executor start-up and end (ModifyTable and a
+ * Result node, their expressions and tuple slots) for one row of plain
+ * values.  Here the row is formed, inserted and indexed as the executor
+ * would (table_tuple_insert(), then ExecInsertIndexTuples(): the same
+ * unique checks and errors), in a new command of the transaction as a
+ * statement of a VOLATILE function would be.  Only for a plain table
+ * without triggers, CHECK constraints or row security (none of which is
+ * applied here), on a single server (a distributed table's rows are in its
+ * shards): row_insert() returns false otherwise and the caller runs its
+ * statement.
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "executor/executor.h"
+#include "nodes/execnodes.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "row_insert.h"
+
+/*
+ * Insert one row into mdm.<table>: cols[i] = values[i] (NULL if
+ * nulls[i]), every other column NULL.  Every NOT NULL column and every
+ * column with a default must be given.  Returns false, having done
+ * nothing, when the table has triggers, CHECK constraints or row security,
+ * or is not a plain table.
+ */
+bool
+row_insert(const char *table, int ncols, const char *const *cols, const Datum *values,
+		   const bool *nulls)
+{
+	Oid			relid = get_relname_relid(table, get_namespace_oid("mdm", false));
+	Relation	rel;
+	TupleDesc	desc;
+	TupleTableSlot *slot;
+	EState	   *estate;
+	ResultRelInfo *rri;
+
+	if (!OidIsValid(relid))
+		elog(ERROR, "relation \"mdm.%s\" does not exist", table);
+	rel = table_open(relid, RowExclusiveLock);
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->trigdesc != NULL ||
+		(rel->rd_att->constr != NULL && rel->rd_att->constr->num_check > 0) ||
+		rel->rd_rel->relrowsecurity)
+	{
+		table_close(rel, NoLock);
+		return false;
+	}
+	desc = RelationGetDescr(rel);
+	slot = table_slot_create(rel, NULL);
+	ExecClearTuple(slot);
+	for (int a = 0; a < desc->natts; a++)
+	{
+		slot->tts_values[a] = (Datum) 0;
+		slot->tts_isnull[a] = true;
+	}
+	for (int i = 0; i < ncols; i++)
+	{
+		AttrNumber	attnum = get_attnum(relid, cols[i]);
+
+		if (attnum <= 0)
+			elog(ERROR, "column \"%s\" of relation \"mdm.%s\" does not exist", cols[i], table);
+		slot->tts_values[attnum - 1] = nulls[i] ? (Datum) 0 : values[i];
+		slot->tts_isnull[attnum - 1] = nulls[i];
+	}
+	for (int a = 0; a < desc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+
+		if (!att->attisdropped && slot->tts_isnull[a] && (att->attnotnull || att->atthasdef))
+			elog(ERROR, "column \"%s\" of relation \"mdm.%s\" was not given",
+				 NameStr(att->attname), table);
+	}
+	ExecStoreVirtualTuple(slot);
+
+	/* a new command, as for a statement of a VOLATILE function */
+	CommandCounterIncrement();
+	estate = CreateExecutorState();
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	ExecOpenIndices(rri, false);
+	table_tuple_insert(rel, slot, GetCurrentCommandId(true), 0, NULL);
+	if (rri->ri_NumIndices > 0)
+		list_free(ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL));
+	ExecCloseIndices(rri);
+	FreeExecutorState(estate);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, NoLock);
+	return true;
+}
