@@ -764,6 +764,9 @@ read_results(worker *w)
 	}
 	if (w->conn && PQstatus(w->conn) != CONNECTION_OK)
 		drop_connection(w, PQerrorMessage(w->conn));
+	/* a notification behind a result is parsed only once the result is taken */
+	if (w->conn)
+		take_notifications(w);
 }
 
 /* The database socket is readable or writable. */
