@@ -149,6 +149,7 @@ typedef struct db_op
 	outcome    *batch;			/* OP_REPORT: what it reports (owned) */
 	int			n;				/* OP_REPORT: outcomes; OP_CLAIM: jobs asked for */
 	bool		ok;				/* a result came */
+	long		sent_us;		/* for mdm_frontend_db_call_seconds */
 } db_op;
 
 #define MAX_OPS 16
@@ -452,7 +453,7 @@ send_op(worker *w, op_kind kind, const char *name, int nparams, const char *cons
 		return false;
 	}
 	op = &w->ops[(w->op_first + w->n_ops) % MAX_OPS];
-	*op = (db_op) {.kind = kind, .batch = batch, .n = n};
+	*op = (db_op) {.kind = kind, .batch = batch, .n = n, .sent_us = now_us()};
 	w->n_ops++;
 	return true;
 }
@@ -742,6 +743,7 @@ read_results(worker *w)
 		st = PQresultStatus(res);
 		if (st == PGRES_PIPELINE_SYNC)
 		{
+			metrics_db_call((uint64_t) (now_us() - op->sent_us));
 			op_done(w, op);
 			w->op_first = (w->op_first + 1) % MAX_OPS;
 			w->n_ops--;

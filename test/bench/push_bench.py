@@ -221,6 +221,15 @@ def main():
     print(f"   pushes/s sustained (first to last push): {n / max(last - first, 1e-9):.0f}; jobs {jobs}, sent {sent}")
     print(f"   CPU: front end {fe_cpu:.2f} s ({fe_cpu / n * 1e6:.0f} us/push), mock {mock_cpu:.2f} s "
           f"({mock_cpu / n * 1e6:.0f} us/push); load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    # the database's share: mdm_frontend_db_call_seconds counts the push workers' statements
+    # (claim, report, backlog; from sending one to its result) and the HTTP workers' (none here)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        m = dict(line.rsplit(" ", 1) for line in r.read().decode().splitlines()
+                 if line.startswith("mdm_frontend_db_call_seconds_") or line.startswith("mdm_frontend_push_claimed"))
+    calls = float(m.get("mdm_frontend_db_call_seconds_count", 0))
+    if calls:
+        print(f"   database statements of the push workers: {calls:.0f}, mean "
+              f"{float(m['mdm_frontend_db_call_seconds_sum']) / calls * 1000:.1f} ms from sending to the result")
     with open(os.path.join(args.work, "push_fanout.txt"), "w") as f:
         f.write(f"{n} {last - t_commit:.3f} {n / max(last - first, 1e-9):.0f}\n")
 
