@@ -38,6 +38,9 @@ function init(args)
     -- generator shares the CPUs with what it measures, so it does as little
     -- as it can per request
     if mode == "tokenupdate" then
+        -- wrk itself counts statuses other than 2xx/3xx (summary.errors.status):
+        -- without a response function it parses no headers into Lua either
+        response = nil
         tu = {}
         for j = 0, per - 1 do
             local e = devices[tid + nthreads * j]
