@@ -10,11 +10,16 @@
  *     in batches of up to 500 while fewer than --max-streams pushes are in
  *     flight;
  *   - each claimed job goes to APNs at once;
- *   - the outcomes are reported in one statement per batch
- *     (mdm.push_results), when 500 are waiting, 20 ms after the first one,
- *     or when nothing else is to do.  A push that got no answer
- *     (transport error, time-out) is reported as 503 "transport: ...", so
- *     the database retries it after its backoff.
+ *   - the outcomes are reported in one statement (mdm.push_results) with
+ *     the next claim, when 500 are waiting, or 20 ms after the first one.
+ *     A push that got no answer (transport error, time-out) is reported as
+ *     503 "transport: ...", so the database retries it after its backoff.
+ *
+ * The database connection is nonblocking and in pipeline mode: a round
+ * (the report, the claim, the backlog age, each with its own sync) is sent
+ * in one go and its results are read by the epoll loop as they come, so
+ * the database claims the next batch while this one is being sent.  One
+ * round is in flight at a time.
  *
  * Outcomes are kept while the database is unreachable and reported after
  * the reconnection.  The front end keeps no other state: a worker that
