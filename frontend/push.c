@@ -580,9 +580,10 @@ take_outcomes(outcomes *a, int n)
 }
 
 /*
- * One round trip: whatever is due of the report of the outcomes waiting, the
- * claim of the next batch and the backlog's age, sent together while the
- * pushes in flight go on.  Only one round is in flight at a time, so a claim
+ * One round trip: the claim of the next batch, whatever is due of the report
+ * of the outcomes waiting, and the backlog's age, sent together (the claim
+ * first, so that a single push waits for no report) while the pushes in
+ * flight go on.  Only one round is in flight at a time, so a claim
  * is sized by the room left when it is sent.
  */
 static void
@@ -595,6 +596,18 @@ start_round(worker *w, long now)
 
 	if (!w->conn || w->n_ops > 0)
 		return;
+	/* the claim first: its pushes start before the reports are done */
+	if (claim)
+	{
+		char		num[16];
+		const char *params[1] = {num};
+
+		n = room < CLAIM_BATCH ? room : CLAIM_BATCH;
+		snprintf(num, sizeof(num), "%d", n);
+		/* a notification that comes meanwhile sets want_claim again */
+		w->want_claim = false;
+		send_op(w, OP_CLAIM, "claim", 1, params, NULL, n);
+	}
 	/* outcomes a batch report was refused for, one statement each */
 	while (w->conn && w->singles.n > 0 && w->n_ops < MAX_OPS - 3 && (batch = take_outcomes(&w->singles, 1)))
 		send_report(w, batch, 1);
@@ -606,17 +619,6 @@ start_round(worker *w, long now)
 		if ((batch = take_outcomes(&w->results, n)) != NULL)
 			send_report(w, batch, n);
 		w->first_result_ms = now;
-	}
-	if (w->conn && claim)
-	{
-		char		num[16];
-		const char *params[1] = {num};
-
-		n = room < CLAIM_BATCH ? room : CLAIM_BATCH;
-		snprintf(num, sizeof(num), "%d", n);
-		/* a notification that comes meanwhile sets want_claim again */
-		w->want_claim = false;
-		send_op(w, OP_CLAIM, "claim", 1, params, NULL, n);
 	}
 	if (w->conn && w->want_backlog)
 	{
