@@ -16,6 +16,7 @@ OBJS = \
 	src/mdm_message.o \
 	src/endpoint.o \
 	src/routing.o \
+	src/enrollment_id.o \
 	src/push_cert.o \
 	src/cms.o \
 	src/identity.o \

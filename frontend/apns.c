@@ -11,6 +11,12 @@
  * opens a new connection with the new one; the old connection is closed
  * once its last push is done.  The certificate and key go to libcurl from
  * memory (CURLOPT_SSLCERT_BLOB, CURLOPT_SSLKEY_BLOB), never to a file.
+ *
+ * Per push as little as possible is done: a finished transfer keeps its
+ * easy handle with every option that does not change (certificate, CA,
+ * callbacks, time-outs) for the certificate's next push, which sets only
+ * its URL and body, and its header list when the headers differ from the
+ * last push of that handle (they rarely do: same topic, priority, ...).
  */
 #include "apns.h"
 
@@ -30,6 +36,7 @@ typedef struct sock_tag
 {
 	apns_cert  *cert;
 	curl_socket_t fd;
+	uint32_t	events;			/* what epoll watches for it */
 	int			closed;
 	struct sock_tag *prev;		/* in the certificate's open sockets */
 	struct sock_tag *next;		/* there, or in the pool's closed ones */
@@ -48,20 +55,23 @@ struct apns_cert
 	long		deadline_ms;	/* monotonic; -1: no timer */
 	int			in_flight;
 	xfer	   *xfers;			/* those in flight */
+	xfer	   *idle;			/* finished ones, their easy handles kept */
 	sock_tag   *socks;			/* sockets open */
 	int			retired;		/* replaced by a renewed certificate */
 	apns_cert  *next;
 };
 
-/* One push in flight. */
+/* One push in flight, or a finished one's handle kept for the next. */
 struct xfer
 {
 	apns_cert  *cert;
 	xfer	   *prev;
-	xfer	   *next;
+	xfer	   *next;			/* in flight, or in the certificate's idle list */
 	CURL	   *easy;
 	struct curl_slist *headers;
-	char	   *body;
+	char	   *header_key;		/* what headers were made of */
+	char		body[256];		/* {"mdm":"<PushMagic>"} */
+	char	   *long_body;		/* malloc'ed when it does not fit */
 	int64_t		job_id;
 	char		resp[1024];
 	size_t		resp_len;
@@ -179,10 +189,15 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 		cert->socks = tag;
 		curl_multi_assign(cert->multi, fd, tag);
 		ev.data.ptr = tag;
+		tag->events = ev.events;
 		if (epoll_ctl(cert->pool->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
 			return epoll_ctl(cert->pool->epfd, EPOLL_CTL_MOD, fd, &ev) == 0 ? 0 : -1;
 		return 0;
 	}
+	/* libcurl repeats itself: a system call only for a change */
+	if (ev.events == tag->events)
+		return 0;
+	tag->events = ev.events;
 	ev.data.ptr = tag;
 	if (epoll_ctl(cert->pool->epfd, EPOLL_CTL_MOD, fd, &ev) != 0)
 		return epoll_ctl(cert->pool->epfd, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : -1;
@@ -240,10 +255,14 @@ header_cb(char *data, size_t size, size_t nmemb, void *userp)
 static void
 parse_reason(const xfer *x, char *out, size_t size)
 {
-	json_t	   *root = json_loadb(x->resp, x->resp_len, 0, NULL);
-	json_t	   *reason = root ? json_object_get(root, "reason") : NULL;
+	json_t	   *root;
+	json_t	   *reason;
 
 	out[0] = '\0';
+	if (x->resp_len == 0)
+		return;					/* a 200 has no body */
+	root = json_loadb(x->resp, x->resp_len, 0, NULL);
+	reason = root ? json_object_get(root, "reason") : NULL;
 	if (json_is_string(reason))
 		snprintf(out, size, "%s", json_string_value(reason));
 	json_decref(root);
@@ -255,8 +274,22 @@ xfer_free(xfer *x)
 	if (x->easy)
 		curl_easy_cleanup(x->easy);
 	curl_slist_free_all(x->headers);
-	free(x->body);
+	free(x->header_key);
+	free(x->long_body);
 	free(x);
+}
+
+/* A finished transfer: its handle waits for the certificate's next push. */
+static void
+xfer_keep(xfer *x)
+{
+	apns_cert  *cert = x->cert;
+
+	free(x->long_body);
+	x->long_body = NULL;
+	x->prev = NULL;
+	x->next = cert->idle;
+	cert->idle = x;
 }
 
 static void
@@ -319,7 +352,7 @@ collect(apns_cert *cert)
 		}
 		curl_multi_remove_handle(cert->multi, x->easy);
 		xfer_unlink(x);
-		xfer_free(x);
+		xfer_keep(x);
 	}
 }
 
@@ -408,16 +441,114 @@ add_header(struct curl_slist *list, const char *name, const char *value, bool *o
 	return l;
 }
 
+/* A new transfer of a certificate, with every option that never changes. */
+static xfer *
+xfer_new(apns_cert *cert)
+{
+	apns_pool  *pool = cert->pool;
+	xfer	   *x = calloc(1, sizeof(xfer));
+	struct curl_blob cert_blob = {cert->cert_pem, strlen(cert->cert_pem), CURL_BLOB_NOCOPY};
+	struct curl_blob key_blob = {cert->key_pem, strlen(cert->key_pem), CURL_BLOB_NOCOPY};
+
+	if (!x)
+		return NULL;
+	x->cert = cert;
+	x->easy = curl_easy_init();
+	if (!x->easy)
+	{
+		free(x);
+		return NULL;
+	}
+	curl_easy_setopt(x->easy, CURLOPT_PROTOCOLS_STR, "https");
+	curl_easy_setopt(x->easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(x->easy, CURLOPT_PIPEWAIT, 1L);
+	curl_easy_setopt(x->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(x->easy, CURLOPT_SSLCERT_BLOB, &cert_blob);
+	curl_easy_setopt(x->easy, CURLOPT_SSLCERTTYPE, "PEM");
+	curl_easy_setopt(x->easy, CURLOPT_SSLKEY_BLOB, &key_blob);
+	curl_easy_setopt(x->easy, CURLOPT_SSLKEYTYPE, "PEM");
+	if (pool->ca_file)
+		curl_easy_setopt(x->easy, CURLOPT_CAINFO, pool->ca_file);
+	curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, pool->timeout_ms);
+	curl_easy_setopt(x->easy, CURLOPT_CONNECTTIMEOUT_MS, pool->connect_timeout_ms);
+	curl_easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(x->easy, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(x->easy, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(x->easy, CURLOPT_HEADERDATA, x);
+	curl_easy_setopt(x->easy, CURLOPT_ERRORBUFFER, x->errbuf);
+	curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
+	return x;
+}
+
+/*
+ * The push's headers on the transfer: its header list is made again only
+ * when they differ from those of its last push.  False when they cannot be
+ * made.
+ */
+static bool
+set_headers(xfer *x, const apns_push *push)
+{
+	char		key[1024];
+	bool		ok = true;
+	struct curl_slist *h;
+
+	if (snprintf(key, sizeof(key), "%s\n%s\n%s\n%s", push->push_type, push->topic,
+				 push->expiration, push->priority) >= (int) sizeof(key))
+		return false;
+	if (x->header_key && strcmp(x->header_key, key) == 0)
+		return true;
+	h = add_header(NULL, "apns-push-type", push->push_type, &ok);
+	h = add_header(h, "apns-topic", push->topic, &ok);
+	h = add_header(h, "apns-expiration", push->expiration, &ok);
+	h = add_header(h, "apns-priority", push->priority, &ok);
+	h = add_header(h, "content-type", "application/json", &ok);
+	h = add_header(h, "accept", "", &ok);	/* drops curl's Accept */
+	if (!ok)
+	{
+		curl_slist_free_all(h);
+		return false;
+	}
+	free(x->header_key);
+	x->header_key = strdup(key);
+	curl_slist_free_all(x->headers);
+	x->headers = h;
+	curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, h);
+	return x->header_key != NULL;
+}
+
+/* The body, {"mdm":"<PushMagic>"}, made by Jansson: false if it cannot be. */
+static bool
+set_body(xfer *x, const apns_push *push)
+{
+	json_t	   *body = json_pack("{s:s}", "mdm", push->push_magic);
+	size_t		n;
+	const char *text = x->body;
+
+	if (!body)
+		return false;
+	n = json_dumpb(body, x->body, sizeof(x->body), JSON_COMPACT);
+	if (n == 0 || n >= sizeof(x->body))
+	{
+		x->long_body = n ? json_dumps(body, JSON_COMPACT) : NULL;
+		text = x->long_body;
+		n = text ? strlen(text) : 0;
+	}
+	else
+		x->body[n] = '\0';
+	json_decref(body);
+	if (!text)
+		return false;
+	curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE, (long) n);
+	curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, text);
+	return true;
+}
+
 void
 apns_pool_send(apns_pool *pool, const apns_push *push)
 {
 	xfer	   *x;
 	apns_cert  *cert;
-	json_t	   *body;
 	char		url[1024];
-	bool		ok = true;
-	struct curl_blob cert_blob,
-				key_blob;
 
 	/* what the database hands out is checked, not trusted blindly */
 	if (push->token_hex[0] == '\0' ||
@@ -433,64 +564,40 @@ apns_pool_send(apns_pool *pool, const apns_push *push)
 		finish(pool, push->job_id, 400, 0, "frontend: control character in an APNs header", NULL, 0);
 		return;
 	}
-	x = calloc(1, sizeof(xfer));
+	cert = cert_for(pool, push);
+	if (cert && cert->idle)
+	{
+		x = cert->idle;
+		cert->idle = x->next;
+		x->next = NULL;
+	}
+	else
+		x = cert ? xfer_new(cert) : NULL;
 	if (!x)
 	{
 		finish(pool, push->job_id, 503, 1, "transport: out of memory", NULL, 0);
 		return;
 	}
 	x->job_id = push->job_id;
-	body = json_pack("{s:s}", "mdm", push->push_magic);
-	x->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
-	json_decref(body);
-	if (!x->body)
+	x->resp_len = 0;
+	x->apns_id[0] = '\0';
+	x->errbuf[0] = '\0';
+	if (!set_body(x, push))
 	{
-		free(x);
+		xfer_keep(x);
 		finish(pool, push->job_id, 400, 0, "frontend: PushMagic cannot be encoded as JSON", NULL, 0);
 		return;
 	}
-	x->headers = add_header(NULL, "apns-push-type", push->push_type, &ok);
-	x->headers = add_header(x->headers, "apns-topic", push->topic, &ok);
-	x->headers = add_header(x->headers, "apns-expiration", push->expiration, &ok);
-	x->headers = add_header(x->headers, "apns-priority", push->priority, &ok);
-	x->headers = add_header(x->headers, "content-type", "application/json", &ok);
-	x->headers = add_header(x->headers, "accept", "", &ok);	/* drops curl's Accept */
-	cert = ok ? cert_for(pool, push) : NULL;
-	x->easy = cert ? curl_easy_init() : NULL;
-	if (!x->easy)
+	if (!set_headers(x, push))
 	{
-		xfer_free(x);
-		finish(pool, push->job_id, 503, 1, "transport: out of memory", NULL, 0);
+		xfer_keep(x);
+		finish(pool, push->job_id, 400, 0, "frontend: an APNs header is too long", NULL, 0);
 		return;
 	}
-	x->cert = cert;
-	cert_blob = (struct curl_blob) {cert->cert_pem, strlen(cert->cert_pem), CURL_BLOB_NOCOPY};
-	key_blob = (struct curl_blob) {cert->key_pem, strlen(cert->key_pem), CURL_BLOB_NOCOPY};
 	curl_easy_setopt(x->easy, CURLOPT_URL, url);
-	curl_easy_setopt(x->easy, CURLOPT_PROTOCOLS_STR, "https");
-	curl_easy_setopt(x->easy, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_2TLS);
-	curl_easy_setopt(x->easy, CURLOPT_PIPEWAIT, 1L);
-	curl_easy_setopt(x->easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->headers);
-	curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE, (long) strlen(x->body));
-	curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, x->body);
-	curl_easy_setopt(x->easy, CURLOPT_SSLCERT_BLOB, &cert_blob);
-	curl_easy_setopt(x->easy, CURLOPT_SSLCERTTYPE, "PEM");
-	curl_easy_setopt(x->easy, CURLOPT_SSLKEY_BLOB, &key_blob);
-	curl_easy_setopt(x->easy, CURLOPT_SSLKEYTYPE, "PEM");
-	if (pool->ca_file)
-		curl_easy_setopt(x->easy, CURLOPT_CAINFO, pool->ca_file);
-	curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, pool->timeout_ms);
-	curl_easy_setopt(x->easy, CURLOPT_CONNECTTIMEOUT_MS, pool->connect_timeout_ms);
-	curl_easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, write_cb);
-	curl_easy_setopt(x->easy, CURLOPT_WRITEDATA, x);
-	curl_easy_setopt(x->easy, CURLOPT_HEADERFUNCTION, header_cb);
-	curl_easy_setopt(x->easy, CURLOPT_HEADERDATA, x);
-	curl_easy_setopt(x->easy, CURLOPT_ERRORBUFFER, x->errbuf);
-	curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
 	if (curl_multi_add_handle(cert->multi, x->easy) != CURLM_OK)
 	{
-		xfer_free(x);
+		xfer_keep(x);
 		finish(pool, push->job_id, 503, 1, "transport: cannot start the request", NULL, 0);
 		return;
 	}
@@ -561,6 +668,13 @@ apns_pool_timeout(apns_pool *pool)
 static void
 cert_free(apns_cert *cert)
 {
+	while (cert->idle)
+	{
+		xfer	   *next = cert->idle->next;
+
+		xfer_free(cert->idle);
+		cert->idle = next;
+	}
 	curl_multi_cleanup(cert->multi);	/* closes its connection */
 	while (cert->socks)
 	{

@@ -373,7 +373,8 @@ int
 db_check(bool want_admin)
 {
 	if (check_pool(DB_DEVICE, "mdm_frontend",
-				   "\"mdm.checkin(bytea,bytea,text)\",\"mdm.connect(bytea,bytea,text)\"") != 0)
+				   "\"mdm.checkin(bytea,bytea,text)\",\"mdm.connect(bytea,bytea,text)\","
+				   "\"mdm.message_enrollment_id(bytea,boolean)\"") != 0)
 		return -1;
 	if (want_admin &&
 		check_pool(DB_ADMIN, "mdm_admin",

@@ -27,11 +27,14 @@ device_init(void)
 {
 	static const Oid types[3] = {17, 17, 25};	/* bytea, bytea, text */
 
+	/* the enrollment ID, for the log line, comes from the database too */
 	stmt_checkin = db_register(DB_DEVICE,
-							   "SELECT status, content_type, body FROM mdm.checkin($1, $2, $3)",
+							   "SELECT status, content_type, body, mdm.message_enrollment_id($1, false) "
+							   "FROM mdm.checkin($1, $2, $3)",
 							   3, types);
 	stmt_connect = db_register(DB_DEVICE,
-							   "SELECT status, content_type, body FROM mdm.connect($1, $2, $3)",
+							   "SELECT status, content_type, body, mdm.message_enrollment_id($1, true) "
+							   "FROM mdm.connect($1, $2, $3)",
 							   3, types);
 	if (config.enroll_profile)
 	{
@@ -66,13 +69,30 @@ header_cert(struct request *req, size_t *len)
 	return copy;
 }
 
-/* Writes mdm.reply (status, content_type, body), read in binary, to out. */
+/*
+ * The enrollment ID for the log line: "id=" and the ID, control characters
+ * replaced (a user short name is the device's to choose), cut to fit.
+ */
 static void
-reply_from_row(PGresult *res, struct reply *out)
+note_enrollment(struct request *req, const char *id, int len)
+{
+	size_t		n = snprintf(req->log_note, sizeof(req->log_note), "id=");
+
+	for (int i = 0; i < len && n + 1 < sizeof(req->log_note); i++)
+		req->log_note[n++] = ((unsigned char) id[i] < 0x20 || id[i] == 0x7f) ? '?' : id[i];
+	req->log_note[n] = '\0';
+}
+
+/*
+ * Writes mdm.reply (status, content_type, body), read in binary, to out, and
+ * notes the enrollment ID (the fourth column) for the log line.
+ */
+static void
+reply_from_row(struct request *req, PGresult *res, struct reply *out)
 {
 	uint32_t	status;
 
-	if (PQntuples(res) != 1 || PQnfields(res) != 3 || PQgetisnull(res, 0, 0) ||
+	if (PQntuples(res) != 1 || PQnfields(res) != 4 || PQgetisnull(res, 0, 0) ||
 		PQgetlength(res, 0, 0) != 4)
 	{
 		log_error("mdm.reply of an unexpected shape");
@@ -109,6 +129,8 @@ reply_from_row(PGresult *res, struct reply *out)
 		}
 		memcpy(out->body, PQgetvalue(res, 0, 2), out->len);
 	}
+	if (!PQgetisnull(res, 0, 3))
+		note_enrollment(req, PQgetvalue(res, 0, 3), PQgetlength(res, 0, 3));
 }
 
 static void
@@ -138,7 +160,7 @@ device_call(struct request *req, struct reply *out, int stmt)
 	switch (db_exec(stmt, &call))
 	{
 		case DB_OK:
-			reply_from_row(call.res, out);
+			reply_from_row(req, call.res, out);
 			PQclear(call.res);
 			break;
 		case DB_ERROR:

@@ -356,22 +356,37 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *
 	route = req->route;
 	if (*upload_data_size > 0)
 	{
-		if (route->body && !req->too_large &&
-			!append_body(req, upload_data, *upload_data_size))
-			req->too_large = true;
-		*upload_data_size = 0;
 		if (req->too_large)
 		{
 			/*
 			 * Over the limit without a Content-Length that said so (a chunked
-			 * body): libmicrohttpd cannot queue a reply in the middle of a
-			 * body, so the connection is closed and the rest is not read.
+			 * body).  libmicrohttpd 0.9.75 takes no reply in the middle of a
+			 * body, so the rest is read and dropped (never stored) and 413
+			 * answered at its end; a body that goes on past twice the limit
+			 * has the connection closed without a reply.
 			 */
-			req->status = 413;
-			return MHD_NO;
+			req->discarded += *upload_data_size;
+			*upload_data_size = 0;
+			if (req->discarded > (size_t) db_max_message_bytes())
+			{
+				req->status = 413;
+				return MHD_NO;
+			}
+			return MHD_YES;
 		}
+		if (route->body && !append_body(req, upload_data, *upload_data_size))
+		{
+			req->too_large = true;
+			free(req->body);
+			req->body = NULL;
+			req->len = req->cap = 0;
+			req->discarded = *upload_data_size;
+		}
+		*upload_data_size = 0;
 		return MHD_YES;
 	}
+	if (req->too_large)
+		return send_status(req, 413, "Connection: close");
 	route->handler(req, &rep);
 	return send_reply(req, &rep);
 }

@@ -33,7 +33,8 @@ struct request
 	char	   *body;			/* the body read so far (malloc'ed) */
 	size_t		len;
 	size_t		cap;
-	bool		too_large;
+	bool		too_large;		/* past mdm.max_message_bytes: 413 */
+	size_t		discarded;		/* bytes dropped since */
 	int			status;
 	char		log_note[160];	/* appended to the log line (e.g. enrollment IDs) */
 };

@@ -94,6 +94,7 @@ main(int argc, char **argv)
 			 config.api_key ? ", admin API on" : "",
 			 config.cert_header ? ", client certificates from the header" : "");
 	sd_notify(0, "READY=1");
+	log_start();
 
 	for (;;)
 	{
@@ -118,5 +119,6 @@ main(int argc, char **argv)
 	push_stop(config.shutdown_timeout);
 	webhook_stop(config.shutdown_timeout);
 	log_info("stopped");
+	log_stop();
 	return 0;
 }

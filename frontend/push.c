@@ -10,11 +10,16 @@
  *     in batches of up to 500 while fewer than --max-streams pushes are in
  *     flight;
  *   - each claimed job goes to APNs at once;
- *   - the outcomes are reported in one statement per batch
- *     (mdm.push_results), when 500 are waiting, 20 ms after the first one,
- *     or when nothing else is to do.  A push that got no answer
- *     (transport error, time-out) is reported as 503 "transport: ...", so
- *     the database retries it after its backoff.
+ *   - the outcomes are reported in one statement (mdm.push_results) with
+ *     the next claim, when 500 are waiting, or 20 ms after the first one.
+ *     A push that got no answer (transport error, time-out) is reported as
+ *     503 "transport: ...", so the database retries it after its backoff.
+ *
+ * The database connection is nonblocking and in pipeline mode: a round
+ * (the report, the claim, the backlog age, each with its own sync) is sent
+ * in one go and its results are read by the epoll loop as they come, so
+ * the database claims the next batch while this one is being sent.  One
+ * round is in flight at a time.
  *
  * Outcomes are kept while the database is unreachable and reported after
  * the reconnection.  The front end keeps no other state: a worker that
@@ -23,6 +28,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -40,6 +46,7 @@
 #include "push.h"
 
 #define CLAIM_BATCH 500
+#define REPORT_MAX 2000			/* outcomes per report statement at most */
 #define POLL_MS 1000
 #define REPORT_DELAY_MS 20
 #define RECONNECT_MS 1000
@@ -55,13 +62,9 @@ static const char claim_sql[] =
 "apns_expiration, apns_priority, apns_push_type "
 "FROM mdm.claim_pushes($1) WINDOW w AS (ORDER BY topic, job_id) ORDER BY topic, job_id";
 
-/* $1: {"j": [job ids], "s": [statuses], "r": [reasons], "a": [apns-ids]} */
+/* the four arrays of mdm.push_results, as text literals */
 static const char report_sql[] =
-"SELECT r.state FROM mdm.push_results("
-"ARRAY(SELECT v::bigint FROM json_array_elements_text($1::json->'j') WITH ORDINALITY e(v, n) ORDER BY n), "
-"ARRAY(SELECT v::integer FROM json_array_elements_text($1::json->'s') WITH ORDINALITY e(v, n) ORDER BY n), "
-"ARRAY(SELECT v FROM json_array_elements_text($1::json->'r') WITH ORDINALITY e(v, n) ORDER BY n), "
-"ARRAY(SELECT v FROM json_array_elements_text($1::json->'a') WITH ORDINALITY e(v, n) ORDER BY n)) r";
+"SELECT r.job_id, r.state FROM mdm.push_results($1::bigint[], $2::integer[], $3::text[], $4::text[]) r";
 
 static const char backlog_sql[] = "SELECT mdm.push_backlog_age()";
 
@@ -133,9 +136,36 @@ typedef struct outcome
 {
 	int64_t		job_id;
 	int			status;
-	char	   *reason;			/* NULL: none */
-	char	   *apns_id;
+	char		reason[256];	/* "": none (reported as NULL) */
+	char		apns_id[64];
 } outcome;
+
+/* One statement sent and not yet answered: the pipeline's queue. */
+typedef enum op_kind
+{
+	OP_CLAIM,
+	OP_REPORT,
+	OP_BACKLOG
+} op_kind;
+
+typedef struct db_op
+{
+	op_kind		kind;
+	outcome    *batch;			/* OP_REPORT: what it reports (owned) */
+	int			n;				/* OP_REPORT: outcomes; OP_CLAIM: jobs asked for */
+	bool		ok;				/* a result came */
+	long		sent_us;		/* for mdm_frontend_db_call_seconds */
+} db_op;
+
+#define MAX_OPS 16
+
+/* A growable array of outcomes. */
+typedef struct outcomes
+{
+	outcome    *v;
+	int			n;
+	int			cap;
+} outcomes;
 
 typedef struct worker
 {
@@ -144,17 +174,21 @@ typedef struct worker
 	int			epfd;
 	int			stopfd;
 	bool		stopping;
-	PGconn	   *conn;
+	PGconn	   *conn;			/* nonblocking, in pipeline mode */
 	int			conn_fd;
+	bool		want_write;		/* output left to flush: EPOLLOUT */
 	long		next_connect_ms;
 	bool		connect_failed; /* logged once per outage */
 	apns_pool  *pool;
 	bool		want_claim;
+	bool		want_backlog;
 	long		next_poll_ms;
-	outcome    *results;
-	int			n_results;
-	int			cap_results;
+	outcomes	results;		/* waiting to be reported */
 	long		first_result_ms;
+	outcomes	singles;		/* refused in a batch: reported one by one */
+	db_op		ops[MAX_OPS];
+	int			op_first;
+	int			n_ops;
 	int			last_in_flight; /* what stats.in_flight counts of ours */
 } worker;
 
@@ -179,12 +213,6 @@ static long
 now_ms(void)
 {
 	return now_us() / 1000;
-}
-
-static char *
-dup_or_null(const char *s)
-{
-	return s && *s ? strdup(s) : NULL;
 }
 
 static void
@@ -214,6 +242,47 @@ count_state(const char *state)
 	stats.by_state[i]++;
 }
 
+static outcome *
+outcomes_add(outcomes *a)
+{
+	if (a->n == a->cap)
+	{
+		int			cap = a->cap ? a->cap * 2 : 1024;
+		outcome    *p = realloc(a->v, cap * sizeof(outcome));
+
+		if (!p)
+			return NULL;
+		a->v = p;
+		a->cap = cap;
+	}
+	return &a->v[a->n++];
+}
+
+/*
+ * A reason or apns-id goes to the database as text: one that is not UTF-8
+ * (from a broken gateway) is left out.  Jansson checks what is not ASCII.
+ */
+static void
+copy_text(char *dst, size_t size, const char *src)
+{
+	const unsigned char *p;
+
+	for (p = (const unsigned char *) src; *p && *p < 0x80; p++)
+		;
+	if (*p)
+	{
+		json_t	   *t = json_string(src);
+
+		if (t == NULL)
+		{
+			dst[0] = '\0';
+			return;
+		}
+		json_decref(t);
+	}
+	snprintf(dst, size, "%s", src);
+}
+
 /* apns.c calls this for every push that ended. */
 static void
 on_done(void *arg, const apns_outcome *o)
@@ -228,27 +297,37 @@ on_done(void *arg, const apns_outcome *o)
 		log_line(o->transport_error ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG,
 				 "push: job %lld: %d %s%s%s", (long long) o->job_id, o->status, o->reason,
 				 o->apns_id[0] ? " apns-id " : "", o->apns_id);
-	if (w->n_results == w->cap_results)
-	{
-		int			cap = w->cap_results ? w->cap_results * 2 : 1024;
-		outcome    *p = realloc(w->results, cap * sizeof(outcome));
-
-		if (!p)
-		{
-			log_error("push: out of memory: the outcome of job %lld is lost (its claim will time out)",
-					  (long long) o->job_id);
-			return;
-		}
-		w->results = p;
-		w->cap_results = cap;
-	}
-	if (w->n_results == 0)
+	if (w->results.n == 0)
 		w->first_result_ms = now_ms();
-	r = &w->results[w->n_results++];
+	r = outcomes_add(&w->results);
+	if (!r)
+	{
+		log_error("push: out of memory: the outcome of job %lld is lost (its claim will time out)",
+				  (long long) o->job_id);
+		return;
+	}
 	r->job_id = o->job_id;
 	r->status = o->status;
-	r->reason = dup_or_null(o->reason);
-	r->apns_id = dup_or_null(o->apns_id);
+	copy_text(r->reason, sizeof(r->reason), o->reason);
+	copy_text(r->apns_id, sizeof(r->apns_id), o->apns_id);
+}
+
+/* Outcomes sent in reports that got no answer go back to be reported again. */
+static void
+requeue(worker *w, outcome *batch, int n)
+{
+	for (int i = 0; i < n; i++)
+	{
+		outcome    *r = outcomes_add(&w->results);
+
+		if (!r)
+		{
+			log_error("push: out of memory: the outcome of job %lld is lost (its claim will time out)",
+					  (long long) batch[i].job_id);
+			continue;
+		}
+		*r = batch[i];
+	}
 }
 
 static void
@@ -256,10 +335,25 @@ drop_connection(worker *w, const char *why)
 {
 	if (!w->conn)
 		return;
-	log_warning("push worker %d: database connection lost (%s); reconnecting", w->id, why);
+	log_warning("push worker %d: database connection lost (%.*s); reconnecting", w->id,
+				(int) strcspn(why, "\n"), why);
+	/* reports without an answer are made again; claims time out */
+	for (int i = 0; i < w->n_ops; i++)
+	{
+		db_op	   *op = &w->ops[(w->op_first + i) % MAX_OPS];
+
+		if (op->kind == OP_REPORT)
+		{
+			requeue(w, op->batch, op->n);
+			free(op->batch);
+		}
+	}
+	w->n_ops = 0;
+	w->op_first = 0;
 	epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->conn_fd, NULL);
 	PQfinish(w->conn);
 	w->conn = NULL;
+	w->want_write = false;
 	stats.connected--;
 	w->next_connect_ms = now_ms() + RECONNECT_MS;
 	metrics_db_error(DBERR_CONNECTION_LOST);
@@ -277,33 +371,14 @@ take_notifications(worker *w)
 	}
 }
 
-/* One statement; NULL (and the connection dropped if it broke) on error. */
-static PGresult *
-run(worker *w, const char *name, int nparams, const char *const *values, ExecStatusType want)
+static bool
+prepare(PGconn *conn, const char *name, const char *sql, int nparams)
 {
-	PGresult   *res;
-	long		t0 = now_us();
+	PGresult   *res = PQprepare(conn, name, sql, nparams, NULL);
+	bool		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
 
-	res = PQexecPrepared(w->conn, name, nparams, values, NULL, NULL, 0);
-	metrics_db_call((uint64_t) (now_us() - t0));
-	if (PQresultStatus(res) == want)
-	{
-		take_notifications(w);
-		return res;
-	}
-	if (PQstatus(w->conn) != CONNECTION_OK)
-	{
-		PQclear(res);
-		drop_connection(w, PQerrorMessage(w->conn));
-		return NULL;
-	}
-	take_notifications(w);
-	log_warning("push worker %d: %s failed: %s %s", w->id, name,
-				PQresultErrorField(res, PG_DIAG_SQLSTATE) ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : "",
-				PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : PQerrorMessage(w->conn));
-	metrics_db_error(DBERR_STATEMENT);
 	PQclear(res);
-	return NULL;
+	return ok;
 }
 
 static void
@@ -324,25 +399,11 @@ try_connect(worker *w)
 		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
 		PQclear(res);
 	}
+	ok = ok && prepare(w->conn, "claim", claim_sql, 1) && prepare(w->conn, "report", report_sql, 4) &&
+		prepare(w->conn, "backlog", backlog_sql, 0);
+	/* from here on every statement is sent without waiting: pipeline mode */
+	ok = ok && PQsetnonblocking(w->conn, 1) == 0 && PQenterPipelineMode(w->conn) == 1;
 	if (ok)
-	{
-		res = PQprepare(w->conn, "claim", claim_sql, 1, NULL);
-		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-		PQclear(res);
-	}
-	if (ok)
-	{
-		res = PQprepare(w->conn, "report", report_sql, 1, NULL);
-		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-		PQclear(res);
-	}
-	if (ok)
-	{
-		res = PQprepare(w->conn, "backlog", backlog_sql, 0, NULL);
-		ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-		PQclear(res);
-	}
-	if (ok && PQsetnonblocking(w->conn, 0) == 0)
 	{
 		w->conn_fd = PQsocket(w->conn);
 		ok = epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->conn_fd, &ev) == 0;
@@ -366,93 +427,6 @@ try_connect(worker *w)
 	w->want_claim = true;
 }
 
-static void
-free_results(outcome *r, int n)
-{
-	for (int i = 0; i < n; i++)
-	{
-		free(r[i].reason);
-		free(r[i].apns_id);
-	}
-}
-
-/* Reports results[from..from+n) in one statement: 1 done, 0 refused, -1 no connection. */
-static int
-report_some(worker *w, int from, int n)
-{
-	json_t	   *j = json_array(),
-			   *st = json_array(),
-			   *rs = json_array(),
-			   *as = json_array(),
-			   *all;
-	char	   *text;
-	PGresult   *res;
-	const char *params[1];
-
-	for (int i = from; i < from + n; i++)
-	{
-		outcome    *r = &w->results[i];
-		json_t	   *reason = r->reason ? json_string(r->reason) : NULL;
-		json_t	   *apns_id = r->apns_id ? json_string(r->apns_id) : NULL;
-
-		/* a reason or apns-id that is not UTF-8 is left out (NULL) */
-		json_array_append_new(j, json_integer((json_int_t) r->job_id));
-		json_array_append_new(st, json_integer(r->status));
-		json_array_append_new(rs, reason ? reason : json_null());
-		json_array_append_new(as, apns_id ? apns_id : json_null());
-	}
-	all = json_pack("{s:o, s:o, s:o, s:o}", "j", j, "s", st, "r", rs, "a", as);
-	text = all ? json_dumps(all, JSON_COMPACT) : NULL;
-	json_decref(all);
-	if (!text)
-		return 0;
-	params[0] = text;
-	res = run(w, "report", 1, params, PGRES_TUPLES_OK);
-	free(text);
-	if (!res)
-		return w->conn ? 0 : -1;
-	for (int i = 0; i < PQntuples(res); i++)
-		count_state(PQgetvalue(res, i, 0));
-	PQclear(res);
-	return 1;
-}
-
-/*
- * Reports every outcome waiting.  A batch the database refuses is reported
- * one by one, so that one bad report (a job deleted meanwhile, say) does not
- * lose the others; what it still refuses is logged and dropped.
- */
-static void
-flush_results(worker *w)
-{
-	int			done = 0;
-	int			r;
-
-	if (w->n_results == 0 || !w->conn)
-		return;
-	r = report_some(w, 0, w->n_results);
-	if (r > 0)
-		done = w->n_results;
-	else if (r == 0)
-	{
-		for (; done < w->n_results && w->conn; done++)
-		{
-			if (report_some(w, done, 1) == 0)
-			{
-				log_warning("push worker %d: the outcome of job %lld (%d) was not recorded",
-							w->id, (long long) w->results[done].job_id, w->results[done].status);
-				stats.report_errors++;
-			}
-			else if (!w->conn)
-				break;
-		}
-	}
-	free_results(w->results, done);
-	memmove(w->results, w->results + done, (w->n_results - done) * sizeof(outcome));
-	w->n_results -= done;
-	w->first_result_ms = now_ms();
-}
-
 /* Keeps the in-flight gauge up to date with this worker's pool. */
 static void
 count_in_flight(worker *w)
@@ -463,20 +437,217 @@ count_in_flight(worker *w)
 	w->last_in_flight = now;
 }
 
-/* Claims and sends one batch; false when nothing more is waiting. */
-static bool
-claim_batch(worker *w, int max_jobs)
-{
-	char		n[16];
-	const char *params[1] = {n};
-	PGresult   *res;
-	int			rows;
+/* ---- the pipeline: statements sent, their results read as they come ---- */
 
-	snprintf(n, sizeof(n), "%d", max_jobs);
-	res = run(w, "claim", 1, params, PGRES_TUPLES_OK);
-	if (!res)
+/* Sends one statement with a sync of its own, so that a failure aborts no other. */
+static bool
+send_op(worker *w, op_kind kind, const char *name, int nparams, const char *const *values,
+		outcome *batch, int n)
+{
+	db_op	   *op;
+
+	if (!PQsendQueryPrepared(w->conn, name, nparams, values, NULL, NULL, 0) ||
+		!PQpipelineSync(w->conn))
+	{
+		if (batch)
+		{
+			requeue(w, batch, n);
+			free(batch);
+		}
+		drop_connection(w, PQerrorMessage(w->conn));
 		return false;
-	rows = PQntuples(res);
+	}
+	op = &w->ops[(w->op_first + w->n_ops) % MAX_OPS];
+	*op = (db_op) {.kind = kind, .batch = batch, .n = n, .sent_us = now_us()};
+	w->n_ops++;
+	return true;
+}
+
+/* Growable text for the report's array literals. */
+typedef struct text_buf
+{
+	char	   *p;
+	size_t		len;
+	size_t		cap;
+	bool		failed;
+} text_buf;
+
+static void
+buf_add(text_buf *b, const char *s, size_t n)
+{
+	if (b->failed)
+		return;
+	if (b->len + n + 1 > b->cap)
+	{
+		size_t		cap = b->cap ? b->cap : 4096;
+		char	   *p;
+
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		if ((p = realloc(b->p, cap)) == NULL)
+		{
+			b->failed = true;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+/* An element of a text[] literal: NULL for "", else quoted. */
+static void
+buf_add_element(text_buf *b, const char *s)
+{
+	if (s[0] == '\0')
+	{
+		buf_add(b, "NULL", 4);
+		return;
+	}
+	buf_add(b, "\"", 1);
+	for (const char *p = s; *p;)
+	{
+		size_t		n = strcspn(p, "\"\\");
+
+		buf_add(b, p, n);
+		p += n;
+		if (*p)
+		{
+			buf_add(b, "\\", 1);
+			buf_add(b, p++, 1);
+		}
+	}
+	buf_add(b, "\"", 1);
+}
+
+/*
+ * Sends the report of batch[0..n) (owned by the op from here on): the four
+ * arrays of mdm.push_results as text literals.
+ */
+static void
+send_report(worker *w, outcome *batch, int n)
+{
+	text_buf	b[4] = {{0}};
+	const char *params[4];
+	char		num[32];
+
+	for (int k = 0; k < 4; k++)
+		buf_add(&b[k], "{", 1);
+	for (int i = 0; i < n; i++)
+	{
+		const char *sep = i ? "," : "";
+
+		snprintf(num, sizeof(num), "%s%lld", sep, (long long) batch[i].job_id);
+		buf_add(&b[0], num, strlen(num));
+		snprintf(num, sizeof(num), "%s%d", sep, batch[i].status);
+		buf_add(&b[1], num, strlen(num));
+		buf_add(&b[2], sep, strlen(sep));
+		buf_add_element(&b[2], batch[i].reason);
+		buf_add(&b[3], sep, strlen(sep));
+		buf_add_element(&b[3], batch[i].apns_id);
+	}
+	for (int k = 0; k < 4; k++)
+	{
+		buf_add(&b[k], "}", 1);
+		params[k] = b[k].p;
+	}
+	if (b[0].failed || b[1].failed || b[2].failed || b[3].failed)
+	{
+		log_error("push: out of memory building a report; trying again");
+		requeue(w, batch, n);
+		free(batch);
+	}
+	else
+		send_op(w, OP_REPORT, "report", 4, params, batch, n);
+	for (int k = 0; k < 4; k++)
+		free(b[k].p);
+}
+
+/* Takes the first n of a list of outcomes as a batch of their own. */
+static outcome *
+take_outcomes(outcomes *a, int n)
+{
+	outcome    *batch = malloc(n * sizeof(outcome));
+
+	if (!batch)
+		return NULL;
+	memcpy(batch, a->v, n * sizeof(outcome));
+	memmove(a->v, a->v + n, (a->n - n) * sizeof(outcome));
+	a->n -= n;
+	return batch;
+}
+
+/*
+ * One round trip: the claim of the next batch, whatever is due of the report
+ * of the outcomes waiting, and the backlog's age, sent together (the claim
+ * first, so that a single push waits for no report) while the pushes in
+ * flight go on.  Only one round is in flight at a time, so a claim
+ * is sized by the room left when it is sent.
+ */
+static void
+start_round(worker *w, long now)
+{
+	int			room = apns_opts.max_streams - apns_pool_in_flight(w->pool);
+	bool		claim = w->want_claim && !w->stopping && room > 0;
+	outcome    *batch;
+	int			n;
+
+	if (!w->conn || w->n_ops > 0)
+		return;
+	/* the claim first: its pushes start before the reports are done */
+	if (claim)
+	{
+		char		num[16];
+		const char *params[1] = {num};
+
+		n = room < CLAIM_BATCH ? room : CLAIM_BATCH;
+		snprintf(num, sizeof(num), "%d", n);
+		/* a notification that comes meanwhile sets want_claim again */
+		w->want_claim = false;
+		send_op(w, OP_CLAIM, "claim", 1, params, NULL, n);
+	}
+	/* outcomes a batch report was refused for, one statement each */
+	while (w->conn && w->singles.n > 0 && w->n_ops < MAX_OPS - 3 && (batch = take_outcomes(&w->singles, 1)))
+		send_report(w, batch, 1);
+	if (w->conn && w->results.n > 0 &&
+		(claim || w->stopping || w->results.n >= CLAIM_BATCH ||
+		 now - w->first_result_ms >= REPORT_DELAY_MS))
+	{
+		n = w->results.n < REPORT_MAX ? w->results.n : REPORT_MAX;
+		if ((batch = take_outcomes(&w->results, n)) != NULL)
+			send_report(w, batch, n);
+		w->first_result_ms = now;
+	}
+	if (w->conn && w->want_backlog)
+	{
+		w->want_backlog = false;
+		send_op(w, OP_BACKLOG, "backlog", 0, NULL, NULL, 0);
+	}
+	if (w->conn && w->n_ops > 0)
+	{
+		int			r = PQflush(w->conn);
+
+		if (r < 0)
+			drop_connection(w, PQerrorMessage(w->conn));
+		else if ((r == 1) != w->want_write)
+		{
+			struct epoll_event ev = {.events = EPOLLIN | (r == 1 ? EPOLLOUT : 0),
+			.data.ptr = (void *) &tag_db};
+
+			w->want_write = r == 1;
+			epoll_ctl(w->epfd, EPOLL_CTL_MOD, w->conn_fd, &ev);
+		}
+	}
+}
+
+/* The claimed jobs go to APNs at once. */
+static void
+start_pushes(worker *w, PGresult *res, int asked)
+{
+	int			rows = PQntuples(res);
+
 	stats.claimed += rows;
 	for (int i = 0, first = 0; i < rows; i++)
 	{
@@ -498,20 +669,165 @@ claim_batch(worker *w, int max_jobs)
 
 		apns_pool_send(w->pool, &p);
 	}
-	PQclear(res);
 	count_in_flight(w);
-	return rows == max_jobs;
+	if (rows == asked)
+		w->want_claim = true;	/* more may be waiting */
 }
 
 static void
-read_backlog(worker *w)
+op_result(worker *w, db_op *op, PGresult *res)
 {
-	PGresult   *res = run(w, "backlog", 0, NULL, PGRES_TUPLES_OK);
+	switch (op->kind)
+	{
+		case OP_CLAIM:
+			start_pushes(w, res, op->n);
+			break;
+		case OP_REPORT:
+			for (int i = 0; i < PQntuples(res); i++)
+				count_state(PQgetvalue(res, i, 1));
+			break;
+		case OP_BACKLOG:
+			stats.backlog_age_ms = (int64_t) (atof(PQgetvalue(res, 0, 0)) * 1000.0);
+			break;
+	}
+}
 
-	if (!res)
+static const char *const op_names[] = {"claim", "report", "backlog"};
+
+/*
+ * A statement is done (its sync came).  A batch report the database refused
+ * is made again one outcome at a time, so that one bad outcome (a job
+ * deleted meanwhile, say) does not lose the others; what it still refuses
+ * alone is logged and dropped (its claim times out).
+ */
+static void
+op_done(worker *w, db_op *op)
+{
+	if (op->kind == OP_REPORT && !op->ok)
+	{
+		if (op->n > 1)
+		{
+			for (int i = 0; i < op->n; i++)
+			{
+				outcome    *r = outcomes_add(&w->singles);
+
+				if (r)
+					*r = op->batch[i];
+			}
+		}
+		else
+		{
+			log_warning("push worker %d: the outcome of job %lld (%d) was not recorded",
+						w->id, (long long) op->batch[0].job_id, op->batch[0].status);
+			stats.report_errors++;
+		}
+	}
+	free(op->batch);
+	op->batch = NULL;
+}
+
+/* Reads every result that has come, in the order the statements were sent. */
+static void
+read_results(worker *w)
+{
+	bool		was_null = false;
+
+	while (w->conn && w->n_ops > 0 && !PQisBusy(w->conn))
+	{
+		db_op	   *op = &w->ops[w->op_first];
+		PGresult   *res = PQgetResult(w->conn);
+		ExecStatusType st;
+
+		if (res == NULL)
+		{
+			/* the end of a statement's results; its sync comes next */
+			if (was_null)
+				break;
+			was_null = true;
+			continue;
+		}
+		was_null = false;
+		st = PQresultStatus(res);
+		if (st == PGRES_PIPELINE_SYNC)
+		{
+			metrics_db_call((uint64_t) (now_us() - op->sent_us));
+			op_done(w, op);
+			w->op_first = (w->op_first + 1) % MAX_OPS;
+			w->n_ops--;
+		}
+		else if (st == PGRES_TUPLES_OK)
+		{
+			op->ok = true;
+			op_result(w, op, res);
+		}
+		else if (st != PGRES_PIPELINE_ABORTED)
+		{
+			const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+			const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+			log_warning("push worker %d: %s failed: %s %s", w->id, op_names[op->kind],
+						state ? state : "", msg ? msg : PQerrorMessage(w->conn));
+			metrics_db_error(DBERR_STATEMENT);
+		}
+		PQclear(res);
+	}
+	if (w->conn && PQstatus(w->conn) != CONNECTION_OK)
+		drop_connection(w, PQerrorMessage(w->conn));
+	/* a notification behind a result is parsed only once the result is taken */
+	if (w->conn)
+		take_notifications(w);
+}
+
+/* The database socket is readable or writable. */
+static void
+db_event(worker *w, uint32_t events)
+{
+	if (!w->conn)
 		return;
-	stats.backlog_age_ms = (int64_t) (atof(PQgetvalue(res, 0, 0)) * 1000.0);
-	PQclear(res);
+	if (events & EPOLLOUT)
+	{
+		int			r = PQflush(w->conn);
+
+		if (r < 0)
+		{
+			drop_connection(w, PQerrorMessage(w->conn));
+			return;
+		}
+		if (r == 0)
+		{
+			struct epoll_event ev = {.events = EPOLLIN, .data.ptr = (void *) &tag_db};
+
+			w->want_write = false;
+			epoll_ctl(w->epfd, EPOLL_CTL_MOD, w->conn_fd, &ev);
+		}
+	}
+	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+	{
+		if (!PQconsumeInput(w->conn))
+		{
+			drop_connection(w, PQerrorMessage(w->conn));
+			return;
+		}
+		take_notifications(w);
+		read_results(w);
+	}
+}
+
+/* At the end: reports what is left, waiting for the database up to the deadline. */
+static void
+final_reports(worker *w, long deadline_ms)
+{
+	while (w->conn && (w->results.n > 0 || w->singles.n > 0 || w->n_ops > 0) && now_ms() < deadline_ms)
+	{
+		struct pollfd pfd = {.fd = w->conn_fd, .events = POLLIN | (w->want_write ? POLLOUT : 0)};
+
+		start_round(w, now_ms());
+		if (!w->conn || w->n_ops == 0)
+			break;
+		if (poll(&pfd, 1, 100) > 0)
+			db_event(w, (pfd.revents & POLLIN ? EPOLLIN : 0) | (pfd.revents & POLLOUT ? EPOLLOUT : 0) |
+					 (pfd.revents & (POLLERR | POLLHUP) ? EPOLLERR : 0));
+	}
 }
 
 static void *
@@ -529,31 +845,20 @@ worker_main(void *arg)
 		int			n;
 
 		if (w->stopping && apns_pool_in_flight(w->pool) == 0 &&
-			(w->n_results == 0 || !w->conn || now >= stop_deadline_ms))
+			((w->results.n == 0 && w->singles.n == 0 && w->n_ops == 0) || !w->conn ||
+			 now >= stop_deadline_ms))
 			break;
 		if (w->stopping && now >= stop_deadline_ms)
 			break;
 		if (!w->conn && now >= w->next_connect_ms)
 			try_connect(w);
-		if (w->conn && !w->stopping)
+		if (w->conn && now >= w->next_poll_ms)
 		{
-			if (now >= w->next_poll_ms)
-			{
-				w->want_claim = true;
-				w->next_poll_ms = now + POLL_MS;
-				if (w->id == 0)
-					read_backlog(w);
-			}
-			while (w->conn && w->want_claim && apns_pool_in_flight(w->pool) < apns_opts.max_streams)
-			{
-				int			room = apns_opts.max_streams - apns_pool_in_flight(w->pool);
-
-				/* a notification taken during the claim sets want_claim again */
-				w->want_claim = false;
-				if (claim_batch(w, room < CLAIM_BATCH ? room : CLAIM_BATCH))
-					w->want_claim = true;
-			}
+			w->want_claim = true;
+			w->want_backlog = w->id == 0;
+			w->next_poll_ms = now + POLL_MS;
 		}
+		start_round(w, now);
 
 		/* how long to wait: the earliest of the timers */
 		timeout = w->stopping ? 100 : (w->next_poll_ms > now ? w->next_poll_ms - now : 0);
@@ -562,7 +867,7 @@ worker_main(void *arg)
 		t = apns_pool_next_timeout(w->pool);
 		if (t >= 0 && t < timeout)
 			timeout = t;
-		if (w->n_results > 0 && w->conn)
+		if (w->results.n > 0 && w->conn && w->n_ops == 0)
 		{
 			t = w->first_result_ms + REPORT_DELAY_MS - now;
 			timeout = t < 0 ? 0 : (t < timeout ? t : timeout);
@@ -587,36 +892,29 @@ worker_main(void *arg)
 				w->stopping = true;
 			}
 			else if (events[i].data.ptr == &tag_db)
-			{
-				if (w->conn && !PQconsumeInput(w->conn))
-					drop_connection(w, PQerrorMessage(w->conn));
-				else if (w->conn)
-					take_notifications(w);
-			}
+				db_event(w, events[i].events);
 			else
 				apns_pool_event(w->pool, events[i].data.ptr, events[i].events);
 		}
 		apns_pool_timeout(w->pool);
 		apns_pool_tidy(w->pool);
 		count_in_flight(w);
-
-		if (w->n_results > 0 && w->conn &&
-			(n <= 0 || w->n_results >= CLAIM_BATCH ||
-			 now_ms() - w->first_result_ms >= REPORT_DELAY_MS))
-			flush_results(w);
 	}
 	/* what is still in flight ends as transport errors, reported if we can */
 	apns_pool_destroy(w->pool);
 	w->pool = NULL;
 	count_in_flight(w);
-	flush_results(w);
-	if (w->n_results > 0)
+	w->stopping = true;
+	final_reports(w, now_ms() + 5000);
+	if (w->results.n + w->singles.n > 0)
 		log_warning("push worker %d: %d outcomes not reported (their claims will time out)",
-					w->id, w->n_results);
-	free_results(w->results, w->n_results);
-	free(w->results);
+					w->id, w->results.n + w->singles.n);
+	free(w->results.v);
+	free(w->singles.v);
 	if (w->conn)
 	{
+		for (int i = 0; i < w->n_ops; i++)
+			free(w->ops[(w->op_first + i) % MAX_OPS].batch);
 		PQfinish(w->conn);
 		stats.connected--;
 	}

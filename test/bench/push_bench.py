@@ -40,6 +40,9 @@ ap.add_argument("--key", required=True)
 ap.add_argument("--samples", type=int, default=300)
 ap.add_argument("--push-workers", type=int, default=1)
 ap.add_argument("--max-streams", type=int, default=1000)
+ap.add_argument("--profile", default="",
+                help="a command run during the fan-out, {pid} replaced by the front end's pid, stopped "
+                     "with SIGINT after it, e.g. 'perf trace -s -p {pid} -o /tmp/trace.txt'")
 ap.add_argument("--load", type=int, default=0,
                 help="create DB with this many device enrollments, inserted directly (quick; "
                      "not through mdm.checkin as the fan-out phase enrolls its Macs)")
@@ -163,6 +166,9 @@ def main():
         time.sleep(0.01)
 
     # the fan-out
+    prof = subprocess.Popen(args.profile.replace("{pid}", str(fe.pid)), shell=True) if args.profile else None
+    if prof:
+        time.sleep(1)
     fe_cpu0, t_mock0 = cpu_seconds(fe.pid), cpu_seconds(mock.pid)
     t_start = time.time()
     cur.execute("SELECT mdm.enqueue((SELECT ids FROM bench.fanout_ids), '{\"RequestType\": \"ProfileList\"}'::jsonb)")
@@ -193,6 +199,13 @@ def main():
         time.sleep(0.02)
     t_reported = time.time()
     fe_cpu, mock_cpu = cpu_seconds(fe.pid) - fe_cpu0, cpu_seconds(mock.pid) - t_mock0
+    if prof:
+        prof.send_signal(signal.SIGINT)
+        try:
+            prof.wait(10)
+        except subprocess.TimeoutExpired:
+            prof.kill()
+            prof.wait()
     cur.execute("SELECT count(*) FILTER (WHERE state = 'sent'), count(*) FROM mdm.push_jobs "
                 "WHERE created_at >= to_timestamp(%s)", (t_start,))
     sent, jobs = cur.fetchone()
@@ -208,6 +221,15 @@ def main():
     print(f"   pushes/s sustained (first to last push): {n / max(last - first, 1e-9):.0f}; jobs {jobs}, sent {sent}")
     print(f"   CPU: front end {fe_cpu:.2f} s ({fe_cpu / n * 1e6:.0f} us/push), mock {mock_cpu:.2f} s "
           f"({mock_cpu / n * 1e6:.0f} us/push); load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    # the database's share: mdm_frontend_db_call_seconds counts the push workers' statements
+    # (claim, report, backlog; from sending one to its result) and the HTTP workers' (none here)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        m = dict(line.rsplit(" ", 1) for line in r.read().decode().splitlines()
+                 if line.startswith("mdm_frontend_db_call_seconds_") or line.startswith("mdm_frontend_push_claimed"))
+    calls = float(m.get("mdm_frontend_db_call_seconds_count", 0))
+    if calls:
+        print(f"   database statements of the push workers: {calls:.0f}, mean "
+              f"{float(m['mdm_frontend_db_call_seconds_sum']) / calls * 1000:.1f} ms from sending to the result")
     with open(os.path.join(args.work, "push_fanout.txt"), "w") as f:
         f.write(f"{n} {last - t_commit:.3f} {n / max(last - first, 1e-9):.0f}\n")
 

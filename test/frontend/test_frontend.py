@@ -18,6 +18,7 @@ import http.client
 import json
 import os
 import plistlib
+import re
 import shutil
 import signal
 import socket
@@ -338,6 +339,24 @@ def test_checkins(fe):
           ','.join(sorted(psql("SELECT string_agg(id, ',') FROM mdm.nano_enrollments").split(','))) and
           int(psql("SELECT count(*) FROM mdm.nano_enrollments")) >= 8,
           'every TokenUpdate made its enrollment')
+    # each request's log line names its enrollment: the database returns the
+    # ID with the reply (mdm.message_enrollment_id), the front end reads no plist
+    log = wait_log(fe, 'id=' + message_ids(sent[-1][3])[1])
+    for n, via, dev, body, status in sent:
+        enrollment = message_ids(body)[1]
+        check(re.search(r'^mdm-frontend info: PUT %s %d [0-9.]+ ms id=%s$'
+                        % (re.escape(via), status, re.escape(enrollment)), log, re.M),
+              '%s via %s: the log line names enrollment %s' % (n, via, enrollment))
+
+
+def wait_log(fe, text):
+    """The front end's log once it holds text (a line is written after its reply)."""
+    for _ in range(50):
+        log = fe.logtext()
+        if text in log:
+            break
+        time.sleep(0.05)
+    return log
 
 
 def drain(fe, idle, headers):
@@ -396,6 +415,9 @@ def test_reports(fe):
                    % (enrollment, cu))
         check(s == 200 and status == 200 and row == msg['Status'],
               '%s: report stored as %s (enqueue %d, report %d, stored %r)' % (n, msg['Status'], s, status, row))
+        log = wait_log(fe, 'id=' + enrollment)
+        check(re.search(r'^mdm-frontend info: PUT /mdm 200 [0-9.]+ ms id=%s$' % re.escape(enrollment), log, re.M),
+              '%s: the log line of the report names enrollment %s' % (n, enrollment))
 
 
 def headers_only_status(fe, length):
@@ -406,6 +428,35 @@ def headers_only_status(fe, length):
     first = s.recv(200)
     s.close()
     return int(first.split()[1]) if first.startswith(b'HTTP/1.1 ') else -1
+
+
+def chunked_put(fe, chunks):
+    """PUT /mdm of chunks x 64 kB, chunked: (status or None, connection closed after)."""
+    c = fe.conn()
+    c.putrequest('PUT', '/mdm')
+    c.putheader('Content-Type', CHECKIN_TYPE)
+    c.putheader('Transfer-Encoding', 'chunked')
+    c.endheaders()
+    raw = c.sock.dup()  # still open here when http.client closes its own
+    try:
+        for _ in range(chunks):
+            chunk = b'x' * 65536
+            c.send(b'%x\r\n%s\r\n' % (len(chunk), chunk))
+        c.send(b'0\r\n\r\n')
+        r = c.getresponse()
+        r.read()
+    except (OSError, http.client.HTTPException):
+        c.close()
+        raw.close()
+        return None, True
+    c.close()
+    try:
+        raw.settimeout(5)
+        closed = raw.recv(1) == b''
+    except OSError:
+        closed = True
+    raw.close()
+    return r.status, closed
 
 
 def test_bad_input(fe):
@@ -428,23 +479,21 @@ def test_bad_input(fe):
     check(psql("SELECT count(*) FROM mdm.checkin_messages") == before, 'nothing stored by bad input')
 
     check(headers_only_status(fe, 50000000) == 413, '413 answered from Content-Length alone')
-    # a chunked body that grows past the limit
+    # a chunked body that grows past the limit: 413 at its end, then the
+    # connection is closed; one that goes on past twice the limit is cut off
+    status, closed = chunked_put(fe, 24)
+    check(status == 413 and closed, 'chunked body of 1.5 MB: 413 and the connection closed (got %s, %s)'
+          % (status, closed))
+    check(psql("SELECT count(*) FROM mdm.checkin_messages") == before, 'nothing stored from it')
+    status, closed = chunked_put(fe, 40)
+    check(status is None and closed, 'chunked body of 2.6 MB: the connection is closed, the rest not read')
+    tu = vector('checkin/02-tokenupdate-device.plist')
     c = fe.conn()
-    c.putrequest('PUT', '/mdm')
-    c.putheader('Content-Type', CHECKIN_TYPE)
-    c.putheader('Transfer-Encoding', 'chunked')
-    c.endheaders()
-    closed = False
-    try:
-        for _ in range(40):
-            chunk = b'x' * 65536
-            c.send(b'%x\r\n%s\r\n' % (len(chunk), chunk))
-        c.send(b'0\r\n\r\n')
-        c.getresponse()
-    except (OSError, http.client.HTTPException):
-        closed = True
+    c.request('PUT', '/mdm', iter([tu[:300], tu[300:]]),  # an iterable: sent chunked
+              {'Content-Type': CHECKIN_TYPE, 'X-Client-Cert': cert})
+    status = c.getresponse().status
     c.close()
-    check(closed, 'chunked body over the limit: the connection is closed, the rest not read')
+    check(status == 200, 'a chunked body under the limit is served (got %d)' % status)
     # headers: an 11 kB Mdm-Signature fits the 16 kB connection buffer (and is
     # refused by the database as a signature); 20 kB of headers do not
     sig = base64.b64encode(os.urandom(8 * 1024)).decode()

@@ -1,0 +1,74 @@
+/*
+ * enrollment_id.c
+ *		mdm.message_enrollment_id(): the enrollment ID of a device message, for
+ *		a front end's log line.
+ *
+ * A front end asks for it in the same statement as the call it makes,
+ *   SELECT status, content_type, body, mdm.message_enrollment_id($1, false)
+ *   FROM mdm.checkin($1, $2, $3)
+ * so that it can log who sent a request without reading the plist itself
+ * (docs/front-end.md).  The ID is worked out as mdm.checkin() and
+ * mdm.connect() work it out: the device channel's UDID or EnrollmentID, and
+ * ":" and the user part on a user channel.  It is only a label: a message
+ * that cannot be read or decoded gives NULL, never an error, so that asking
+ * for it never changes the outcome of the call beside it.
+ */
+#include "mdm_user.h"
+
+#include "fmgr.h"
+#include "utils/builtins.h"
+
+#include "mdm_message.h"
+
+/* The enrollment ID of a decoded message, in server encoding. */
+static text *
+enrollment_id_text(const MdmMessage *msg)
+{
+	char	   *device = plist_text_to_server(msg->device_key, strlen(msg->device_key));
+
+	if (msg->user_key == NULL)
+		return cstring_to_text(device);
+	return cstring_to_text(psprintf("%s:%s", device,
+									plist_text_to_server(msg->user_key, strlen(msg->user_key))));
+}
+
+/*
+ * mdm.message_enrollment_id(message bytea, report boolean) RETURNS text:
+ * of a check-in (report false) or a command report (true); NULL when the
+ * message cannot be read.
+ */
+PG_FUNCTION_INFO_V1(mdm_message_enrollment_id);
+Datum
+mdm_message_enrollment_id(PG_FUNCTION_ARGS)
+{
+	bytea	   *body = PG_GETARG_BYTEA_PP(0);
+	bool		report = PG_GETARG_BOOL(1);
+	PlistLimits limits;
+	PlistError	err;
+	MdmMessage	msg;
+	plist_t		tree;
+	text	   *volatile result = NULL;
+
+	if (VARSIZE_ANY_EXHDR(body) > (size_t) mdm_max_message_bytes)
+		PG_RETURN_NULL();
+	limits.max_depth = mdm_max_nesting_depth;
+	limits.max_nodes = mdm_max_plist_nodes;
+	limits.max_bytes = mdm_max_message_bytes;
+	/* plist_read() and mdm_message_decode() never raise */
+	if (!plist_read((const unsigned char *) VARDATA_ANY(body), VARSIZE_ANY_EXHDR(body),
+					&limits, &tree, &err))
+		PG_RETURN_NULL();
+	PG_TRY();
+	{
+		if (mdm_message_decode(tree, report ? MDM_REPORT : MDM_CHECKIN, &msg, &err))
+			result = enrollment_id_text(&msg);
+	}
+	PG_FINALLY();
+	{
+		plist_free(tree);
+	}
+	PG_END_TRY();
+	if (result == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_TEXT_P(result);
+}
