@@ -36,7 +36,7 @@ psql -X -q -v ON_ERROR_STOP=1 -d "$db" -c "CREATE EXTENSION mdm_user" \
     -c "CREATE ROLE \"$role\" LOGIN" -c "GRANT mdm_frontend TO \"$role\"" || exit 1
 port=$(python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
 log=$(mktemp)
-runuser -u "$user" -- env -i PATH=/usr/bin:/bin PGPORT="$PGPORT" "${settings[@]}" \
+setpriv --reuid="$user" --regid="$user" --init-groups env -i PATH=/usr/bin:/bin PGPORT="$PGPORT" "${settings[@]}" \
     MDM_FRONTEND_LISTEN="127.0.0.1:$port" $exec_start > "$log" 2>&1 &
 pid=$!
 health=""
