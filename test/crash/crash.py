@@ -258,6 +258,12 @@ def in_flight_text():
     return "%d in flight (%s)" % (total, parts)
 
 
+def busy_moment(least=2, timeout=3):
+    """Wait (up to timeout seconds) for a moment with at least `least`
+    operations in flight, so that a kill lands in the middle of work."""
+    wait_until(lambda: sum(State.in_flight.values()) >= least, timeout, step=0.001)
+
+
 def postmaster_pid():
     datadir = sql("SHOW data_directory", db="postgres")[0][0]
     with open(os.path.join(datadir, "postmaster.pid")) as f:
@@ -369,6 +375,7 @@ def main():
           "load runs: %d reports answered 200, %d enqueues" % (len(State.acked), len(State.enqueued)))
 
     # 1. a backend serving the front end
+    busy_moment()
     pid, active = None, False
     end = time.time() + 3
     while time.time() < end and not active:
@@ -387,6 +394,7 @@ def main():
     # 2. the postmaster
     pm, datadir = postmaster_pid()
     version, name = cluster()
+    busy_moment()
     flight = in_flight_text()
     os.kill(pm, signal.SIGKILL)
     print("# killed the postmaster %d with SIGKILL: %s" % (pm, flight))
@@ -404,6 +412,7 @@ def main():
     time.sleep(LOAD_SECONDS)
 
     # 3. the front end
+    busy_moment()
     flight = in_flight_text()
     FE.proc.kill()
     FE.proc.wait()
