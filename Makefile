@@ -32,6 +32,10 @@ OBJS = \
 # The install script is built from one file per concern, in name order.
 SCHEMA_PARTS = $(sort $(wildcard schema/*.sql))
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
+# From 1.0 on, every change of SQL objects also ships as an upgrade script
+# updates/mdm_user--OLD--NEW.sql (docs/releasing.md); the released full
+# scripts are frozen under test/upgrade/releases/ (make freeze-release).
+DATA = $(sort $(wildcard updates/$(EXTENSION)--*--*.sql))
 
 # pg_regress: sql/*.sql against expected/*.out, in name order.
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
@@ -72,6 +76,20 @@ install-frontend: $(FRONTEND)
 clean: clean-frontend
 clean-frontend:
 	$(MAKE) -C frontend clean
+
+# Releasing (docs/releasing.md): freeze the install script of the version in
+# mdm_user.control as test/upgrade/releases/VERSION/ (REPLACE=1: again, for a
+# version not yet published).
+.PHONY: freeze-release deb
+freeze-release:
+	tools/freeze-release $(if $(REPLACE),--replace) $(EXTVERSION)
+
+# Debian packages (postgresql-15-mdm-user, mdm-frontend) built with
+# dpkg-buildpackage in a temporary copy of the tree; the .deb files land in
+# DEB_OUT (default build/debs).
+DEB_OUT ?= build/debs
+deb:
+	tools/build-debs $(DEB_OUT)
 
 # The benchmark at its default scale (docs/performance.md): a throwaway
 # cluster, the installed extension (or MDM_BENCH_STAGE=/dir to build and

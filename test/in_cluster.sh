@@ -9,7 +9,13 @@ if ! make -s installcheck; then
     exit 1
 fi
 echo "== pg_dump and pg_restore keep the extension's data"
+t0=$SECONDS
 ./test/dump_restore.sh || exit 1
+echo "   [dump and restore: $((SECONDS - t0)) s]"
+echo "== upgrades from the frozen releases keep the objects and every row (test/upgrade/run)"
+t0=$SECONDS
+./test/upgrade/run || exit 1
+echo "   [upgrade check: $((SECONDS - t0)) s]"
 echo "== mdm-frontend over HTTP on 127.0.0.1"
 ./test/frontend/run.sh || exit 1
 echo "== mdm-frontend's push sender against the mock APNs on 127.0.0.1"

@@ -8,7 +8,8 @@ MDM_PACKAGES="postgresql-15 postgresql-server-dev-15 postgresql-common postgresq
     libplist-dev libssl-dev pkg-config make gcc clang-14 libclang-rt-14-dev
     python3 python3-yaml openssl util-linux
     libpq-dev libmicrohttpd-dev libgnutls28-dev libsystemd-dev python3-jsonschema wrk curl
-    libcurl4-openssl-dev libnghttp2-dev libjansson-dev python3-psycopg2"
+    libcurl4-openssl-dev libnghttp2-dev libjansson-dev python3-psycopg2
+    debhelper postgresql-server-dev-all lintian"
 
 mdm_require_root() {
     if [ "$(id -u)" -ne 0 ]; then
