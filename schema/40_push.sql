@@ -159,14 +159,17 @@ COMMENT ON VIEW mdm.view_push_problems IS
 -- Generic plan, for the reason given at mdm_internal._targets().
 -- More targets than mdm.push_fanout_threshold (on a single server): one
 -- push_fanouts row per chunk of targets instead, expanded by the claim,
--- which checks each target then; the count is of the targets.
-CREATE FUNCTION mdm_internal._announce_pushes(targets mdm_internal._target[]) RETURNS integer
+-- which checks each target then; the count is of the targets.  lazy =>
+-- false (maintenance's batch-limited repush) always makes pending jobs,
+-- which coalesce with later requests as fan-out rows cannot.
+CREATE FUNCTION mdm_internal._announce_pushes(targets mdm_internal._target[], lazy boolean DEFAULT true)
+    RETURNS integer
     LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     created integer;
     ids text[];
 BEGIN
-    IF cardinality(targets) > mdm_internal._setting('mdm.push_fanout_threshold')::integer
+    IF lazy AND cardinality(targets) > mdm_internal._setting('mdm.push_fanout_threshold')::integer
        AND NOT mdm_internal._distributed() THEN
         ids := ARRAY(SELECT t.enrollment_id FROM unnest(targets) t);
         INSERT INTO mdm.push_fanouts (id, chunk, enrollment_ids)
@@ -275,7 +278,11 @@ END $$;
 -- if the claim rolls back, the targets are expanded again.  Each target is
 -- checked as _announce_pushes() checks it, now: disabled channels and
 -- dead tokens are skipped; a channel with a pending job is left to that
--- job (it is claimed later than this, so after the enqueue committed);
+-- job (it is claimed later than this, so after the enqueue committed),
+-- and so is one with a claimed job, whose push is on the way (made by an
+-- earlier chunk of this claim, or another fan-out): one push per target
+-- however many fan-outs name it (a device that polled before the
+-- commands were visible is pushed again by maintenance, _repush());
 -- one whose topic has no certificate gets a pending job that waits for it.
 CREATE FUNCTION mdm_internal._claim_fanouts(max_jobs integer)
     RETURNS TABLE (job_id bigint, enrollment_id text, token_hex text, push_magic text,
@@ -324,7 +331,7 @@ BEGIN
               AND EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic)
               AND NOT EXISTS (SELECT FROM mdm.push_jobs p
                               WHERE p.device_id = e.device_id AND p.enrollment_id = e.id
-                                AND p.state = 'pending')
+                                AND p.state IN ('pending', 'claimed'))
             RETURNING j.id, j.device_id, j.enrollment_id)
         SELECT m.id, e.id, e.token_hex, e.push_magic, e.topic, pc.cert_pem, pc.key_pem,
                CASE WHEN expiration = 0 THEN 0
