@@ -60,6 +60,11 @@ for port in "${workers[@]}"; do
         -c "ALTER SYSTEM SET citus.log_local_commands = on" \
         -c "ALTER SYSTEM SET log_min_messages = notice" -c "SELECT pg_reload_conf()" >/dev/null
 done
+# fan-outs waiting (never expanded once distributed): refused
+q -c "INSERT INTO mdm.push_fanouts (id, chunk, enrollment_ids) VALUES (gen_random_uuid(), 0, ARRAY['X', 'Y'])"
+expect "mdm.distribute() with a fan-out waiting" \
+    "$(psql -X -At -c "SELECT mdm.distribute()" 2>&1 | grep -c 'push fan-outs are waiting')" 1
+q -c "DELETE FROM mdm.push_fanouts"
 # a session that checked in before mdm.distribute() (its backend asked then
 # whether mdm_user is distributed) and stays open: it must see the change
 mkfifo "$tmp/early.in"
