@@ -329,6 +329,17 @@ RESET mdm.push_fanout_threshold;
 SELECT count(*) AS later_claim FROM mdm.claim_pushes();
 SELECT count(*) AS fanouts_left FROM mdm.push_fanouts;
 SELECT enrollment_id, state, count(*) AS jobs FROM mdm.push_jobs GROUP BY 1, 2 ORDER BY 1, 2;
+-- oldest first between jobs and fan-outs: jobs made after a fan-out do not
+-- keep it waiting (a claim expanded it only when it had room left)
+DELETE FROM mdm.push_attempts;
+DELETE FROM mdm.push_jobs;
+SET mdm.push_fanout_threshold = 1;
+SELECT mdm.push(ARRAY[:'mac', '5B0C2E4A-1C3D-4E5F-8A9B-0C1D2E3F4A5B']) AS older_fanout;
+RESET mdm.push_fanout_threshold;
+SELECT mdm.push(ARRAY[:'victor']) AS newer_job;
+SELECT enrollment_id = :'mac' AS fanout_first FROM mdm.claim_pushes(1);
+SELECT enrollment_id = :'victor' AS then_the_job FROM mdm.claim_pushes();
+SELECT count(*) AS fanouts_left FROM mdm.push_fanouts;
 SELECT integrity() AS broken;
 
 -- The enrollment profile: per-user connections, or no Mac opens a user channel

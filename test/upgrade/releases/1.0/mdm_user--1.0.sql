@@ -1760,7 +1760,9 @@ CREATE FUNCTION mdm.claim_pushes(max_jobs integer DEFAULT 500)
     -- disabled plan's cost would start it (2 s of compiling).
     SET enable_bitmapscan = off SET enable_seqscan = off SET jit = off AS $$
 DECLARE
-    claimed integer;
+    claimed integer := 0;
+    n integer;
+    fanouts_first boolean;
 BEGIN
     IF max_jobs IS NULL OR max_jobs < 1 THEN
         RAISE EXCEPTION 'max_jobs must be at least 1, not %', coalesce(max_jobs::text, 'NULL')
@@ -1772,6 +1774,21 @@ BEGIN
         RETURN;
     END IF;
     PERFORM mdm_internal._release_stale_claims();
+    -- oldest first between jobs and large fan-outs (mdm.push_fanouts): a
+    -- fan-out older than every claimable job is expanded before them, so
+    -- that a sustained backlog of newer jobs does not starve it
+    fanouts_first := EXISTS (
+        SELECT FROM mdm.push_fanouts f
+        WHERE f.created_at < coalesce((SELECT j.not_before FROM mdm.push_jobs j
+                                       WHERE j.state = 'pending' AND j.not_before <= now()
+                                       ORDER BY j.not_before, j.id LIMIT 1), 'infinity'));
+    IF fanouts_first THEN
+        RETURN QUERY SELECT * FROM mdm_internal._claim_fanouts(max_jobs);
+        GET DIAGNOSTICS claimed = ROW_COUNT;
+        IF claimed >= max_jobs THEN
+            RETURN;
+        END IF;
+    END IF;
     RETURN QUERY
     WITH picked AS (
         SELECT j.device_id, j.id
@@ -1783,7 +1800,7 @@ BEGIN
           AND e.enabled AND e.token_invalid_at IS NULL
           AND EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic)
         ORDER BY j.not_before, j.id
-        LIMIT max_jobs
+        LIMIT max_jobs - claimed
         FOR UPDATE OF j SKIP LOCKED),
     claimed AS (
         UPDATE mdm.push_jobs j
@@ -1802,9 +1819,10 @@ BEGIN
     JOIN mdm.nano_enrollments e ON e.device_id = c.device_id AND e.id = c.enrollment_id
     JOIN mdm.push_certs pc ON pc.topic = e.topic
     ORDER BY c.id;
-    GET DIAGNOSTICS claimed = ROW_COUNT;
-    IF claimed < max_jobs THEN
-        -- the rest of the batch from large fan-outs (mdm.push_fanouts)
+    GET DIAGNOSTICS n = ROW_COUNT;
+    claimed := claimed + n;
+    IF NOT fanouts_first AND claimed < max_jobs THEN
+        -- the rest of the batch from large fan-outs
         RETURN QUERY SELECT * FROM mdm_internal._claim_fanouts(max_jobs - claimed);
     END IF;
 END $$;
