@@ -9,7 +9,7 @@
 -- targets.  The derived rows (queue items, results) have no foreign
 -- keys: the functions that write them check what a key would (see
 -- _queue_command, and docs/data-model.md, "Integrity"), and
--- sql/95_integrity.sql checks that every path left them whole.  An exchange runs from an Idle report to the empty
+-- integrity() in sql/00_setup.sql checks that every path left them whole.  An exchange runs from an Idle report to the empty
 -- reply that ends it: an item handed out in the current exchange (and so
 -- one answered NotNow) is not offered again until the next Idle.
 
@@ -43,7 +43,7 @@ CREATE TABLE mdm.nano_enrollment_queue (
     sent_count integer NOT NULL DEFAULT 0,
     finished_at timestamptz,
     cleared_at timestamptz,
-    cleared_reason text CHECK (cleared_reason IN ('re-enrollment', 'expired')),
+    cleared_reason text CHECK (cleared_reason IN ('re-enrollment', 'expired', 'command missing')),
     request_type text,
     plist bytea,
     PRIMARY KEY (device_id, id, command_uuid),
@@ -68,7 +68,7 @@ COMMENT ON COLUMN mdm.nano_enrollment_queue.request_type IS
 COMMENT ON COLUMN mdm.nano_enrollment_queue.plist IS
     'The XML plist of a command queued to this enrollment only ({CommandUUID, Command}); NULL: see nano_commands';
 COMMENT ON COLUMN mdm.nano_enrollment_queue.cleared_reason IS
-    're-enrollment (Authenticate), or expired (older than mdm.pending_command_lifetime)';
+    're-enrollment (Authenticate), expired (older than mdm.pending_command_lifetime), or command missing (its nano_commands row was gone when a poll reached it)';
 
 CREATE TABLE mdm.nano_command_results (
     device_id text NOT NULL,

@@ -159,14 +159,17 @@ COMMENT ON VIEW mdm.view_push_problems IS
 -- Generic plan, for the reason given at mdm_internal._targets().
 -- More targets than mdm.push_fanout_threshold (on a single server): one
 -- push_fanouts row per chunk of targets instead, expanded by the claim,
--- which checks each target then; the count is of the targets.
-CREATE FUNCTION mdm_internal._announce_pushes(targets mdm_internal._target[]) RETURNS integer
+-- which checks each target then; the count is of the targets.  lazy =>
+-- false (maintenance's batch-limited repush) always makes pending jobs,
+-- which coalesce with later requests as fan-out rows cannot.
+CREATE FUNCTION mdm_internal._announce_pushes(targets mdm_internal._target[], lazy boolean DEFAULT true)
+    RETURNS integer
     LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     created integer;
     ids text[];
 BEGIN
-    IF cardinality(targets) > mdm_internal._setting('mdm.push_fanout_threshold')::integer
+    IF lazy AND cardinality(targets) > mdm_internal._setting('mdm.push_fanout_threshold')::integer
        AND NOT mdm_internal._distributed() THEN
         ids := ARRAY(SELECT t.enrollment_id FROM unnest(targets) t);
         INSERT INTO mdm.push_fanouts (id, chunk, enrollment_ids)
@@ -275,7 +278,11 @@ END $$;
 -- if the claim rolls back, the targets are expanded again.  Each target is
 -- checked as _announce_pushes() checks it, now: disabled channels and
 -- dead tokens are skipped; a channel with a pending job is left to that
--- job (it is claimed later than this, so after the enqueue committed);
+-- job (it is claimed later than this, so after the enqueue committed),
+-- and so is one with a claimed job, whose push is on the way (made by an
+-- earlier chunk of this claim, or another fan-out): one push per target
+-- however many fan-outs name it (a device that polled before the
+-- commands were visible is pushed again by maintenance, _repush());
 -- one whose topic has no certificate gets a pending job that waits for it.
 CREATE FUNCTION mdm_internal._claim_fanouts(max_jobs integer)
     RETURNS TABLE (job_id bigint, enrollment_id text, token_hex text, push_magic text,
@@ -324,7 +331,7 @@ BEGIN
               AND EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic)
               AND NOT EXISTS (SELECT FROM mdm.push_jobs p
                               WHERE p.device_id = e.device_id AND p.enrollment_id = e.id
-                                AND p.state = 'pending')
+                                AND p.state IN ('pending', 'claimed'))
             RETURNING j.id, j.device_id, j.enrollment_id)
         SELECT m.id, e.id, e.token_hex, e.push_magic, e.topic, pc.cert_pem, pc.key_pem,
                CASE WHEN expiration = 0 THEN 0
@@ -352,7 +359,9 @@ CREATE FUNCTION mdm.claim_pushes(max_jobs integer DEFAULT 500)
     -- disabled plan's cost would start it (2 s of compiling).
     SET enable_bitmapscan = off SET enable_seqscan = off SET jit = off AS $$
 DECLARE
-    claimed integer;
+    claimed integer := 0;
+    n integer;
+    fanouts_first boolean;
 BEGIN
     IF max_jobs IS NULL OR max_jobs < 1 THEN
         RAISE EXCEPTION 'max_jobs must be at least 1, not %', coalesce(max_jobs::text, 'NULL')
@@ -364,6 +373,21 @@ BEGIN
         RETURN;
     END IF;
     PERFORM mdm_internal._release_stale_claims();
+    -- oldest first between jobs and large fan-outs (mdm.push_fanouts): a
+    -- fan-out older than every claimable job is expanded before them, so
+    -- that a sustained backlog of newer jobs does not starve it
+    fanouts_first := EXISTS (
+        SELECT FROM mdm.push_fanouts f
+        WHERE f.created_at < coalesce((SELECT j.not_before FROM mdm.push_jobs j
+                                       WHERE j.state = 'pending' AND j.not_before <= now()
+                                       ORDER BY j.not_before, j.id LIMIT 1), 'infinity'));
+    IF fanouts_first THEN
+        RETURN QUERY SELECT * FROM mdm_internal._claim_fanouts(max_jobs);
+        GET DIAGNOSTICS claimed = ROW_COUNT;
+        IF claimed >= max_jobs THEN
+            RETURN;
+        END IF;
+    END IF;
     RETURN QUERY
     WITH picked AS (
         SELECT j.device_id, j.id
@@ -375,7 +399,7 @@ BEGIN
           AND e.enabled AND e.token_invalid_at IS NULL
           AND EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic)
         ORDER BY j.not_before, j.id
-        LIMIT max_jobs
+        LIMIT max_jobs - claimed
         FOR UPDATE OF j SKIP LOCKED),
     claimed AS (
         UPDATE mdm.push_jobs j
@@ -394,9 +418,10 @@ BEGIN
     JOIN mdm.nano_enrollments e ON e.device_id = c.device_id AND e.id = c.enrollment_id
     JOIN mdm.push_certs pc ON pc.topic = e.topic
     ORDER BY c.id;
-    GET DIAGNOSTICS claimed = ROW_COUNT;
-    IF claimed < max_jobs THEN
-        -- the rest of the batch from large fan-outs (mdm.push_fanouts)
+    GET DIAGNOSTICS n = ROW_COUNT;
+    claimed := claimed + n;
+    IF NOT fanouts_first AND claimed < max_jobs THEN
+        -- the rest of the batch from large fan-outs
         RETURN QUERY SELECT * FROM mdm_internal._claim_fanouts(max_jobs - claimed);
     END IF;
 END $$;

@@ -172,7 +172,8 @@ BEGIN
     IF targets IS NULL THEN
         RETURN 0;
     END IF;
-    RETURN mdm_internal._announce_pushes(targets);
+    -- pending jobs, never a fan-out row: the test above sees jobs only
+    RETURN mdm_internal._announce_pushes(targets, lazy => false);
 END $$;
 
 -- Commands that waited longer than mdm.pending_command_lifetime for a

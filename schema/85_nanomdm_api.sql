@@ -35,8 +35,10 @@ BEGIN
                 format('not pushed: APNs refused the token (%s); the next TokenUpdate pushes',
                        coalesce(e.token_invalid_reason, 'no reason given')))
             -- (a fan-out's targets get their jobs when a push sender claims
-            -- them: schema/40_push.sql)
+            -- them: schema/40_push.sql; never distributed, where every push
+            -- is a job)
             WHEN j.id IS NULL AND cardinality(enrollment_ids) > mdm_internal._setting('mdm.push_fanout_threshold')::integer
+                 AND NOT mdm_internal._distributed()
                 THEN jsonb_build_object('push_result', 'push waiting in a fan-out')
             WHEN j.id IS NULL THEN jsonb_build_object('push_error', 'no push job')
             WHEN c.topic IS NULL THEN jsonb_build_object('push_error',

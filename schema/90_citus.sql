@@ -338,6 +338,11 @@ BEGIN
         RAISE EXCEPTION 'the Citus cluster has no worker for shards'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Add the workers with citus_add_node() first.';
+    ELSIF EXISTS (SELECT FROM mdm.push_fanouts) THEN
+        -- distributed, claim_pushes never expands them (schema/40_push.sql)
+        RAISE EXCEPTION 'push fan-outs are waiting in mdm.push_fanouts'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Let the push sender claim them (mdm.claim_pushes()) first.';
     END IF;
 
     -- the foreign keys to put back, except reference -> distributed, which

@@ -219,3 +219,28 @@ SELECT count(*) = :logged AS not_logged FROM mdm.checkin_messages;
 RESET mdm.checkin_log;
 SELECT (mdm.checkin(v('checkin/02-tokenupdate-device.plist'))).status;
 SELECT count(*) = :logged + 1 AS logged_again FROM mdm.checkin_messages;
+-- columns a DBA adds to the log (a default, a domain's default, an
+-- identity): the direct insert (src/row_insert.c) leaves the row to the
+-- statement, which fills them, rather than fail or store NULLs
+CREATE DOMAIN public.dba_tag AS text DEFAULT 'domain default';
+ALTER TABLE mdm.checkin_messages ADD COLUMN dba_note text NOT NULL DEFAULT 'column default',
+    ADD COLUMN dba_tag public.dba_tag, ADD COLUMN dba_serial bigint GENERATED ALWAYS AS IDENTITY;
+SELECT (mdm.checkin(v('checkin/02-tokenupdate-device.plist'))).status AS logged_with_dba_columns;
+SELECT dba_note, dba_tag, dba_serial IS NOT NULL AS serial
+FROM mdm.checkin_messages ORDER BY id DESC LIMIT 1;
+ALTER TABLE mdm.checkin_messages DROP COLUMN dba_note, DROP COLUMN dba_tag, DROP COLUMN dba_serial;
+DROP DOMAIN public.dba_tag;
+-- a primary key index that is not usable (here made so by hand, as a
+-- failed or concurrent REINDEX leaves one): the direct lookup
+-- (src/key_lookup.c) reads the table instead, and finds a device whose
+-- row the index does not have (a device row written meanwhile)
+UPDATE pg_index SET indisvalid = false, indisready = false
+WHERE indexrelid = 'mdm.nano_devices_pkey'::regclass;
+INSERT INTO mdm.nano_devices (id, authenticate, authenticate_at) VALUES ('00008030-00DEAD0INDEX0', '\x', now());
+SELECT (mdm.checkin(convert_to(replace(convert_from(v('checkin/07-getbootstraptoken.plist'), 'UTF8'),
+                                       '980E3D0B-5A28-537C-B7CB-7AFD15AFB933', '00008030-00DEAD0INDEX0'), 'UTF8'))).status
+    AS unindexed_device;
+UPDATE pg_index SET indisvalid = true, indisready = true
+WHERE indexrelid = 'mdm.nano_devices_pkey'::regclass;
+REINDEX INDEX mdm.nano_devices_pkey;
+DELETE FROM mdm.nano_devices WHERE id = '00008030-00DEAD0INDEX0';

@@ -207,3 +207,19 @@ SELECT (SELECT count(*) FROM mdm.nano_enrollment_queue WHERE id = 'FAN-3') AS it
        (SELECT count(*) FROM mdm.push_jobs WHERE enrollment_id = 'FAN-3') AS jobs;
 -- the derived rows are whole after every path above (no foreign keys: schema/30_queue.sql)
 SELECT integrity() AS broken;
+
+-- A queue item whose command row is gone (deleted by hand, or pruned while
+-- the NanoMDM import queued it): the poll clears it with a WARNING and
+-- hands out the next item (it used to crash the server at every poll)
+SELECT mdm.enqueue(ARRAY[:'mac', :'mac2'], '{"RequestType": "CertificateList"}', 100) AS gone \gset
+SELECT mdm.enqueue(ARRAY[:'mac'], '{"RequestType": "InstalledApplicationList"}', 99) AS next_one \gset
+DELETE FROM mdm.nano_commands WHERE command_uuid = :'gone';
+UPDATE mdm.nano_enrollment_queue SET command_uuid = '0e3b1f6a-dead-4000-8000-00000000c0de'
+WHERE command_uuid = :'gone';
+SELECT handed(mac_report('Idle', NULL)) AS after_missing;
+SELECT handed(mac_report('Idle', NULL)) AS no_second_warning;
+SELECT q.id = :'mac' AS mac, q.active, q.cleared_reason, v.state
+FROM mdm.nano_enrollment_queue q JOIN mdm.view_queue v USING (device_id, command_uuid)
+WHERE q.command_uuid = '0e3b1f6a-dead-4000-8000-00000000c0de' AND v.enrollment_id = q.id ORDER BY 1;
+DELETE FROM mdm.nano_enrollment_queue WHERE command_uuid IN ('0e3b1f6a-dead-4000-8000-00000000c0de', :'next_one');
+SELECT integrity() AS broken;

@@ -247,13 +247,20 @@ UPDATE mdm.push_jobs SET state = 'sent' WHERE state = 'pending';
 SELECT mdm.run_maintenance() -> 'repushed' AS not_within_the_day;
 -- a poll that came while an enqueue was still uncommitted did not see its
 -- command: once the poll is mdm.repush_interval old, it is pushed again
+SELECT mdm.enqueue(ARRAY[:'victor'], '{"RequestType": "ProfileList"}'::jsonb) IS NOT NULL AS victor_waits;
 DELETE FROM mdm.push_attempts;
 DELETE FROM mdm.push_jobs;
 UPDATE mdm.nano_enrollment_queue SET created_at = now() - interval '2 hours', sent_at = NULL
-WHERE id = :'mac' AND active;
-UPDATE mdm.nano_enrollments SET last_seen_at = now() - interval '90 minutes' WHERE id = :'mac';
+WHERE id IN (:'mac', :'victor') AND active;
+UPDATE mdm.nano_enrollments SET last_seen_at = now() - interval '90 minutes' WHERE id IN (:'mac', :'victor');
+-- more targets than the fan-out threshold: still pending jobs, which the
+-- next run sees (a fan-out row it would not, and it would add one a run)
+SET mdm.push_fanout_threshold = 1;
 SELECT mdm.run_maintenance() -> 'repushed' AS missed_by_a_poll;
-SELECT enrollment_id, state FROM mdm.push_jobs;
+SELECT mdm.run_maintenance() -> 'repushed' AS not_again;
+RESET mdm.push_fanout_threshold;
+SELECT enrollment_id, state FROM mdm.push_jobs ORDER BY 1;
+SELECT count(*) AS repush_fanouts FROM mdm.push_fanouts;
 
 -- Many outcomes at once: mdm.push_results records each as mdm.push_result
 -- would (the 200s set-based), and returns one state per outcome
@@ -307,6 +314,32 @@ UPDATE mdm.nano_enrollments SET enabled = false WHERE id = :'victor';
 SELECT enrollment_id FROM mdm.claim_pushes() ORDER BY 1;
 SELECT count(*) AS fanouts_left FROM mdm.push_fanouts;
 UPDATE mdm.nano_enrollments SET enabled = true WHERE id = :'victor';
+-- two fan-outs naming the same targets (two large enqueues while the
+-- sender is slow): one push per target, whether the second is expanded by
+-- the same claim or by a later one while the first one's jobs are claimed
+DELETE FROM mdm.push_attempts;
+DELETE FROM mdm.push_jobs;
+SET mdm.push_fanout_threshold = 1;
+SELECT mdm.push(ARRAY[:'mac', :'victor']) AS first_fanout;
+SELECT mdm.push(ARRAY[:'mac', :'victor']) AS second_fanout;
+SELECT enrollment_id, count(*) AS pushes FROM mdm.claim_pushes(3) GROUP BY 1 ORDER BY 1;
+SELECT count(*) AS fanouts_left FROM mdm.push_fanouts;
+SELECT mdm.push(ARRAY[:'mac', :'victor']) AS third_fanout;
+RESET mdm.push_fanout_threshold;
+SELECT count(*) AS later_claim FROM mdm.claim_pushes();
+SELECT count(*) AS fanouts_left FROM mdm.push_fanouts;
+SELECT enrollment_id, state, count(*) AS jobs FROM mdm.push_jobs GROUP BY 1, 2 ORDER BY 1, 2;
+-- oldest first between jobs and fan-outs: jobs made after a fan-out do not
+-- keep it waiting (a claim expanded it only when it had room left)
+DELETE FROM mdm.push_attempts;
+DELETE FROM mdm.push_jobs;
+SET mdm.push_fanout_threshold = 1;
+SELECT mdm.push(ARRAY[:'mac', '5B0C2E4A-1C3D-4E5F-8A9B-0C1D2E3F4A5B']) AS older_fanout;
+RESET mdm.push_fanout_threshold;
+SELECT mdm.push(ARRAY[:'victor']) AS newer_job;
+SELECT enrollment_id = :'mac' AS fanout_first FROM mdm.claim_pushes(1);
+SELECT enrollment_id = :'victor' AS then_the_job FROM mdm.claim_pushes();
+SELECT count(*) AS fanouts_left FROM mdm.push_fanouts;
 SELECT integrity() AS broken;
 
 -- The enrollment profile: per-user connections, or no Mac opens a user channel

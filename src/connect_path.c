@@ -120,9 +120,21 @@ static SavedPlan next_plan = {
 	"   WHERE q.device_id = $1 AND q.id = $2 AND q.command_uuid = n.command_uuid"
 	"  RETURNING q.command_uuid, q.plist)"
 	/* a command of one target is in its item; others in nano_commands */
-	" SELECT coalesce(s.plist, c.plist) FROM sent s"
+	" SELECT coalesce(s.plist, c.plist), s.command_uuid FROM sent s"
 	"  LEFT JOIN mdm.nano_commands c ON s.plist IS NULL AND c.command_uuid = s.command_uuid",
 	4, {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
+};
+
+/*
+ * An item whose command row is gone (deleted by hand, or pruned while an
+ * import queued it) cannot be handed out: it is cleared, so that it is
+ * neither offered nor pushed for again.  $1 device, $2 enrollment, $3 command
+ */
+static SavedPlan missing_plan = {
+	"UPDATE mdm.nano_enrollment_queue q"
+	"   SET active = false, cleared_at = now(), cleared_reason = 'command missing'"
+	" WHERE q.device_id = $1 AND q.id = $2 AND q.command_uuid = $3 AND q.active",
+	3, {TEXTOID, TEXTOID, UUIDOID}
 };
 
 /*
@@ -206,15 +218,31 @@ next_command(MdmRequest *r, Datum exchange_start, MdmReply *reply)
 	bool		isnull;
 	Datum		plist;
 
-	args_channel(&a, r);
-	plan_arg(&a, 2, exchange_start, false);
-	plan_arg(&a, 3, TimestampTzGetDatum(GetCurrentTimestamp()), false);
-	if (run_plan(&next_plan, &a, false, 0) == 0)
+	for (;;)
 	{
-		reply_empty(reply, 200);
-		return;
+		Datum		cmd;
+
+		args_channel(&a, r);
+		plan_arg(&a, 2, exchange_start, false);
+		plan_arg(&a, 3, TimestampTzGetDatum(GetCurrentTimestamp()), false);
+		if (run_plan(&next_plan, &a, false, 0) == 0)
+		{
+			reply_empty(reply, 200);
+			return;
+		}
+		plist = result_datum(1, &isnull);
+		if (!isnull)
+			break;
+		/* each turn clears one item: the loop ends */
+		cmd = result_datum(2, &isnull);
+		ereport(WARNING,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("queued command %s of enrollment \"%s\" has no command row",
+						DatumGetCString(DirectFunctionCall1(uuid_out, cmd)), r->enrollment_id),
+				 errdetail("The queue item was cleared (cleared_reason \"command missing\").")));
+		plan_arg(&a, 2, cmd, false);
+		run_plan(&missing_plan, &a, false, 0);
 	}
-	plist = result_datum(1, &isnull);
 	reply->status = 200;
 	reply->content_type = (text *) DatumGetPointer(SPI_datumTransfer(
 								CStringGetTextDatum("application/xml"), false, -1));

@@ -30,24 +30,13 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "executor/tuptable.h"
+#include "nodes/makefuncs.h"
 #include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
 #include "key_lookup.h"
-
-/* The OID of schema mdm's relation name; an internal error if it is missing. */
-static Oid
-mdm_relid(const char *name)
-{
-	Oid			nsp = get_namespace_oid("mdm", false);
-	Oid			relid = get_relname_relid(name, nsp);
-
-	if (!OidIsValid(relid))
-		elog(ERROR, "relation \"mdm.%s\" does not exist", name);
-	return relid;
-}
 
 /* A column's number in a table; an internal error if it is missing. */
 static AttrNumber
@@ -146,18 +135,29 @@ fetch(Snapshot snapshot, const char *table, const char *index, int nkeys, const 
 	  const LockTupleMode *mode,
 	  void (*read) (TupleTableSlot *slot, Oid relid, void *arg), void *arg)
 {
-	Oid			relid = mdm_relid(table);
-	Oid			indexid = mdm_relid(index);
+	Oid			relid;
 	Relation	rel;
 	Relation	idx;
 	ScanKeyData skey[INDEX_MAX_KEYS];
-	IndexScanDesc scan;
+	IndexScanDesc scan = NULL;
+	TableScanDesc heapscan = NULL;
 	TupleTableSlot *slot;
+	bool		usable;
 	bool		found;
 
 	Assert(nkeys > 0 && nkeys <= INDEX_MAX_KEYS);
-	rel = table_open(relid, mode ? RowShareLock : AccessShareLock);
-	idx = index_open(indexid, AccessShareLock);
+	/*
+	 * Names resolved as a statement resolves them: after the lock, with
+	 * the invalidations it brought (a REINDEX CONCURRENTLY that swapped
+	 * the index's name meanwhile, say).  The table's lock keeps the index
+	 * found maintained until the transaction ends.
+	 */
+	rel = table_openrv(makeRangeVar("mdm", (char *) table, -1), mode ? RowShareLock : AccessShareLock);
+	relid = RelationGetRelid(rel);
+	idx = index_open(RangeVarGetRelid(makeRangeVar("mdm", (char *) index, -1), AccessShareLock, false),
+					 NoLock);
+	/* an index not (or no longer) usable: read the table as a statement would */
+	usable = idx->rd_index->indisvalid && idx->rd_index->indisready && idx->rd_index->indislive;
 	if (idx->rd_index->indrelid != relid || !idx->rd_index->indisunique ||
 		idx->rd_index->indnkeyatts != nkeys)
 		elog(ERROR, "index \"mdm.%s\" is not a unique index of %d columns on \"mdm.%s\"",
@@ -172,14 +172,23 @@ fetch(Snapshot snapshot, const char *table, const char *index, int nkeys, const 
 
 		if (!OidIsValid(eqop))
 			elog(ERROR, "no equality operator for column %d of index \"mdm.%s\"", i + 1, index);
-		ScanKeyEntryInitialize(&skey[i], 0, i + 1, BTEqualStrategyNumber, InvalidOid,
+		ScanKeyEntryInitialize(&skey[i], 0, usable ? i + 1 : idx->rd_index->indkey.values[i],
+							   BTEqualStrategyNumber, InvalidOid,
 							   idx->rd_indcollation[i], get_opcode(eqop), keys[i]);
 	}
 
 	slot = table_slot_create(rel, NULL);
-	scan = index_beginscan(rel, idx, snapshot, nkeys, 0);
-	index_rescan(scan, skey, nkeys, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (usable)
+	{
+		scan = index_beginscan(rel, idx, snapshot, nkeys, 0);
+		index_rescan(scan, skey, nkeys, NULL, 0);
+		found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	}
+	else
+	{
+		heapscan = table_beginscan(rel, snapshot, nkeys, skey);
+		found = table_scan_getnextslot(heapscan, ForwardScanDirection, slot);
+	}
 	if (found && mode != NULL)
 		found = lock_row(rel, idx, snapshot, slot, *mode, nkeys, skey);
 	if (found)
@@ -187,7 +196,10 @@ fetch(Snapshot snapshot, const char *table, const char *index, int nkeys, const 
 		slot_getallattrs(slot);
 		read(slot, relid, arg);
 	}
-	index_endscan(scan);
+	if (scan)
+		index_endscan(scan);
+	else
+		table_endscan(heapscan);
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(idx, NoLock);
 	table_close(rel, NoLock);

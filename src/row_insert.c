@@ -10,9 +10,11 @@
  * unique checks and errors), in a new command of the transaction as a
  * statement of a VOLATILE function would be.  Only for a plain table
  * without triggers, CHECK constraints or row security (none of which is
- * applied here), on a single server (a distributed table's rows are in its
- * shards): row_insert() returns false otherwise and the caller runs its
- * statement.
+ * applied here), not a partition, whose columns are none of a domain
+ * (its checks), identity or generated, and whose columns left out have no
+ * default and may be NULL (a DBA may add one), on a single server (a
+ * distributed table's rows are in its shards): row_insert() returns false
+ * otherwise and the caller runs its statement, which applies all of it.
  */
 #include "postgres.h"
 
@@ -21,6 +23,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
 #include "utils/lsyscache.h"
@@ -30,10 +33,8 @@
 
 /*
  * Insert one row into mdm.<table>: cols[i] = values[i] (NULL if
- * nulls[i]), every other column NULL.  Every NOT NULL column and every
- * column with a default must be given.  Returns false, having done
- * nothing, when the table has triggers, CHECK constraints or row security,
- * or is not a plain table.
+ * nulls[i]), every other column NULL.  Returns false, having done
+ * nothing, when the table is not one this can insert into (see above).
  */
 bool
 row_insert(const char *table, int ncols, const char *const *cols, const Datum *values,
@@ -51,7 +52,7 @@ row_insert(const char *table, int ncols, const char *const *cols, const Datum *v
 	rel = table_open(relid, RowExclusiveLock);
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->trigdesc != NULL ||
 		(rel->rd_att->constr != NULL && rel->rd_att->constr->num_check > 0) ||
-		rel->rd_rel->relrowsecurity)
+		rel->rd_rel->relrowsecurity || rel->rd_rel->relispartition)
 	{
 		table_close(rel, NoLock);
 		return false;
@@ -77,9 +78,17 @@ row_insert(const char *table, int ncols, const char *const *cols, const Datum *v
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, a);
 
-		if (!att->attisdropped && slot->tts_isnull[a] && (att->attnotnull || att->atthasdef))
-			elog(ERROR, "column \"%s\" of relation \"mdm.%s\" was not given",
-				 NameStr(att->attname), table);
+		if (att->attisdropped)
+			continue;
+		if ((slot->tts_isnull[a] && (att->attnotnull || att->atthasdef)) ||
+			att->attidentity || att->attgenerated ||
+			get_typtype(att->atttypid) == TYPTYPE_DOMAIN)
+		{
+			/* the statement applies the default, domain or NOT NULL */
+			ExecDropSingleTupleTableSlot(slot);
+			table_close(rel, NoLock);
+			return false;
+		}
 	}
 	ExecStoreVirtualTuple(slot);
 

@@ -18,7 +18,18 @@
  */
 #include "spi_plans.h"
 
+#include "catalog/namespace.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+
+/* plan_options(): -1 until asked (again), and what it said last */
+static int	options = -1;
+static int	last_options = -1;
+static Oid	devices_relid = InvalidOid;
+
+/* bumped when the answer changes: plans made before are made again */
+static uint32 plan_generation = 1;
 
 void
 plan_args_init(PlanArgs *a)
@@ -45,22 +56,40 @@ plan_arg_text(PlanArgs *a, int i, const char *s)
  * Distributed with mdm.distribute() (docs/citus.md), the plans are not
  * generic: Citus cannot plan a statement with parameters that joins several
  * tables, and it sends each statement to its shard as text, with the values
- * written out, whatever the plan.  Asked once per backend, when its first
- * plan is made (a backend that ran mdm.distribute() itself should reconnect).
+ * written out, whatever the plan.  Asked when the first plan is made, and
+ * again after an invalidation of mdm.nano_devices (mdm.distribute() makes
+ * one, sent to every backend at its commit: devices_changed()); should the
+ * answer change, every plan is made again.
  */
+static void
+devices_changed(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == devices_relid)
+		options = -1;
+}
+
 static int
 plan_options(void)
 {
-	static int	options = -1;
+	static bool registered = false;
 
+	if (!registered)
+	{
+		CacheRegisterRelcacheCallback(devices_changed, (Datum) 0);
+		registered = true;
+	}
 	if (options < 0)
 	{
 		bool		isnull;
 
+		devices_relid = get_relname_relid("nano_devices", get_namespace_oid("mdm", false));
 		if (SPI_execute("SELECT mdm_internal._distributed()", true, 1) != SPI_OK_SELECT || SPI_processed != 1)
 			elog(ERROR, "could not tell whether mdm_user is distributed");
 		options = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull))
 			? 0 : CURSOR_OPT_GENERIC_PLAN;
+		if (last_options >= 0 && options != last_options)
+			plan_generation++;
+		last_options = options;
 	}
 	return options;
 }
@@ -78,10 +107,16 @@ plans_distributed(void)
 static SPIPlanPtr
 saved_plan(SavedPlan *p)
 {
+	int			opts = plan_options();
+
+	if (p->plan != NULL && p->generation != plan_generation)
+	{
+		SPI_freeplan(p->plan);
+		p->plan = NULL;
+	}
 	if (p->plan == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare_cursor(p->sql, p->nargs, p->argtypes,
-											  plan_options());
+		SPIPlanPtr	plan = SPI_prepare_cursor(p->sql, p->nargs, p->argtypes, opts);
 
 		if (plan == NULL)
 			elog(ERROR, "SPI_prepare failed for \"%s\": %s", p->sql,
@@ -89,6 +124,7 @@ saved_plan(SavedPlan *p)
 		if (SPI_keepplan(plan) != 0)
 			elog(ERROR, "SPI_keepplan failed for \"%s\"", p->sql);
 		p->plan = plan;
+		p->generation = plan_generation;
 	}
 	return p->plan;
 }

@@ -15,8 +15,9 @@
 
 /*
  * A statement with its parameter types; plan is filled on first use and
- * kept for the life of the backend.  Declare them static, one per
- * statement, in the file that runs them.
+ * kept for the life of the backend (made again, generation, if
+ * mdm.distribute() changed how plans are made: spi_plans.c).  Declare them
+ * static, one per statement, in the file that runs them.
  */
 typedef struct SavedPlan
 {
@@ -24,6 +25,7 @@ typedef struct SavedPlan
 	int			nargs;
 	Oid			argtypes[SAVED_PLAN_MAXARGS];
 	SPIPlanPtr	plan;
+	uint32		generation;
 } SavedPlan;
 
 /* Arguments of one execution. */

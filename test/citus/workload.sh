@@ -60,6 +60,20 @@ for port in "${workers[@]}"; do
         -c "ALTER SYSTEM SET citus.log_local_commands = on" \
         -c "ALTER SYSTEM SET log_min_messages = notice" -c "SELECT pg_reload_conf()" >/dev/null
 done
+# fan-outs waiting (never expanded once distributed): refused
+q -c "INSERT INTO mdm.push_fanouts (id, chunk, enrollment_ids) VALUES (gen_random_uuid(), 0, ARRAY['X', 'Y'])"
+expect "mdm.distribute() with a fan-out waiting" \
+    "$(psql -X -At -c "SELECT mdm.distribute()" 2>&1 | grep -c 'push fan-outs are waiting')" 1
+q -c "DELETE FROM mdm.push_fanouts"
+# a session that checked in before mdm.distribute() (its backend asked then
+# whether mdm_user is distributed) and stays open: it must see the change
+mkfifo "$tmp/early.in"
+psql -X -At < "$tmp/early.in" > "$tmp/early.out" 2>&1 &
+early_pid=$!
+exec 7> "$tmp/early.in"
+echo "SELECT (mdm.checkin($(msg checkin/07-getbootstraptoken.plist))).status;" >&7
+for _ in $(seq 300); do grep -q 'not enrolled' "$tmp/early.out" && break; sleep 0.1; done
+expect "a session's check-in before mdm.distribute()" "$(grep -c 'not enrolled' "$tmp/early.out")" 1
 expect "mdm.distribute()" "$(q -c "SELECT mdm.distribute()")" \
     "distributed: 16 reference tables, 18 tables by device, mdm.identity_certs by certificate"
 expect "tables by device, co-located" \
@@ -120,6 +134,11 @@ for v in 30-authenticate-userenrollment.plist 31-tokenupdate-userenrollment-devi
     expect "check-in $v" "$(checkin "checkin/$v")" 200
 done
 expect "enrollments" "$(q -c "SELECT count(*) || ' devices' FROM mdm.nano_devices") $(q -c "SELECT count(*) FROM mdm.nano_enrollments WHERE enabled")" "4 devices 8"
+echo "SELECT 'early ' || (mdm.checkin($(msg checkin/07-getbootstraptoken.plist), $mac_der)).status;" >&7
+exec 7>&-
+wait "$early_pid" || true
+expect "the same session after mdm.distribute() finds the device (not the empty shells)" \
+    "$(grep '^early ' "$tmp/early.out")" "early 200"
 expect "a certificate bound to another device is refused" \
     "$(psql -X -At -c "SELECT status FROM mdm.checkin_routed(mdm.message_device_id($(msg checkin/20-authenticate-mac2.plist)),
                      $(msg checkin/20-authenticate-mac2.plist), $mac_der)" 2>&1 | grep -m1 -c 'device identity does not match device')" \

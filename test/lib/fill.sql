@@ -79,3 +79,8 @@ INSERT INTO mdm.trust_anchors (purpose, cert_pem) VALUES ('device_identity', :'m
 SELECT mdm.run_maintenance();
 -- webhook events: one claimed and delivered
 SELECT mdm.event_result(device_id, id, attempt, 200) FROM mdm.claim_events(1);
+-- a push fan-out not yet expanded by a claim (a low threshold for two targets)
+SET mdm.push_fanout_threshold = 1;
+SELECT mdm.push(ARRAY['5B0C2E4A-1C3D-4E5F-8A9B-0C1D2E3F4A5B',
+                      '980E3D0B-5A28-537C-B7CB-7AFD15AFB933:23B1AB9F-5A19-4919-8610-0A74091497E1']);
+RESET mdm.push_fanout_threshold;

@@ -948,7 +948,7 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA mdm_internal FROM PUBLIC;
 -- targets.  The derived rows (queue items, results) have no foreign
 -- keys: the functions that write them check what a key would (see
 -- _queue_command, and docs/data-model.md, "Integrity"), and
--- sql/95_integrity.sql checks that every path left them whole.  An exchange runs from an Idle report to the empty
+-- integrity() in sql/00_setup.sql checks that every path left them whole.  An exchange runs from an Idle report to the empty
 -- reply that ends it: an item handed out in the current exchange (and so
 -- one answered NotNow) is not offered again until the next Idle.
 
@@ -982,7 +982,7 @@ CREATE TABLE mdm.nano_enrollment_queue (
     sent_count integer NOT NULL DEFAULT 0,
     finished_at timestamptz,
     cleared_at timestamptz,
-    cleared_reason text CHECK (cleared_reason IN ('re-enrollment', 'expired')),
+    cleared_reason text CHECK (cleared_reason IN ('re-enrollment', 'expired', 'command missing')),
     request_type text,
     plist bytea,
     PRIMARY KEY (device_id, id, command_uuid),
@@ -1007,7 +1007,7 @@ COMMENT ON COLUMN mdm.nano_enrollment_queue.request_type IS
 COMMENT ON COLUMN mdm.nano_enrollment_queue.plist IS
     'The XML plist of a command queued to this enrollment only ({CommandUUID, Command}); NULL: see nano_commands';
 COMMENT ON COLUMN mdm.nano_enrollment_queue.cleared_reason IS
-    're-enrollment (Authenticate), or expired (older than mdm.pending_command_lifetime)';
+    're-enrollment (Authenticate), expired (older than mdm.pending_command_lifetime), or command missing (its nano_commands row was gone when a poll reached it)';
 
 CREATE TABLE mdm.nano_command_results (
     device_id text NOT NULL,
@@ -1560,14 +1560,17 @@ COMMENT ON VIEW mdm.view_push_problems IS
 -- Generic plan, for the reason given at mdm_internal._targets().
 -- More targets than mdm.push_fanout_threshold (on a single server): one
 -- push_fanouts row per chunk of targets instead, expanded by the claim,
--- which checks each target then; the count is of the targets.
-CREATE FUNCTION mdm_internal._announce_pushes(targets mdm_internal._target[]) RETURNS integer
+-- which checks each target then; the count is of the targets.  lazy =>
+-- false (maintenance's batch-limited repush) always makes pending jobs,
+-- which coalesce with later requests as fan-out rows cannot.
+CREATE FUNCTION mdm_internal._announce_pushes(targets mdm_internal._target[], lazy boolean DEFAULT true)
+    RETURNS integer
     LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     created integer;
     ids text[];
 BEGIN
-    IF cardinality(targets) > mdm_internal._setting('mdm.push_fanout_threshold')::integer
+    IF lazy AND cardinality(targets) > mdm_internal._setting('mdm.push_fanout_threshold')::integer
        AND NOT mdm_internal._distributed() THEN
         ids := ARRAY(SELECT t.enrollment_id FROM unnest(targets) t);
         INSERT INTO mdm.push_fanouts (id, chunk, enrollment_ids)
@@ -1676,7 +1679,11 @@ END $$;
 -- if the claim rolls back, the targets are expanded again.  Each target is
 -- checked as _announce_pushes() checks it, now: disabled channels and
 -- dead tokens are skipped; a channel with a pending job is left to that
--- job (it is claimed later than this, so after the enqueue committed);
+-- job (it is claimed later than this, so after the enqueue committed),
+-- and so is one with a claimed job, whose push is on the way (made by an
+-- earlier chunk of this claim, or another fan-out): one push per target
+-- however many fan-outs name it (a device that polled before the
+-- commands were visible is pushed again by maintenance, _repush());
 -- one whose topic has no certificate gets a pending job that waits for it.
 CREATE FUNCTION mdm_internal._claim_fanouts(max_jobs integer)
     RETURNS TABLE (job_id bigint, enrollment_id text, token_hex text, push_magic text,
@@ -1725,7 +1732,7 @@ BEGIN
               AND EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic)
               AND NOT EXISTS (SELECT FROM mdm.push_jobs p
                               WHERE p.device_id = e.device_id AND p.enrollment_id = e.id
-                                AND p.state = 'pending')
+                                AND p.state IN ('pending', 'claimed'))
             RETURNING j.id, j.device_id, j.enrollment_id)
         SELECT m.id, e.id, e.token_hex, e.push_magic, e.topic, pc.cert_pem, pc.key_pem,
                CASE WHEN expiration = 0 THEN 0
@@ -1753,7 +1760,9 @@ CREATE FUNCTION mdm.claim_pushes(max_jobs integer DEFAULT 500)
     -- disabled plan's cost would start it (2 s of compiling).
     SET enable_bitmapscan = off SET enable_seqscan = off SET jit = off AS $$
 DECLARE
-    claimed integer;
+    claimed integer := 0;
+    n integer;
+    fanouts_first boolean;
 BEGIN
     IF max_jobs IS NULL OR max_jobs < 1 THEN
         RAISE EXCEPTION 'max_jobs must be at least 1, not %', coalesce(max_jobs::text, 'NULL')
@@ -1765,6 +1774,21 @@ BEGIN
         RETURN;
     END IF;
     PERFORM mdm_internal._release_stale_claims();
+    -- oldest first between jobs and large fan-outs (mdm.push_fanouts): a
+    -- fan-out older than every claimable job is expanded before them, so
+    -- that a sustained backlog of newer jobs does not starve it
+    fanouts_first := EXISTS (
+        SELECT FROM mdm.push_fanouts f
+        WHERE f.created_at < coalesce((SELECT j.not_before FROM mdm.push_jobs j
+                                       WHERE j.state = 'pending' AND j.not_before <= now()
+                                       ORDER BY j.not_before, j.id LIMIT 1), 'infinity'));
+    IF fanouts_first THEN
+        RETURN QUERY SELECT * FROM mdm_internal._claim_fanouts(max_jobs);
+        GET DIAGNOSTICS claimed = ROW_COUNT;
+        IF claimed >= max_jobs THEN
+            RETURN;
+        END IF;
+    END IF;
     RETURN QUERY
     WITH picked AS (
         SELECT j.device_id, j.id
@@ -1776,7 +1800,7 @@ BEGIN
           AND e.enabled AND e.token_invalid_at IS NULL
           AND EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic)
         ORDER BY j.not_before, j.id
-        LIMIT max_jobs
+        LIMIT max_jobs - claimed
         FOR UPDATE OF j SKIP LOCKED),
     claimed AS (
         UPDATE mdm.push_jobs j
@@ -1795,9 +1819,10 @@ BEGIN
     JOIN mdm.nano_enrollments e ON e.device_id = c.device_id AND e.id = c.enrollment_id
     JOIN mdm.push_certs pc ON pc.topic = e.topic
     ORDER BY c.id;
-    GET DIAGNOSTICS claimed = ROW_COUNT;
-    IF claimed < max_jobs THEN
-        -- the rest of the batch from large fan-outs (mdm.push_fanouts)
+    GET DIAGNOSTICS n = ROW_COUNT;
+    claimed := claimed + n;
+    IF NOT fanouts_first AND claimed < max_jobs THEN
+        -- the rest of the batch from large fan-outs
         RETURN QUERY SELECT * FROM mdm_internal._claim_fanouts(max_jobs - claimed);
     END IF;
 END $$;
@@ -2296,7 +2321,8 @@ BEGIN
     IF targets IS NULL THEN
         RETURN 0;
     END IF;
-    RETURN mdm_internal._announce_pushes(targets);
+    -- pending jobs, never a fan-out row: the test above sees jobs only
+    RETURN mdm_internal._announce_pushes(targets, lazy => false);
 END $$;
 
 -- Commands that waited longer than mdm.pending_command_lifetime for a
@@ -4840,8 +4866,10 @@ BEGIN
                 format('not pushed: APNs refused the token (%s); the next TokenUpdate pushes',
                        coalesce(e.token_invalid_reason, 'no reason given')))
             -- (a fan-out's targets get their jobs when a push sender claims
-            -- them: schema/40_push.sql)
+            -- them: schema/40_push.sql; never distributed, where every push
+            -- is a job)
             WHEN j.id IS NULL AND cardinality(enrollment_ids) > mdm_internal._setting('mdm.push_fanout_threshold')::integer
+                 AND NOT mdm_internal._distributed()
                 THEN jsonb_build_object('push_result', 'push waiting in a fan-out')
             WHEN j.id IS NULL THEN jsonb_build_object('push_error', 'no push job')
             WHEN c.topic IS NULL THEN jsonb_build_object('push_error',
@@ -5415,6 +5443,11 @@ BEGIN
         RAISE EXCEPTION 'the Citus cluster has no worker for shards'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Add the workers with citus_add_node() first.';
+    ELSIF EXISTS (SELECT FROM mdm.push_fanouts) THEN
+        -- distributed, claim_pushes never expands them (schema/40_push.sql)
+        RAISE EXCEPTION 'push fan-outs are waiting in mdm.push_fanouts'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Let the push sender claim them (mdm.claim_pushes()) first.';
     END IF;
 
     -- the foreign keys to put back, except reference -> distributed, which
