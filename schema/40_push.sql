@@ -114,6 +114,52 @@ CREATE TRIGGER delete_derived AFTER DELETE ON mdm.nano_enrollments
     REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION mdm_internal._enrollments_deleted();
 
+-- What the foreign keys did on a TRUNCATE: nano_enrollments can only be
+-- truncated with CASCADE or beside the tables that still reference it
+-- (profile_bindings, label_enrollments, profile_deliveries: without them
+-- PostgreSQL refuses), and CASCADE emptied the derived tables too.  So a
+-- TRUNCATE of nano_enrollments truncates them as well, which CASCADE no
+-- longer reaches (there are no foreign keys).
+CREATE FUNCTION mdm_internal._enrollments_truncated() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+DECLARE
+    t text;
+    found_row boolean;
+BEGIN
+    -- (one already named in the same TRUNCATE is empty, and in use: skipped)
+    FOREACH t IN ARRAY ARRAY['nano_command_results', 'nano_enrollment_queue', 'push_attempts', 'push_jobs'] LOOP
+        EXECUTE format('SELECT EXISTS (SELECT FROM mdm.%I)', t) INTO found_row;
+        IF found_row THEN
+            EXECUTE format('TRUNCATE mdm.%I', t);
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER truncate_derived AFTER TRUNCATE ON mdm.nano_enrollments
+    FOR EACH STATEMENT EXECUTE FUNCTION mdm_internal._enrollments_truncated();
+
+-- What the foreign keys (NO ACTION) did on an update of an enrollment's
+-- key: refuse it while derived rows name the old key (the extension never
+-- changes a key; a hand UPDATE would leave them orphans).
+CREATE FUNCTION mdm_internal._enrollment_key_changed() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT FROM mdm.nano_enrollment_queue q
+               WHERE q.device_id = OLD.device_id AND q.id = OLD.id)
+       OR EXISTS (SELECT FROM mdm.nano_command_results r
+                  WHERE r.device_id = OLD.device_id AND r.id = OLD.id)
+       OR EXISTS (SELECT FROM mdm.push_jobs j
+                  WHERE j.device_id = OLD.device_id AND j.enrollment_id = OLD.id) THEN
+        RAISE EXCEPTION 'cannot change the key of enrollment (%, %): queue items, results or push jobs refer to it',
+                        OLD.device_id, OLD.id
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER update_key_derived BEFORE UPDATE OF device_id, id ON mdm.nano_enrollments
+    FOR EACH ROW WHEN (OLD.device_id IS DISTINCT FROM NEW.device_id OR OLD.id IS DISTINCT FROM NEW.id)
+    EXECUTE FUNCTION mdm_internal._enrollment_key_changed();
+
 SELECT pg_catalog.pg_extension_config_dump('mdm.push_certs', '');
 SELECT pg_catalog.pg_extension_config_dump('mdm.push_jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('mdm.push_jobs_id_seq', '');

@@ -1515,6 +1515,52 @@ CREATE TRIGGER delete_derived AFTER DELETE ON mdm.nano_enrollments
     REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION mdm_internal._enrollments_deleted();
 
+-- What the foreign keys did on a TRUNCATE: nano_enrollments can only be
+-- truncated with CASCADE or beside the tables that still reference it
+-- (profile_bindings, label_enrollments, profile_deliveries: without them
+-- PostgreSQL refuses), and CASCADE emptied the derived tables too.  So a
+-- TRUNCATE of nano_enrollments truncates them as well, which CASCADE no
+-- longer reaches (there are no foreign keys).
+CREATE FUNCTION mdm_internal._enrollments_truncated() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+DECLARE
+    t text;
+    found_row boolean;
+BEGIN
+    -- (one already named in the same TRUNCATE is empty, and in use: skipped)
+    FOREACH t IN ARRAY ARRAY['nano_command_results', 'nano_enrollment_queue', 'push_attempts', 'push_jobs'] LOOP
+        EXECUTE format('SELECT EXISTS (SELECT FROM mdm.%I)', t) INTO found_row;
+        IF found_row THEN
+            EXECUTE format('TRUNCATE mdm.%I', t);
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER truncate_derived AFTER TRUNCATE ON mdm.nano_enrollments
+    FOR EACH STATEMENT EXECUTE FUNCTION mdm_internal._enrollments_truncated();
+
+-- What the foreign keys (NO ACTION) did on an update of an enrollment's
+-- key: refuse it while derived rows name the old key (the extension never
+-- changes a key; a hand UPDATE would leave them orphans).
+CREATE FUNCTION mdm_internal._enrollment_key_changed() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT FROM mdm.nano_enrollment_queue q
+               WHERE q.device_id = OLD.device_id AND q.id = OLD.id)
+       OR EXISTS (SELECT FROM mdm.nano_command_results r
+                  WHERE r.device_id = OLD.device_id AND r.id = OLD.id)
+       OR EXISTS (SELECT FROM mdm.push_jobs j
+                  WHERE j.device_id = OLD.device_id AND j.enrollment_id = OLD.id) THEN
+        RAISE EXCEPTION 'cannot change the key of enrollment (%, %): queue items, results or push jobs refer to it',
+                        OLD.device_id, OLD.id
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER update_key_derived BEFORE UPDATE OF device_id, id ON mdm.nano_enrollments
+    FOR EACH ROW WHEN (OLD.device_id IS DISTINCT FROM NEW.device_id OR OLD.id IS DISTINCT FROM NEW.id)
+    EXECUTE FUNCTION mdm_internal._enrollment_key_changed();
+
 SELECT pg_catalog.pg_extension_config_dump('mdm.push_certs', '');
 SELECT pg_catalog.pg_extension_config_dump('mdm.push_jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('mdm.push_jobs_id_seq', '');
@@ -5378,9 +5424,12 @@ BEGIN
     END LOOP;
     DROP TRIGGER IF EXISTS check_bindings_insert ON mdm.nano_enrollment_queue;
     DROP TRIGGER IF EXISTS recheck_queue ON mdm.nano_commands;
-    -- the derived rows' cascade on a deleted enrollment (statement trigger):
+    -- the derived rows' cascade on a deleted enrollment (statement trigger),
+    -- refusal of a TRUNCATE and of a key update that would orphan them:
     -- the foreign keys that mdm.distribute() adds do it
     DROP TRIGGER IF EXISTS delete_derived ON mdm.nano_enrollments;
+    DROP TRIGGER IF EXISTS truncate_derived ON mdm.nano_enrollments;
+    DROP TRIGGER IF EXISTS update_key_derived ON mdm.nano_enrollments;
     FOR r IN SELECT p.oid::regprocedure AS fn FROM pg_proc p
              WHERE p.pronamespace IN ('mdm'::regnamespace, 'mdm_internal'::regnamespace)
                AND 'plan_cache_mode=force_generic_plan' = ANY (p.proconfig)
