@@ -184,7 +184,8 @@ WHERE NOT EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic);
 COMMENT ON VIEW mdm.view_enrollments_without_push_cert IS
     'Enrollments whose TokenUpdate topic has no uploaded push certificate; their push jobs wait';
 
--- Jobs operators should look at: failed without retry, and waiting ones.
+-- Jobs operators should look at: failed without retry, and waiting ones;
+-- and the targets of a large fan-out still without their job.
 CREATE VIEW mdm.view_push_problems AS
 SELECT j.device_id, j.enrollment_id, j.id AS job_id, j.state, j.attempts, j.apns_status,
        j.apns_reason, j.created_at, j.finished_at,
@@ -196,9 +197,15 @@ FROM mdm.push_jobs j
 JOIN mdm.nano_enrollments e ON e.device_id = j.device_id AND e.id = j.enrollment_id
 WHERE j.state = 'failed'
    OR (j.state = 'pending' AND (j.not_before > now()
-       OR NOT EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic)));
+       OR NOT EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic)))
+UNION ALL
+SELECT e.device_id, e.id, NULL::bigint, 'fan-out', 0, NULL::integer, NULL::text, f.created_at,
+       NULL::timestamptz, 'waiting in a fan-out'
+FROM mdm.push_fanouts f
+CROSS JOIN LATERAL unnest(f.enrollment_ids[f.next_target:]) t(id)
+JOIN mdm.nano_enrollments e ON e.device_id = split_part(t.id, ':', 1) AND e.id = t.id;
 COMMENT ON VIEW mdm.view_push_problems IS
-    'Failed push jobs and pending ones that wait for a certificate or a retry time';
+    'Failed push jobs, pending ones that wait for a certificate or a retry time, and targets waiting in a fan-out';
 
 -- Create push jobs for targets (coalescing into pending ones) and NOTIFY
 -- once if any was created.  Disabled channels and dead tokens are skipped.

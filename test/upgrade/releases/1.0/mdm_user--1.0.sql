@@ -1585,7 +1585,8 @@ WHERE NOT EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic);
 COMMENT ON VIEW mdm.view_enrollments_without_push_cert IS
     'Enrollments whose TokenUpdate topic has no uploaded push certificate; their push jobs wait';
 
--- Jobs operators should look at: failed without retry, and waiting ones.
+-- Jobs operators should look at: failed without retry, and waiting ones;
+-- and the targets of a large fan-out still without their job.
 CREATE VIEW mdm.view_push_problems AS
 SELECT j.device_id, j.enrollment_id, j.id AS job_id, j.state, j.attempts, j.apns_status,
        j.apns_reason, j.created_at, j.finished_at,
@@ -1597,9 +1598,15 @@ FROM mdm.push_jobs j
 JOIN mdm.nano_enrollments e ON e.device_id = j.device_id AND e.id = j.enrollment_id
 WHERE j.state = 'failed'
    OR (j.state = 'pending' AND (j.not_before > now()
-       OR NOT EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic)));
+       OR NOT EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic)))
+UNION ALL
+SELECT e.device_id, e.id, NULL::bigint, 'fan-out', 0, NULL::integer, NULL::text, f.created_at,
+       NULL::timestamptz, 'waiting in a fan-out'
+FROM mdm.push_fanouts f
+CROSS JOIN LATERAL unnest(f.enrollment_ids[f.next_target:]) t(id)
+JOIN mdm.nano_enrollments e ON e.device_id = split_part(t.id, ':', 1) AND e.id = t.id;
 COMMENT ON VIEW mdm.view_push_problems IS
-    'Failed push jobs and pending ones that wait for a certificate or a retry time';
+    'Failed push jobs, pending ones that wait for a certificate or a retry time, and targets waiting in a fan-out';
 
 -- Create push jobs for targets (coalescing into pending ones) and NOTIFY
 -- once if any was created.  Disabled channels and dead tokens are skipped.
@@ -4142,14 +4149,24 @@ SELECT j.id AS job_id, j.enrollment_id, j.device_id, d.serial_number, j.state,
             WHEN j.not_before > now() THEN pg_catalog.format('waiting to retry at %s', j.not_before)
             ELSE 'waiting to be claimed' END AS status,
        j.attempts, j.created_at, j.not_before, j.claimed_at, j.finished_at,
-       j.apns_status, j.apns_reason, j.apns_id
+       j.apns_status, j.apns_reason, j.apns_id, NULL::uuid AS fanout_id
 FROM mdm.push_jobs j
 JOIN mdm.nano_enrollments e ON e.device_id = j.device_id AND e.id = j.enrollment_id
 JOIN mdm.nano_devices d ON d.id = j.device_id
 LEFT JOIN mdm.push_certs c ON c.topic = e.topic
-WHERE j.state IN ('pending', 'claimed', 'failed');
+WHERE j.state IN ('pending', 'claimed', 'failed')
+UNION ALL
+-- targets of a large fan-out (mdm.push_fanouts) that have no job yet: a
+-- claim makes theirs (it skips those disabled or gone, as this does gone ones)
+SELECT NULL::bigint, e.id, e.device_id, d.serial_number, 'fan-out',
+       'waiting in a fan-out', 0, f.created_at, NULL::timestamptz, NULL::timestamptz, NULL::timestamptz,
+       NULL::integer, NULL::text, NULL::text, f.id
+FROM mdm.push_fanouts f
+CROSS JOIN LATERAL unnest(f.enrollment_ids[f.next_target:]) t(id)
+JOIN mdm.nano_enrollments e ON e.device_id = pg_catalog.split_part(t.id, ':', 1) AND e.id = t.id
+JOIN mdm.nano_devices d ON d.id = e.device_id;
 COMMENT ON VIEW mdm.view_pushes IS
-    'Pending, claimed and failed push jobs with what each waits for (no tokens or keys)';
+    'Pending, claimed and failed push jobs, and targets waiting in a fan-out, with what each waits for (no tokens or keys)';
 
 -- What went wrong, newest first: command errors, check-ins answered with
 -- an HTTP error, failed pushes, reports about commands never queued.
@@ -5847,9 +5864,9 @@ COMMENT ON COLUMN mdm.view_push_problems.created_at IS 'When the job was created
 COMMENT ON COLUMN mdm.view_push_problems.device_id IS 'Device channel ID: the UDID, or the EnrollmentID of a User Enrollment';
 COMMENT ON COLUMN mdm.view_push_problems.enrollment_id IS 'Enrollment ID: device_id for the device channel, device_id:user part for a user channel';
 COMMENT ON COLUMN mdm.view_push_problems.finished_at IS 'When the job reached its final state';
-COMMENT ON COLUMN mdm.view_push_problems.job_id IS 'Push job ID';
-COMMENT ON COLUMN mdm.view_push_problems.problem IS 'failed, no push certificate, or waiting to retry';
-COMMENT ON COLUMN mdm.view_push_problems.state IS 'State of the push job: pending, claimed, sent, failed or superseded';
+COMMENT ON COLUMN mdm.view_push_problems.job_id IS 'Push job ID (NULL for a target waiting in a fan-out)';
+COMMENT ON COLUMN mdm.view_push_problems.problem IS 'failed, no push certificate, waiting to retry, or waiting in a fan-out';
+COMMENT ON COLUMN mdm.view_push_problems.state IS 'State of the push job: pending, claimed, sent, failed or superseded; fan-out for a target of mdm.push_fanouts without its job yet';
 COMMENT ON COLUMN mdm.view_pushes.apns_id IS 'apns-id header of the APNs response';
 COMMENT ON COLUMN mdm.view_pushes.apns_reason IS 'The reason APNs gave (its JSON "reason"), or why the job ended';
 COMMENT ON COLUMN mdm.view_pushes.apns_status IS 'HTTP status APNs answered';
@@ -5859,11 +5876,12 @@ COMMENT ON COLUMN mdm.view_pushes.created_at IS 'When the job was created';
 COMMENT ON COLUMN mdm.view_pushes.device_id IS 'Device channel ID: the UDID, or the EnrollmentID of a User Enrollment';
 COMMENT ON COLUMN mdm.view_pushes.enrollment_id IS 'Enrollment ID: device_id for the device channel, device_id:user part for a user channel';
 COMMENT ON COLUMN mdm.view_pushes.finished_at IS 'When the job reached its final state';
-COMMENT ON COLUMN mdm.view_pushes.job_id IS 'Push job ID';
+COMMENT ON COLUMN mdm.view_pushes.job_id IS 'Push job ID (NULL for a target waiting in a fan-out)';
+COMMENT ON COLUMN mdm.view_pushes.fanout_id IS 'The fan-out (mdm.push_fanouts.id) a target without its job yet waits in; NULL for a job';
 COMMENT ON COLUMN mdm.view_pushes.not_before IS 'Not claimable before this time (retry backoff)';
 COMMENT ON COLUMN mdm.view_pushes.serial_number IS 'Serial number from the device''s Authenticate';
-COMMENT ON COLUMN mdm.view_pushes.state IS 'State of the push job: pending, claimed, sent, failed or superseded';
-COMMENT ON COLUMN mdm.view_pushes.status IS 'What the job waits for, or why it failed';
+COMMENT ON COLUMN mdm.view_pushes.state IS 'State of the push job: pending, claimed, sent, failed or superseded; fan-out for a target of mdm.push_fanouts without its job yet';
+COMMENT ON COLUMN mdm.view_pushes.status IS 'What the job waits for, or why it failed ("waiting in a fan-out" for a target without its job yet)';
 COMMENT ON COLUMN mdm.view_queue.active IS 'Not yet answered (or answered NotNow) and not cleared';
 COMMENT ON COLUMN mdm.view_queue.command_uuid IS 'CommandUUID of the command';
 COMMENT ON COLUMN mdm.view_queue.device_id IS 'Device channel ID: the UDID, or the EnrollmentID of a User Enrollment';
