@@ -114,6 +114,52 @@ CREATE TRIGGER delete_derived AFTER DELETE ON mdm.nano_enrollments
     REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION mdm_internal._enrollments_deleted();
 
+-- What the foreign keys did on a TRUNCATE: nano_enrollments can only be
+-- truncated with CASCADE or beside the tables that still reference it
+-- (profile_bindings, label_enrollments, profile_deliveries: without them
+-- PostgreSQL refuses), and CASCADE emptied the derived tables too.  So a
+-- TRUNCATE of nano_enrollments truncates them as well, which CASCADE no
+-- longer reaches (there are no foreign keys).
+CREATE FUNCTION mdm_internal._enrollments_truncated() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+DECLARE
+    t text;
+    found_row boolean;
+BEGIN
+    -- (one already named in the same TRUNCATE is empty, and in use: skipped)
+    FOREACH t IN ARRAY ARRAY['nano_command_results', 'nano_enrollment_queue', 'push_attempts', 'push_jobs'] LOOP
+        EXECUTE format('SELECT EXISTS (SELECT FROM mdm.%I)', t) INTO found_row;
+        IF found_row THEN
+            EXECUTE format('TRUNCATE mdm.%I', t);
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER truncate_derived AFTER TRUNCATE ON mdm.nano_enrollments
+    FOR EACH STATEMENT EXECUTE FUNCTION mdm_internal._enrollments_truncated();
+
+-- What the foreign keys (NO ACTION) did on an update of an enrollment's
+-- key: refuse it while derived rows name the old key (the extension never
+-- changes a key; a hand UPDATE would leave them orphans).
+CREATE FUNCTION mdm_internal._enrollment_key_changed() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT FROM mdm.nano_enrollment_queue q
+               WHERE q.device_id = OLD.device_id AND q.id = OLD.id)
+       OR EXISTS (SELECT FROM mdm.nano_command_results r
+                  WHERE r.device_id = OLD.device_id AND r.id = OLD.id)
+       OR EXISTS (SELECT FROM mdm.push_jobs j
+                  WHERE j.device_id = OLD.device_id AND j.enrollment_id = OLD.id) THEN
+        RAISE EXCEPTION 'cannot change the key of enrollment (%, %): queue items, results or push jobs refer to it',
+                        OLD.device_id, OLD.id
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER update_key_derived BEFORE UPDATE OF device_id, id ON mdm.nano_enrollments
+    FOR EACH ROW WHEN (OLD.device_id IS DISTINCT FROM NEW.device_id OR OLD.id IS DISTINCT FROM NEW.id)
+    EXECUTE FUNCTION mdm_internal._enrollment_key_changed();
+
 SELECT pg_catalog.pg_extension_config_dump('mdm.push_certs', '');
 SELECT pg_catalog.pg_extension_config_dump('mdm.push_jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('mdm.push_jobs_id_seq', '');
@@ -138,7 +184,8 @@ WHERE NOT EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic);
 COMMENT ON VIEW mdm.view_enrollments_without_push_cert IS
     'Enrollments whose TokenUpdate topic has no uploaded push certificate; their push jobs wait';
 
--- Jobs operators should look at: failed without retry, and waiting ones.
+-- Jobs operators should look at: failed without retry, and waiting ones;
+-- and the targets of a large fan-out still without their job.
 CREATE VIEW mdm.view_push_problems AS
 SELECT j.device_id, j.enrollment_id, j.id AS job_id, j.state, j.attempts, j.apns_status,
        j.apns_reason, j.created_at, j.finished_at,
@@ -150,9 +197,15 @@ FROM mdm.push_jobs j
 JOIN mdm.nano_enrollments e ON e.device_id = j.device_id AND e.id = j.enrollment_id
 WHERE j.state = 'failed'
    OR (j.state = 'pending' AND (j.not_before > now()
-       OR NOT EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic)));
+       OR NOT EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic)))
+UNION ALL
+SELECT e.device_id, e.id, NULL::bigint, 'fan-out', 0, NULL::integer, NULL::text, f.created_at,
+       NULL::timestamptz, 'waiting in a fan-out'
+FROM mdm.push_fanouts f
+CROSS JOIN LATERAL unnest(f.enrollment_ids[f.next_target:]) t(id)
+JOIN mdm.nano_enrollments e ON e.device_id = split_part(t.id, ':', 1) AND e.id = t.id;
 COMMENT ON VIEW mdm.view_push_problems IS
-    'Failed push jobs and pending ones that wait for a certificate or a retry time';
+    'Failed push jobs, pending ones that wait for a certificate or a retry time, and targets waiting in a fan-out';
 
 -- Create push jobs for targets (coalescing into pending ones) and NOTIFY
 -- once if any was created.  Disabled channels and dead tokens are skipped.

@@ -90,11 +90,20 @@ BEGIN
     SELECT count(*) INTO n_orphans FROM gone;
 
     -- (a job finishes after it is created: the old ones are found by their
-    -- creation, through the BRIN index), with their attempts
-    WITH doomed AS (SELECT device_id, id FROM mdm.push_jobs
-                    WHERE created_at < cutoff
-                      AND state IN ('sent', 'failed', 'superseded') AND finished_at < cutoff
-                    LIMIT batch_size),
+    -- creation, through the BRIN index), with their attempts; and pending
+    -- jobs whose enrollment is gone (a hand delete racing a fan-out's
+    -- claim can leave one: no foreign key, schema/30_queue.sql), through
+    -- the index of pending jobs
+    WITH finished AS (SELECT device_id, id FROM mdm.push_jobs
+                      WHERE created_at < cutoff
+                        AND state IN ('sent', 'failed', 'superseded') AND finished_at < cutoff
+                      LIMIT batch_size),
+         orphaned AS (SELECT j.device_id, j.id FROM mdm.push_jobs j
+                      WHERE j.state = 'pending'
+                        AND NOT EXISTS (SELECT FROM mdm.nano_enrollments e
+                                        WHERE e.device_id = j.device_id AND e.id = j.enrollment_id)
+                      LIMIT batch_size),
+         doomed AS (SELECT device_id, id FROM finished UNION SELECT device_id, id FROM orphaned),
          gone AS (DELETE FROM mdm.push_jobs j USING doomed d
                   WHERE j.device_id = d.device_id AND j.id = d.id RETURNING j.device_id, j.id),
          attempts AS (DELETE FROM mdm.push_attempts a USING gone g

@@ -120,14 +120,24 @@ SELECT j.id AS job_id, j.enrollment_id, j.device_id, d.serial_number, j.state,
             WHEN j.not_before > now() THEN pg_catalog.format('waiting to retry at %s', j.not_before)
             ELSE 'waiting to be claimed' END AS status,
        j.attempts, j.created_at, j.not_before, j.claimed_at, j.finished_at,
-       j.apns_status, j.apns_reason, j.apns_id
+       j.apns_status, j.apns_reason, j.apns_id, NULL::uuid AS fanout_id
 FROM mdm.push_jobs j
 JOIN mdm.nano_enrollments e ON e.device_id = j.device_id AND e.id = j.enrollment_id
 JOIN mdm.nano_devices d ON d.id = j.device_id
 LEFT JOIN mdm.push_certs c ON c.topic = e.topic
-WHERE j.state IN ('pending', 'claimed', 'failed');
+WHERE j.state IN ('pending', 'claimed', 'failed')
+UNION ALL
+-- targets of a large fan-out (mdm.push_fanouts) that have no job yet: a
+-- claim makes theirs (it skips those disabled or gone, as this does gone ones)
+SELECT NULL::bigint, e.id, e.device_id, d.serial_number, 'fan-out',
+       'waiting in a fan-out', 0, f.created_at, NULL::timestamptz, NULL::timestamptz, NULL::timestamptz,
+       NULL::integer, NULL::text, NULL::text, f.id
+FROM mdm.push_fanouts f
+CROSS JOIN LATERAL unnest(f.enrollment_ids[f.next_target:]) t(id)
+JOIN mdm.nano_enrollments e ON e.device_id = pg_catalog.split_part(t.id, ':', 1) AND e.id = t.id
+JOIN mdm.nano_devices d ON d.id = e.device_id;
 COMMENT ON VIEW mdm.view_pushes IS
-    'Pending, claimed and failed push jobs with what each waits for (no tokens or keys)';
+    'Pending, claimed and failed push jobs, and targets waiting in a fan-out, with what each waits for (no tokens or keys)';
 
 -- What went wrong, newest first: command errors, check-ins answered with
 -- an HTTP error, failed pushes, reports about commands never queued.

@@ -273,9 +273,12 @@ BEGIN
     END LOOP;
     DROP TRIGGER IF EXISTS check_bindings_insert ON mdm.nano_enrollment_queue;
     DROP TRIGGER IF EXISTS recheck_queue ON mdm.nano_commands;
-    -- the derived rows' cascade on a deleted enrollment (statement trigger):
+    -- the derived rows' cascade on a deleted enrollment (statement trigger),
+    -- refusal of a TRUNCATE and of a key update that would orphan them:
     -- the foreign keys that mdm.distribute() adds do it
     DROP TRIGGER IF EXISTS delete_derived ON mdm.nano_enrollments;
+    DROP TRIGGER IF EXISTS truncate_derived ON mdm.nano_enrollments;
+    DROP TRIGGER IF EXISTS update_key_derived ON mdm.nano_enrollments;
     FOR r IN SELECT p.oid::regprocedure AS fn FROM pg_proc p
              WHERE p.pronamespace IN ('mdm'::regnamespace, 'mdm_internal'::regnamespace)
                AND 'plan_cache_mode=force_generic_plan' = ANY (p.proconfig)

@@ -205,6 +205,32 @@ SELECT count(*) AS fan3_items FROM mdm.nano_enrollment_queue WHERE id = 'FAN-3';
 DELETE FROM mdm.nano_enrollments WHERE id = 'FAN-3';
 SELECT (SELECT count(*) FROM mdm.nano_enrollment_queue WHERE id = 'FAN-3') AS items,
        (SELECT count(*) FROM mdm.push_jobs WHERE enrollment_id = 'FAN-3') AS jobs;
+-- what the foreign keys refused is refused still: a key update while
+-- derived rows name the old key (23503); a TRUNCATE of the enrollments
+-- (CASCADE, or beside the profile tables, as PostgreSQL requires) empties
+-- the derived tables as CASCADE did
+SELECT e.id AS keyed FROM mdm.nano_enrollments e
+WHERE EXISTS (SELECT FROM mdm.nano_enrollment_queue q WHERE q.device_id = e.device_id AND q.id = e.id)
+ORDER BY 1 LIMIT 1 \gset
+SELECT try(format($$UPDATE mdm.nano_enrollments SET id = 'renamed' WHERE id = %L$$, :'keyed')) AS key_update;
+SELECT try(format($$UPDATE mdm.nano_enrollments SET device_id = device_id, id = id WHERE id = %L$$, :'keyed')) AS same_key;
+BEGIN;
+-- without its derived rows, the key may change (the row's own check then
+-- refuses this new id, after the trigger let it through)
+DELETE FROM mdm.nano_command_results WHERE id = :'keyed';
+DELETE FROM mdm.nano_enrollment_queue WHERE id = :'keyed';
+DELETE FROM mdm.push_jobs WHERE enrollment_id = :'keyed';
+SELECT split_part(try(format($$UPDATE mdm.nano_enrollments SET id = 'renamed' WHERE id = %L$$, :'keyed')), ':', 1) AS key_update_free;
+ROLLBACK;
+BEGIN;
+SELECT (SELECT count(*) FROM mdm.nano_enrollment_queue) > 0 AS items,
+       (SELECT count(*) FROM mdm.push_jobs) > 0 AS jobs;
+TRUNCATE mdm.nano_enrollments CASCADE;
+SELECT (SELECT count(*) FROM mdm.nano_enrollment_queue) AS items,
+       (SELECT count(*) FROM mdm.nano_command_results) AS results,
+       (SELECT count(*) FROM mdm.push_jobs) AS jobs,
+       (SELECT count(*) FROM mdm.push_attempts) AS attempts;
+ROLLBACK;
 -- the derived rows are whole after every path above (no foreign keys: schema/30_queue.sql)
 SELECT integrity() AS broken;
 

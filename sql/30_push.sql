@@ -342,6 +342,15 @@ SELECT enrollment_id = :'victor' AS then_the_job FROM mdm.claim_pushes();
 SELECT count(*) AS fanouts_left FROM mdm.push_fanouts;
 SELECT integrity() AS broken;
 
+-- a pending job whose enrollment is gone (a hand delete racing a fan-out's
+-- claim; written here directly) is pruned by maintenance, with its attempts
+INSERT INTO mdm.push_jobs (device_id, enrollment_id) VALUES ('GONE-DEVICE', 'GONE-DEVICE') RETURNING id AS orphan_job \gset
+INSERT INTO mdm.push_attempts (device_id, job_id, attempt, apns_status) VALUES ('GONE-DEVICE', :orphan_job, 1, 500);
+SELECT integrity() AS orphaned;
+SELECT (mdm.run_maintenance() -> 'push_jobs')::integer >= 1 AS pruned;
+SELECT (SELECT count(*) FROM mdm.push_jobs WHERE id = :orphan_job) AS job,
+       (SELECT count(*) FROM mdm.push_attempts WHERE job_id = :orphan_job) AS attempts;
+
 -- The enrollment profile: per-user connections, or no Mac opens a user channel
 SELECT jsonb_pretty(p - 'PayloadUUID' - 'PayloadContent') AS wrapper,
        jsonb_pretty((p -> 'PayloadContent' -> -1) - 'PayloadUUID') AS mdm_payload

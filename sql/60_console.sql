@@ -104,6 +104,19 @@ SELECT key, value FROM mdm.view_inventory WHERE key = 'OSVersion';
 
 -- pending and failed pushes, without tokens or keys
 SELECT enrollment_id, state, status FROM mdm.view_pushes ORDER BY enrollment_id;
+-- targets still waiting in a large fan-out show, one row each, in both
+-- views (a target already made into a job, or gone, does not)
+BEGIN;
+INSERT INTO mdm.push_fanouts (id, chunk, enrollment_ids, next_target)
+SELECT '0f0f0f0f-0000-4000-8000-000000000001', 0, array_agg(id ORDER BY device_id, id) || 'GONE'::text, 2
+FROM mdm.nano_enrollments;
+SELECT count(*) = (SELECT count(*) - 1 FROM mdm.nano_enrollments) AS one_per_target,
+       bool_and(job_id IS NULL AND state = 'fan-out' AND status = 'waiting in a fan-out'
+                AND fanout_id = '0f0f0f0f-0000-4000-8000-000000000001') AS described
+FROM mdm.view_pushes WHERE fanout_id IS NOT NULL;
+SELECT count(*) = (SELECT count(*) - 1 FROM mdm.nano_enrollments) AS problems_too
+FROM mdm.view_push_problems WHERE problem = 'waiting in a fan-out' AND state = 'fan-out';
+ROLLBACK;
 SELECT count(*) AS secret_columns FROM information_schema.columns
 WHERE table_schema = 'mdm' AND table_name IN ('view_devices', 'view_enrollments', 'view_inventory',
                                               'view_pushes', 'view_recent_errors')

@@ -1515,6 +1515,52 @@ CREATE TRIGGER delete_derived AFTER DELETE ON mdm.nano_enrollments
     REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION mdm_internal._enrollments_deleted();
 
+-- What the foreign keys did on a TRUNCATE: nano_enrollments can only be
+-- truncated with CASCADE or beside the tables that still reference it
+-- (profile_bindings, label_enrollments, profile_deliveries: without them
+-- PostgreSQL refuses), and CASCADE emptied the derived tables too.  So a
+-- TRUNCATE of nano_enrollments truncates them as well, which CASCADE no
+-- longer reaches (there are no foreign keys).
+CREATE FUNCTION mdm_internal._enrollments_truncated() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+DECLARE
+    t text;
+    found_row boolean;
+BEGIN
+    -- (one already named in the same TRUNCATE is empty, and in use: skipped)
+    FOREACH t IN ARRAY ARRAY['nano_command_results', 'nano_enrollment_queue', 'push_attempts', 'push_jobs'] LOOP
+        EXECUTE format('SELECT EXISTS (SELECT FROM mdm.%I)', t) INTO found_row;
+        IF found_row THEN
+            EXECUTE format('TRUNCATE mdm.%I', t);
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER truncate_derived AFTER TRUNCATE ON mdm.nano_enrollments
+    FOR EACH STATEMENT EXECUTE FUNCTION mdm_internal._enrollments_truncated();
+
+-- What the foreign keys (NO ACTION) did on an update of an enrollment's
+-- key: refuse it while derived rows name the old key (the extension never
+-- changes a key; a hand UPDATE would leave them orphans).
+CREATE FUNCTION mdm_internal._enrollment_key_changed() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT FROM mdm.nano_enrollment_queue q
+               WHERE q.device_id = OLD.device_id AND q.id = OLD.id)
+       OR EXISTS (SELECT FROM mdm.nano_command_results r
+                  WHERE r.device_id = OLD.device_id AND r.id = OLD.id)
+       OR EXISTS (SELECT FROM mdm.push_jobs j
+                  WHERE j.device_id = OLD.device_id AND j.enrollment_id = OLD.id) THEN
+        RAISE EXCEPTION 'cannot change the key of enrollment (%, %): queue items, results or push jobs refer to it',
+                        OLD.device_id, OLD.id
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER update_key_derived BEFORE UPDATE OF device_id, id ON mdm.nano_enrollments
+    FOR EACH ROW WHEN (OLD.device_id IS DISTINCT FROM NEW.device_id OR OLD.id IS DISTINCT FROM NEW.id)
+    EXECUTE FUNCTION mdm_internal._enrollment_key_changed();
+
 SELECT pg_catalog.pg_extension_config_dump('mdm.push_certs', '');
 SELECT pg_catalog.pg_extension_config_dump('mdm.push_jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('mdm.push_jobs_id_seq', '');
@@ -1539,7 +1585,8 @@ WHERE NOT EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic);
 COMMENT ON VIEW mdm.view_enrollments_without_push_cert IS
     'Enrollments whose TokenUpdate topic has no uploaded push certificate; their push jobs wait';
 
--- Jobs operators should look at: failed without retry, and waiting ones.
+-- Jobs operators should look at: failed without retry, and waiting ones;
+-- and the targets of a large fan-out still without their job.
 CREATE VIEW mdm.view_push_problems AS
 SELECT j.device_id, j.enrollment_id, j.id AS job_id, j.state, j.attempts, j.apns_status,
        j.apns_reason, j.created_at, j.finished_at,
@@ -1551,9 +1598,15 @@ FROM mdm.push_jobs j
 JOIN mdm.nano_enrollments e ON e.device_id = j.device_id AND e.id = j.enrollment_id
 WHERE j.state = 'failed'
    OR (j.state = 'pending' AND (j.not_before > now()
-       OR NOT EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic)));
+       OR NOT EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic)))
+UNION ALL
+SELECT e.device_id, e.id, NULL::bigint, 'fan-out', 0, NULL::integer, NULL::text, f.created_at,
+       NULL::timestamptz, 'waiting in a fan-out'
+FROM mdm.push_fanouts f
+CROSS JOIN LATERAL unnest(f.enrollment_ids[f.next_target:]) t(id)
+JOIN mdm.nano_enrollments e ON e.device_id = split_part(t.id, ':', 1) AND e.id = t.id;
 COMMENT ON VIEW mdm.view_push_problems IS
-    'Failed push jobs and pending ones that wait for a certificate or a retry time';
+    'Failed push jobs, pending ones that wait for a certificate or a retry time, and targets waiting in a fan-out';
 
 -- Create push jobs for targets (coalescing into pending ones) and NOTIFY
 -- once if any was created.  Disabled channels and dead tokens are skipped.
@@ -2255,11 +2308,20 @@ BEGIN
     SELECT count(*) INTO n_orphans FROM gone;
 
     -- (a job finishes after it is created: the old ones are found by their
-    -- creation, through the BRIN index), with their attempts
-    WITH doomed AS (SELECT device_id, id FROM mdm.push_jobs
-                    WHERE created_at < cutoff
-                      AND state IN ('sent', 'failed', 'superseded') AND finished_at < cutoff
-                    LIMIT batch_size),
+    -- creation, through the BRIN index), with their attempts; and pending
+    -- jobs whose enrollment is gone (a hand delete racing a fan-out's
+    -- claim can leave one: no foreign key, schema/30_queue.sql), through
+    -- the index of pending jobs
+    WITH finished AS (SELECT device_id, id FROM mdm.push_jobs
+                      WHERE created_at < cutoff
+                        AND state IN ('sent', 'failed', 'superseded') AND finished_at < cutoff
+                      LIMIT batch_size),
+         orphaned AS (SELECT j.device_id, j.id FROM mdm.push_jobs j
+                      WHERE j.state = 'pending'
+                        AND NOT EXISTS (SELECT FROM mdm.nano_enrollments e
+                                        WHERE e.device_id = j.device_id AND e.id = j.enrollment_id)
+                      LIMIT batch_size),
+         doomed AS (SELECT device_id, id FROM finished UNION SELECT device_id, id FROM orphaned),
          gone AS (DELETE FROM mdm.push_jobs j USING doomed d
                   WHERE j.device_id = d.device_id AND j.id = d.id RETURNING j.device_id, j.id),
          attempts AS (DELETE FROM mdm.push_attempts a USING gone g
@@ -4103,14 +4165,24 @@ SELECT j.id AS job_id, j.enrollment_id, j.device_id, d.serial_number, j.state,
             WHEN j.not_before > now() THEN pg_catalog.format('waiting to retry at %s', j.not_before)
             ELSE 'waiting to be claimed' END AS status,
        j.attempts, j.created_at, j.not_before, j.claimed_at, j.finished_at,
-       j.apns_status, j.apns_reason, j.apns_id
+       j.apns_status, j.apns_reason, j.apns_id, NULL::uuid AS fanout_id
 FROM mdm.push_jobs j
 JOIN mdm.nano_enrollments e ON e.device_id = j.device_id AND e.id = j.enrollment_id
 JOIN mdm.nano_devices d ON d.id = j.device_id
 LEFT JOIN mdm.push_certs c ON c.topic = e.topic
-WHERE j.state IN ('pending', 'claimed', 'failed');
+WHERE j.state IN ('pending', 'claimed', 'failed')
+UNION ALL
+-- targets of a large fan-out (mdm.push_fanouts) that have no job yet: a
+-- claim makes theirs (it skips those disabled or gone, as this does gone ones)
+SELECT NULL::bigint, e.id, e.device_id, d.serial_number, 'fan-out',
+       'waiting in a fan-out', 0, f.created_at, NULL::timestamptz, NULL::timestamptz, NULL::timestamptz,
+       NULL::integer, NULL::text, NULL::text, f.id
+FROM mdm.push_fanouts f
+CROSS JOIN LATERAL unnest(f.enrollment_ids[f.next_target:]) t(id)
+JOIN mdm.nano_enrollments e ON e.device_id = pg_catalog.split_part(t.id, ':', 1) AND e.id = t.id
+JOIN mdm.nano_devices d ON d.id = e.device_id;
 COMMENT ON VIEW mdm.view_pushes IS
-    'Pending, claimed and failed push jobs with what each waits for (no tokens or keys)';
+    'Pending, claimed and failed push jobs, and targets waiting in a fan-out, with what each waits for (no tokens or keys)';
 
 -- What went wrong, newest first: command errors, check-ins answered with
 -- an HTTP error, failed pushes, reports about commands never queued.
@@ -5394,9 +5466,12 @@ BEGIN
     END LOOP;
     DROP TRIGGER IF EXISTS check_bindings_insert ON mdm.nano_enrollment_queue;
     DROP TRIGGER IF EXISTS recheck_queue ON mdm.nano_commands;
-    -- the derived rows' cascade on a deleted enrollment (statement trigger):
+    -- the derived rows' cascade on a deleted enrollment (statement trigger),
+    -- refusal of a TRUNCATE and of a key update that would orphan them:
     -- the foreign keys that mdm.distribute() adds do it
     DROP TRIGGER IF EXISTS delete_derived ON mdm.nano_enrollments;
+    DROP TRIGGER IF EXISTS truncate_derived ON mdm.nano_enrollments;
+    DROP TRIGGER IF EXISTS update_key_derived ON mdm.nano_enrollments;
     FOR r IN SELECT p.oid::regprocedure AS fn FROM pg_proc p
              WHERE p.pronamespace IN ('mdm'::regnamespace, 'mdm_internal'::regnamespace)
                AND 'plan_cache_mode=force_generic_plan' = ANY (p.proconfig)
@@ -5805,9 +5880,9 @@ COMMENT ON COLUMN mdm.view_push_problems.created_at IS 'When the job was created
 COMMENT ON COLUMN mdm.view_push_problems.device_id IS 'Device channel ID: the UDID, or the EnrollmentID of a User Enrollment';
 COMMENT ON COLUMN mdm.view_push_problems.enrollment_id IS 'Enrollment ID: device_id for the device channel, device_id:user part for a user channel';
 COMMENT ON COLUMN mdm.view_push_problems.finished_at IS 'When the job reached its final state';
-COMMENT ON COLUMN mdm.view_push_problems.job_id IS 'Push job ID';
-COMMENT ON COLUMN mdm.view_push_problems.problem IS 'failed, no push certificate, or waiting to retry';
-COMMENT ON COLUMN mdm.view_push_problems.state IS 'State of the push job: pending, claimed, sent, failed or superseded';
+COMMENT ON COLUMN mdm.view_push_problems.job_id IS 'Push job ID (NULL for a target waiting in a fan-out)';
+COMMENT ON COLUMN mdm.view_push_problems.problem IS 'failed, no push certificate, waiting to retry, or waiting in a fan-out';
+COMMENT ON COLUMN mdm.view_push_problems.state IS 'State of the push job: pending, claimed, sent, failed or superseded; fan-out for a target of mdm.push_fanouts without its job yet';
 COMMENT ON COLUMN mdm.view_pushes.apns_id IS 'apns-id header of the APNs response';
 COMMENT ON COLUMN mdm.view_pushes.apns_reason IS 'The reason APNs gave (its JSON "reason"), or why the job ended';
 COMMENT ON COLUMN mdm.view_pushes.apns_status IS 'HTTP status APNs answered';
@@ -5817,11 +5892,12 @@ COMMENT ON COLUMN mdm.view_pushes.created_at IS 'When the job was created';
 COMMENT ON COLUMN mdm.view_pushes.device_id IS 'Device channel ID: the UDID, or the EnrollmentID of a User Enrollment';
 COMMENT ON COLUMN mdm.view_pushes.enrollment_id IS 'Enrollment ID: device_id for the device channel, device_id:user part for a user channel';
 COMMENT ON COLUMN mdm.view_pushes.finished_at IS 'When the job reached its final state';
-COMMENT ON COLUMN mdm.view_pushes.job_id IS 'Push job ID';
+COMMENT ON COLUMN mdm.view_pushes.job_id IS 'Push job ID (NULL for a target waiting in a fan-out)';
+COMMENT ON COLUMN mdm.view_pushes.fanout_id IS 'The fan-out (mdm.push_fanouts.id) a target without its job yet waits in; NULL for a job';
 COMMENT ON COLUMN mdm.view_pushes.not_before IS 'Not claimable before this time (retry backoff)';
 COMMENT ON COLUMN mdm.view_pushes.serial_number IS 'Serial number from the device''s Authenticate';
-COMMENT ON COLUMN mdm.view_pushes.state IS 'State of the push job: pending, claimed, sent, failed or superseded';
-COMMENT ON COLUMN mdm.view_pushes.status IS 'What the job waits for, or why it failed';
+COMMENT ON COLUMN mdm.view_pushes.state IS 'State of the push job: pending, claimed, sent, failed or superseded; fan-out for a target of mdm.push_fanouts without its job yet';
+COMMENT ON COLUMN mdm.view_pushes.status IS 'What the job waits for, or why it failed ("waiting in a fan-out" for a target without its job yet)';
 COMMENT ON COLUMN mdm.view_queue.active IS 'Not yet answered (or answered NotNow) and not cleared';
 COMMENT ON COLUMN mdm.view_queue.command_uuid IS 'CommandUUID of the command';
 COMMENT ON COLUMN mdm.view_queue.device_id IS 'Device channel ID: the UDID, or the EnrollmentID of a User Enrollment';
