@@ -332,6 +332,14 @@ BEGIN
     RETURN released;
 END $$;
 
+-- apns-expiration of a push claimed now (mdm.push_expiration seconds from
+-- now; 0 asks APNs to deliver at once or not at all).
+CREATE FUNCTION mdm_internal._apns_expiration() RETURNS bigint
+    LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN s = 0 THEN 0 ELSE extract(epoch FROM now())::bigint + s END
+    FROM (SELECT mdm_internal._setting('mdm.push_expiration')::bigint) AS x(s)
+$$;
+
 -- Up to max_jobs push jobs made from the oldest fan-outs' next targets,
 -- claimed at once (state claimed, attempt 1: the insert is the claim).  A
 -- chunk is taken FOR UPDATE SKIP LOCKED, so that concurrent claims expand
@@ -356,7 +364,7 @@ DECLARE
     want integer := max_jobs;
     last integer;
     made integer;
-    expiration bigint := mdm_internal._setting('mdm.push_expiration')::bigint;
+    expiration bigint := mdm_internal._apns_expiration();
 BEGIN
     WHILE want > 0 LOOP
         SELECT x.id, x.chunk, x.enrollment_ids, x.next_target INTO f
@@ -395,8 +403,7 @@ BEGIN
                                 AND p.state IN ('pending', 'claimed'))
             RETURNING j.id, j.device_id, j.enrollment_id)
         SELECT m.id, e.id, e.token_hex, e.push_magic, e.topic, pc.cert_pem, pc.key_pem,
-               CASE WHEN expiration = 0 THEN 0
-                    ELSE extract(epoch FROM now())::bigint + expiration END,
+               expiration,
                10, 'mdm'::text
         FROM made_jobs m
         JOIN mdm.nano_enrollments e ON e.device_id = m.device_id AND e.id = m.enrollment_id
@@ -471,9 +478,7 @@ BEGIN
           AND e.device_id = j.device_id AND e.id = j.enrollment_id
         RETURNING j.device_id, j.id, j.enrollment_id)
     SELECT c.id, c.enrollment_id, e.token_hex, e.push_magic, e.topic, pc.cert_pem, pc.key_pem,
-           -- 0 asks APNs to deliver at once or not at all
-           CASE WHEN mdm_internal._setting('mdm.push_expiration')::bigint = 0 THEN 0
-                ELSE extract(epoch FROM now())::bigint + mdm_internal._setting('mdm.push_expiration')::bigint END,
+           mdm_internal._apns_expiration(),
            10, 'mdm'::text
     FROM claimed c
     JOIN mdm.nano_enrollments e ON e.device_id = c.device_id AND e.id = c.enrollment_id

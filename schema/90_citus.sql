@@ -81,7 +81,7 @@ CREATE FUNCTION mdm_internal._claim_pushes_by_job(max_jobs integer)
 DECLARE
     candidate record;
     claimed_enrollment text;
-    expiration bigint := mdm_internal._setting('mdm.push_expiration')::bigint;
+    expiration bigint := mdm_internal._apns_expiration();
     at timestamptz := now();
 BEGIN
     PERFORM mdm_internal._release_stale_claims();
@@ -107,7 +107,7 @@ BEGIN
         CONTINUE WHEN NOT FOUND;
         RETURN QUERY
         SELECT candidate.id, e.id, e.token_hex, e.push_magic, e.topic, pc.cert_pem, pc.key_pem,
-               CASE WHEN expiration = 0 THEN 0 ELSE extract(epoch FROM at)::bigint + expiration END,
+               expiration,
                10, 'mdm'::text
         FROM mdm.nano_enrollments e JOIN mdm.push_certs pc ON pc.topic = e.topic
         WHERE e.device_id = candidate.device_id AND e.id = claimed_enrollment;

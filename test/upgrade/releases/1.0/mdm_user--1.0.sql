@@ -1733,6 +1733,14 @@ BEGIN
     RETURN released;
 END $$;
 
+-- apns-expiration of a push claimed now (mdm.push_expiration seconds from
+-- now; 0 asks APNs to deliver at once or not at all).
+CREATE FUNCTION mdm_internal._apns_expiration() RETURNS bigint
+    LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN s = 0 THEN 0 ELSE extract(epoch FROM now())::bigint + s END
+    FROM (SELECT mdm_internal._setting('mdm.push_expiration')::bigint) AS x(s)
+$$;
+
 -- Up to max_jobs push jobs made from the oldest fan-outs' next targets,
 -- claimed at once (state claimed, attempt 1: the insert is the claim).  A
 -- chunk is taken FOR UPDATE SKIP LOCKED, so that concurrent claims expand
@@ -1757,7 +1765,7 @@ DECLARE
     want integer := max_jobs;
     last integer;
     made integer;
-    expiration bigint := mdm_internal._setting('mdm.push_expiration')::bigint;
+    expiration bigint := mdm_internal._apns_expiration();
 BEGIN
     WHILE want > 0 LOOP
         SELECT x.id, x.chunk, x.enrollment_ids, x.next_target INTO f
@@ -1796,8 +1804,7 @@ BEGIN
                                 AND p.state IN ('pending', 'claimed'))
             RETURNING j.id, j.device_id, j.enrollment_id)
         SELECT m.id, e.id, e.token_hex, e.push_magic, e.topic, pc.cert_pem, pc.key_pem,
-               CASE WHEN expiration = 0 THEN 0
-                    ELSE extract(epoch FROM now())::bigint + expiration END,
+               expiration,
                10, 'mdm'::text
         FROM made_jobs m
         JOIN mdm.nano_enrollments e ON e.device_id = m.device_id AND e.id = m.enrollment_id
@@ -1872,9 +1879,7 @@ BEGIN
           AND e.device_id = j.device_id AND e.id = j.enrollment_id
         RETURNING j.device_id, j.id, j.enrollment_id)
     SELECT c.id, c.enrollment_id, e.token_hex, e.push_magic, e.topic, pc.cert_pem, pc.key_pem,
-           -- 0 asks APNs to deliver at once or not at all
-           CASE WHEN mdm_internal._setting('mdm.push_expiration')::bigint = 0 THEN 0
-                ELSE extract(epoch FROM now())::bigint + mdm_internal._setting('mdm.push_expiration')::bigint END,
+           mdm_internal._apns_expiration(),
            10, 'mdm'::text
     FROM claimed c
     JOIN mdm.nano_enrollments e ON e.device_id = c.device_id AND e.id = c.enrollment_id
@@ -5274,7 +5279,7 @@ CREATE FUNCTION mdm_internal._claim_pushes_by_job(max_jobs integer)
 DECLARE
     candidate record;
     claimed_enrollment text;
-    expiration bigint := mdm_internal._setting('mdm.push_expiration')::bigint;
+    expiration bigint := mdm_internal._apns_expiration();
     at timestamptz := now();
 BEGIN
     PERFORM mdm_internal._release_stale_claims();
@@ -5300,7 +5305,7 @@ BEGIN
         CONTINUE WHEN NOT FOUND;
         RETURN QUERY
         SELECT candidate.id, e.id, e.token_hex, e.push_magic, e.topic, pc.cert_pem, pc.key_pem,
-               CASE WHEN expiration = 0 THEN 0 ELSE extract(epoch FROM at)::bigint + expiration END,
+               expiration,
                10, 'mdm'::text
         FROM mdm.nano_enrollments e JOIN mdm.push_certs pc ON pc.topic = e.topic
         WHERE e.device_id = candidate.device_id AND e.id = claimed_enrollment;
