@@ -16,6 +16,7 @@
 #include "mdm_user.h"
 
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 
 #include "mdm_message.h"
@@ -24,7 +25,14 @@
 static text *
 enrollment_id_text(const MdmMessage *msg)
 {
-	char	   *device = plist_text_to_server(msg->device_key, strlen(msg->device_key));
+	char	   *device;
+
+	/* not UTF-8: no ID (plist_text_to_server() would raise) */
+	if (!pg_verify_mbstr(PG_UTF8, msg->device_key, (int) strlen(msg->device_key), true) ||
+		(msg->user_key != NULL &&
+		 !pg_verify_mbstr(PG_UTF8, msg->user_key, (int) strlen(msg->user_key), true)))
+		return NULL;
+	device = plist_text_to_server(msg->device_key, strlen(msg->device_key));
 
 	if (msg->user_key == NULL)
 		return cstring_to_text(device);
