@@ -660,30 +660,109 @@ set_headers(xfer *x, const apns_push *push)
 	return x->header_key != NULL;
 }
 
-/* The body, {"mdm":"<PushMagic>"}, made by Jansson: false if it cannot be. */
+/* Whether s is UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). */
+static bool
+utf8_valid(const unsigned char *s)
+{
+	while (*s)
+	{
+		unsigned char c = *s;
+		int			n;
+		uint32_t	cp;
+
+		if (c < 0x80)
+		{
+			s++;
+			continue;
+		}
+		if (c >= 0xC2 && c <= 0xDF)
+			n = 1, cp = c & 0x1F;
+		else if (c >= 0xE0 && c <= 0xEF)
+			n = 2, cp = c & 0x0F;
+		else if (c >= 0xF0 && c <= 0xF4)
+			n = 3, cp = c & 0x07;
+		else
+			return false;
+		for (int k = 1; k <= n; k++)
+		{
+			if ((s[k] & 0xC0) != 0x80)
+				return false;	/* the terminating zero too */
+			cp = (cp << 6) | (s[k] & 0x3F);
+		}
+		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+			(cp >= 0xD800 && cp <= 0xDFFF))
+			return false;
+		s += n + 1;
+	}
+	return true;
+}
+
+/*
+ * The body, {"mdm":"<PushMagic>"}, the PushMagic escaped as JSON (as
+ * Jansson writes it); false if it is not UTF-8.  Written directly: it is
+ * made for every push.
+ */
 static bool
 set_body(xfer *x, const apns_push *push)
 {
-	json_t	   *body = json_pack("{s:s}", "mdm", push->push_magic);
-	size_t		n;
-	const char *text = x->body;
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *m = (const unsigned char *) push->push_magic;
+	size_t		need = 10;		/* {"mdm":""} */
+	char	   *out;
+	size_t		n = 0;
 
-	if (!body)
+	if (!utf8_valid(m))
 		return false;
-	n = json_dumpb(body, x->body, sizeof(x->body), JSON_COMPACT);
-	if (n == 0 || n >= sizeof(x->body))
+	for (const unsigned char *p = m; *p; p++)
+		need += *p < 0x20 ? 6 : (*p == '"' || *p == '\\') ? 2 : 1;
+	if (need < sizeof(x->body))
+		out = x->body;
+	else if (!(out = x->long_body = malloc(need + 1)))
+		return false;
+	memcpy(out, "{\"mdm\":\"", 8);
+	n = 8;
+	for (const unsigned char *p = m; *p; p++)
 	{
-		x->long_body = n ? json_dumps(body, JSON_COMPACT) : NULL;
-		text = x->long_body;
-		n = text ? strlen(text) : 0;
+		if (*p >= 0x20 && *p != '"' && *p != '\\')
+			out[n++] = (char) *p;
+		else
+		{
+			out[n++] = '\\';
+			switch (*p)
+			{
+				case '"':
+				case '\\':
+					out[n++] = (char) *p;
+					break;
+				case '\b':
+					out[n++] = 'b';
+					break;
+				case '\f':
+					out[n++] = 'f';
+					break;
+				case '\n':
+					out[n++] = 'n';
+					break;
+				case '\r':
+					out[n++] = 'r';
+					break;
+				case '\t':
+					out[n++] = 't';
+					break;
+				default:
+					out[n++] = 'u';
+					out[n++] = '0';
+					out[n++] = '0';
+					out[n++] = hex[*p >> 4];
+					out[n++] = hex[*p & 15];
+			}
+		}
 	}
-	else
-		x->body[n] = '\0';
-	json_decref(body);
-	if (!text)
-		return false;
+	out[n++] = '"';
+	out[n++] = '}';
+	out[n] = '\0';
 	curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE, (long) n);
-	curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, text);
+	curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, out);
 	return true;
 }
 
