@@ -379,36 +379,36 @@ BEGIN
         ELSE
             UPDATE mdm.push_fanouts x SET next_target = last + 1 WHERE x.id = f.id AND x.chunk = f.chunk;
         END IF;
-        -- targets whose topic has no certificate wait in a pending job
-        WITH waiting AS (
-            INSERT INTO mdm.push_jobs AS j (device_id, enrollment_id)
-            SELECT e.device_id, e.id
-            FROM unnest(f.enrollment_ids[f.next_target:last]) t(id)
-            JOIN mdm.nano_enrollments e ON e.device_id = split_part(t.id, ':', 1) AND e.id = t.id
-            WHERE e.enabled AND e.token_invalid_at IS NULL
-              AND NOT EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic)
-            ON CONFLICT (device_id, enrollment_id) WHERE state = 'pending' DO NOTHING
-            RETURNING 1)
-        SELECT count(*) INTO made FROM waiting;
+        -- each target looked up once: the jobs are numbered here, so that
+        -- what the claim returns comes from the same rows as what it inserts
+        -- (targets whose topic has no certificate wait in a pending job)
         RETURN QUERY
-        WITH made_jobs AS (
-            INSERT INTO mdm.push_jobs AS j (device_id, enrollment_id, state, claimed_at, attempts, token_hex)
-            SELECT e.device_id, e.id, 'claimed', now(), 1, e.token_hex
+        WITH targets AS MATERIALIZED (
+            SELECT e.device_id, e.id, e.token_hex, e.push_magic, e.topic, c.topic IS NOT NULL AS has_cert,
+                   CASE WHEN c.topic IS NOT NULL AND NOT EXISTS (
+                            SELECT FROM mdm.push_jobs p
+                            WHERE p.device_id = e.device_id AND p.enrollment_id = e.id
+                              AND p.state IN ('pending', 'claimed'))
+                        THEN nextval('mdm.push_jobs_id_seq') END AS job_id
             FROM unnest(f.enrollment_ids[f.next_target:last]) t(id)
             JOIN mdm.nano_enrollments e ON e.device_id = split_part(t.id, ':', 1) AND e.id = t.id
-            WHERE e.enabled AND e.token_invalid_at IS NULL
-              AND EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic)
-              AND NOT EXISTS (SELECT FROM mdm.push_jobs p
-                              WHERE p.device_id = e.device_id AND p.enrollment_id = e.id
-                                AND p.state IN ('pending', 'claimed'))
-            RETURNING j.id, j.device_id, j.enrollment_id)
-        SELECT m.id, e.id, e.token_hex, e.push_magic, e.topic, pc.cert_pem, pc.key_pem,
+            LEFT JOIN mdm.push_certs c ON c.topic = e.topic
+            WHERE e.enabled AND e.token_invalid_at IS NULL),
+        waiting AS (
+            INSERT INTO mdm.push_jobs AS j (device_id, enrollment_id)
+            SELECT t.device_id, t.id FROM targets t WHERE NOT t.has_cert
+            ON CONFLICT (device_id, enrollment_id) WHERE state = 'pending' DO NOTHING),
+        made_jobs AS (
+            INSERT INTO mdm.push_jobs AS j (device_id, id, enrollment_id, state, claimed_at, attempts, token_hex)
+            SELECT t.device_id, t.job_id, t.id, 'claimed', now(), 1, t.token_hex
+            FROM targets t WHERE t.job_id IS NOT NULL)
+        SELECT t.job_id, t.id, t.token_hex, t.push_magic, t.topic, pc.cert_pem, pc.key_pem,
                expiration,
                10, 'mdm'::text
-        FROM made_jobs m
-        JOIN mdm.nano_enrollments e ON e.device_id = m.device_id AND e.id = m.enrollment_id
-        JOIN mdm.push_certs pc ON pc.topic = e.topic
-        ORDER BY m.id;
+        FROM targets t
+        JOIN mdm.push_certs pc ON pc.topic = t.topic
+        WHERE t.job_id IS NOT NULL
+        ORDER BY t.job_id;
         GET DIAGNOSTICS made = ROW_COUNT;
         want := want - made;
     END LOOP;

@@ -75,3 +75,67 @@ BEGIN
         WHERE t.n <> ALL (handled)
         ORDER BY t.n;
 END $$;
+
+-- mdm_internal._claim_fanouts(): each target of a chunk looked up once (it
+-- was three times: for the waiting jobs, the claimed ones, and what the claim
+-- returns), the claimed jobs numbered there (docs/performance.md, "Pushes")
+CREATE OR REPLACE FUNCTION mdm_internal._claim_fanouts(max_jobs integer)
+    RETURNS TABLE (job_id bigint, enrollment_id text, token_hex text, push_magic text,
+                   topic text, cert_pem text, key_pem text, apns_expiration bigint,
+                   apns_priority integer, apns_push_type text)
+    LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    f record;
+    want integer := max_jobs;
+    last integer;
+    made integer;
+    expiration bigint := mdm_internal._apns_expiration();
+BEGIN
+    WHILE want > 0 LOOP
+        SELECT x.id, x.chunk, x.enrollment_ids, x.next_target INTO f
+        FROM mdm.push_fanouts x
+        ORDER BY x.created_at, x.id, x.chunk
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED;
+        EXIT WHEN NOT FOUND;
+        last := least(f.next_target + want - 1, cardinality(f.enrollment_ids));
+        IF last = cardinality(f.enrollment_ids) THEN
+            DELETE FROM mdm.push_fanouts x WHERE x.id = f.id AND x.chunk = f.chunk;
+        ELSE
+            UPDATE mdm.push_fanouts x SET next_target = last + 1 WHERE x.id = f.id AND x.chunk = f.chunk;
+        END IF;
+        -- each target looked up once: the jobs are numbered here, so that
+        -- what the claim returns comes from the same rows as what it inserts
+        -- (targets whose topic has no certificate wait in a pending job)
+        RETURN QUERY
+        WITH targets AS MATERIALIZED (
+            SELECT e.device_id, e.id, e.token_hex, e.push_magic, e.topic, c.topic IS NOT NULL AS has_cert,
+                   CASE WHEN c.topic IS NOT NULL AND NOT EXISTS (
+                            SELECT FROM mdm.push_jobs p
+                            WHERE p.device_id = e.device_id AND p.enrollment_id = e.id
+                              AND p.state IN ('pending', 'claimed'))
+                        THEN nextval('mdm.push_jobs_id_seq') END AS job_id
+            FROM unnest(f.enrollment_ids[f.next_target:last]) t(id)
+            JOIN mdm.nano_enrollments e ON e.device_id = split_part(t.id, ':', 1) AND e.id = t.id
+            LEFT JOIN mdm.push_certs c ON c.topic = e.topic
+            WHERE e.enabled AND e.token_invalid_at IS NULL),
+        waiting AS (
+            INSERT INTO mdm.push_jobs AS j (device_id, enrollment_id)
+            SELECT t.device_id, t.id FROM targets t WHERE NOT t.has_cert
+            ON CONFLICT (device_id, enrollment_id) WHERE state = 'pending' DO NOTHING),
+        made_jobs AS (
+            INSERT INTO mdm.push_jobs AS j (device_id, id, enrollment_id, state, claimed_at, attempts, token_hex)
+            SELECT t.device_id, t.job_id, t.id, 'claimed', now(), 1, t.token_hex
+            FROM targets t WHERE t.job_id IS NOT NULL)
+        SELECT t.job_id, t.id, t.token_hex, t.push_magic, t.topic, pc.cert_pem, pc.key_pem,
+               expiration,
+               10, 'mdm'::text
+        FROM targets t
+        JOIN mdm.push_certs pc ON pc.topic = t.topic
+        WHERE t.job_id IS NOT NULL
+        ORDER BY t.job_id;
+        GET DIAGNOSTICS made = ROW_COUNT;
+        want := want - made;
+    END LOOP;
+END $$;
