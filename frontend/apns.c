@@ -17,11 +17,22 @@
  * callbacks, time-outs) for the certificate's next push, which sets only
  * its URL and body, and its header list when the headers differ from the
  * last push of that handle (they rarely do: same topic, priority, ...).
+ *
+ * libcurl 7.88 writes every HTTP/2 frame with an SSL_write of its own, a
+ * system call each (the HEADERS and DATA of every push, and more): when
+ * libcurl's TLS library is the OpenSSL this program is linked with, a
+ * buffer is put between TLS and the socket once the handshake is done
+ * (through the SSL_CTX callback and its info callback), and apns_pool_tidy()
+ * sends what it holds after each round of events, so that the frames of
+ * every push started or answered in one round go out in one or a few
+ * system calls.  What the socket does not take waits for EPOLLOUT.
  */
 #include "apns.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <openssl/bio.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,12 +48,21 @@ typedef struct sock_tag
 	apns_cert  *cert;
 	curl_socket_t fd;
 	uint32_t	events;			/* what epoll watches for it */
+	uint32_t	curl_events;	/* what libcurl asked for */
 	int			closed;
 	struct sock_tag *prev;		/* in the certificate's open sockets */
 	struct sock_tag *next;		/* there, or in the pool's closed ones */
 } sock_tag;
 
 typedef struct xfer xfer;
+
+/* A TLS connection of a certificate whose writes are buffered. */
+typedef struct tls_buf
+{
+	apns_cert  *cert;
+	BIO		   *buf;			/* BIO_f_buffer, the SSL's write BIO */
+	struct tls_buf *next;
+} tls_buf;
 
 /* One certificate: its multi handle and connection. */
 struct apns_cert
@@ -57,6 +77,8 @@ struct apns_cert
 	xfer	   *xfers;			/* those in flight */
 	xfer	   *idle;			/* finished ones, their easy handles kept */
 	sock_tag   *socks;			/* sockets open */
+	tls_buf    *tls;			/* its connections' write buffers */
+	bool		unflushed;		/* a buffer waits for the socket: EPOLLOUT */
 	int			retired;		/* replaced by a renewed certificate */
 	apns_cert  *next;
 };
@@ -103,6 +125,101 @@ now_ms(void)
 	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
+/* ---- the write buffer between TLS and the socket ---- */
+
+static int	ctx_index = -1;		/* SSL_CTX ex_data: its apns_cert */
+static int	ssl_index = -1;		/* SSL ex_data: its tls_buf */
+static bool buffer_writes;		/* libcurl's TLS is our OpenSSL */
+
+/* An SSL with a buffer is freed (its connection closed): forget the buffer. */
+static void
+tls_buf_gone(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	tls_buf    *t = ptr;
+	tls_buf   **p;
+
+	if (!t)
+		return;
+	for (p = &t->cert->tls; *p; p = &(*p)->next)
+		if (*p == t)
+		{
+			*p = t->next;
+			break;
+		}
+	free(t);
+}
+
+/*
+ * The handshake is done: from here on the SSL writes into a buffer, which
+ * apns_pool_tidy() empties into libcurl's own BIO (the socket).  Once per
+ * connection (TLS 1.3 signals a "handshake" again for a session ticket).
+ */
+static void
+tls_info_cb(const SSL *cssl, int where, int ret)
+{
+	SSL		   *ssl = (SSL *) cssl;
+	apns_cert  *cert;
+	tls_buf    *t;
+	BIO		   *next;
+	BIO		   *buf;
+
+	if (!(where & SSL_CB_HANDSHAKE_DONE) || SSL_get_ex_data(ssl, ssl_index) != NULL)
+		return;
+	cert = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_index);
+	next = SSL_get_wbio(ssl);
+	if (!cert || !next || !(t = calloc(1, sizeof(tls_buf))))
+		return;
+	buf = BIO_new(BIO_f_buffer());
+	if (!buf || BIO_set_write_buffer_size(buf, 64 * 1024) != 1 ||
+		!BIO_up_ref(next) || !SSL_set_ex_data(ssl, ssl_index, t))
+	{
+		/* (BIO_up_ref cannot fail once BIO_new worked: no reference to drop) */
+		BIO_free(buf);
+		free(t);
+		return;
+	}
+	/* the SSL's reference to libcurl's BIO as its write BIO passes to the chain */
+	BIO_push(buf, next);
+	SSL_set0_wbio(ssl, buf);
+	t->cert = cert;
+	t->buf = buf;
+	t->next = cert->tls;
+	cert->tls = t;
+}
+
+/* libcurl made the SSL_CTX of a new connection of cert. */
+static CURLcode
+ssl_ctx_cb(CURL *easy, void *ssl_ctx, void *userp)
+{
+	if (SSL_CTX_set_ex_data(ssl_ctx, ctx_index, userp))
+		SSL_CTX_set_info_callback(ssl_ctx, tls_info_cb);
+	return CURLE_OK;
+}
+
+static void sock_watch(sock_tag *tag);
+
+/* Sends what a certificate's connections buffered; what is left waits for EPOLLOUT. */
+static void
+cert_flush(apns_cert *cert)
+{
+	bool		left = false;
+
+	for (tls_buf *t = cert->tls; t; t = t->next)
+	{
+		if (BIO_wpending(t->buf) == 0)
+			continue;
+		/* a hard error is libcurl's to find, reading the same socket */
+		if (BIO_flush(t->buf) <= 0 && BIO_should_retry(t->buf))
+			left = true;
+	}
+	if (left != cert->unflushed)
+	{
+		cert->unflushed = left;
+		for (sock_tag *tag = cert->socks; tag; tag = tag->next)
+			sock_watch(tag);
+	}
+}
+
 bool
 apns_global_init(void)
 {
@@ -111,6 +228,15 @@ apns_global_init(void)
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return false;
 	v = curl_version_info(CURLVERSION_NOW);
+	/* the same OpenSSL (major version) as ours: its SSL_CTX is ours to set up */
+	buffer_writes = v->ssl_version && strncmp(v->ssl_version, "OpenSSL/", 8) == 0 &&
+		atoi(v->ssl_version + 8) == (int) (OPENSSL_VERSION_NUMBER >> 28);
+	if (buffer_writes)
+	{
+		ctx_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+		ssl_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, tls_buf_gone);
+		buffer_writes = ctx_index >= 0 && ssl_index >= 0;
+	}
 	/* HTTP/2 is required; blobs came in 7.71 */
 	return (v->features & CURL_VERSION_HTTP2) && v->version_num >= 0x074700;
 }
@@ -145,12 +271,27 @@ apns_pool_create(const apns_options *opts, int epfd, apns_done_fn done, void *ar
 
 /* ---- libcurl's socket and timer callbacks ---- */
 
+/* What epoll watches for a socket: libcurl's wish, and EPOLLOUT for a buffer to send. */
+static void
+sock_watch(sock_tag *tag)
+{
+	struct epoll_event ev = {.data.ptr = tag};
+
+	ev.events = tag->curl_events | (tag->cert->unflushed ? EPOLLOUT : 0);
+	/* a system call only for a change (libcurl repeats itself) */
+	if (ev.events == tag->events)
+		return;
+	tag->events = ev.events;
+	if (epoll_ctl(tag->cert->pool->epfd, EPOLL_CTL_MOD, tag->fd, &ev) != 0)
+		epoll_ctl(tag->cert->pool->epfd, EPOLL_CTL_ADD, tag->fd, &ev);
+}
+
 static int
 socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
 	apns_cert  *cert = userp;
 	sock_tag   *tag = socketp;
-	struct epoll_event ev = {0};
+	uint32_t	want = 0;
 
 	if (what == CURL_POLL_REMOVE)
 	{
@@ -173,11 +314,13 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 		return 0;
 	}
 	if (what & CURL_POLL_IN)
-		ev.events |= EPOLLIN;
+		want |= EPOLLIN;
 	if (what & CURL_POLL_OUT)
-		ev.events |= EPOLLOUT;
+		want |= EPOLLOUT;
 	if (!tag)
 	{
+		struct epoll_event ev = {0};
+
 		tag = calloc(1, sizeof(sock_tag));
 		if (!tag)
 			return -1;
@@ -188,19 +331,15 @@ socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 			cert->socks->prev = tag;
 		cert->socks = tag;
 		curl_multi_assign(cert->multi, fd, tag);
+		tag->curl_events = want;
 		ev.data.ptr = tag;
-		tag->events = ev.events;
+		ev.events = tag->events = want | (cert->unflushed ? EPOLLOUT : 0);
 		if (epoll_ctl(cert->pool->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
 			return epoll_ctl(cert->pool->epfd, EPOLL_CTL_MOD, fd, &ev) == 0 ? 0 : -1;
 		return 0;
 	}
-	/* libcurl repeats itself: a system call only for a change */
-	if (ev.events == tag->events)
-		return 0;
-	tag->events = ev.events;
-	ev.data.ptr = tag;
-	if (epoll_ctl(cert->pool->epfd, EPOLL_CTL_MOD, fd, &ev) != 0)
-		return epoll_ctl(cert->pool->epfd, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : -1;
+	tag->curl_events = want;
+	sock_watch(tag);
 	return 0;
 }
 
@@ -477,6 +616,11 @@ xfer_new(apns_cert *cert)
 	curl_easy_setopt(x->easy, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(x->easy, CURLOPT_ERRORBUFFER, x->errbuf);
 	curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
+	if (buffer_writes)
+	{
+		curl_easy_setopt(x->easy, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
+		curl_easy_setopt(x->easy, CURLOPT_SSL_CTX_DATA, cert);
+	}
 	return x;
 }
 
@@ -516,30 +660,109 @@ set_headers(xfer *x, const apns_push *push)
 	return x->header_key != NULL;
 }
 
-/* The body, {"mdm":"<PushMagic>"}, made by Jansson: false if it cannot be. */
+/* Whether s is UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). */
+static bool
+utf8_valid(const unsigned char *s)
+{
+	while (*s)
+	{
+		unsigned char c = *s;
+		int			n;
+		uint32_t	cp;
+
+		if (c < 0x80)
+		{
+			s++;
+			continue;
+		}
+		if (c >= 0xC2 && c <= 0xDF)
+			n = 1, cp = c & 0x1F;
+		else if (c >= 0xE0 && c <= 0xEF)
+			n = 2, cp = c & 0x0F;
+		else if (c >= 0xF0 && c <= 0xF4)
+			n = 3, cp = c & 0x07;
+		else
+			return false;
+		for (int k = 1; k <= n; k++)
+		{
+			if ((s[k] & 0xC0) != 0x80)
+				return false;	/* the terminating zero too */
+			cp = (cp << 6) | (s[k] & 0x3F);
+		}
+		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+			(cp >= 0xD800 && cp <= 0xDFFF))
+			return false;
+		s += n + 1;
+	}
+	return true;
+}
+
+/*
+ * The body, {"mdm":"<PushMagic>"}, the PushMagic escaped as JSON (as
+ * Jansson writes it); false if it is not UTF-8.  Written directly: it is
+ * made for every push.
+ */
 static bool
 set_body(xfer *x, const apns_push *push)
 {
-	json_t	   *body = json_pack("{s:s}", "mdm", push->push_magic);
-	size_t		n;
-	const char *text = x->body;
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *m = (const unsigned char *) push->push_magic;
+	size_t		need = 10;		/* {"mdm":""} */
+	char	   *out;
+	size_t		n = 0;
 
-	if (!body)
+	if (!utf8_valid(m))
 		return false;
-	n = json_dumpb(body, x->body, sizeof(x->body), JSON_COMPACT);
-	if (n == 0 || n >= sizeof(x->body))
+	for (const unsigned char *p = m; *p; p++)
+		need += *p < 0x20 ? 6 : (*p == '"' || *p == '\\') ? 2 : 1;
+	if (need < sizeof(x->body))
+		out = x->body;
+	else if (!(out = x->long_body = malloc(need + 1)))
+		return false;
+	memcpy(out, "{\"mdm\":\"", 8);
+	n = 8;
+	for (const unsigned char *p = m; *p; p++)
 	{
-		x->long_body = n ? json_dumps(body, JSON_COMPACT) : NULL;
-		text = x->long_body;
-		n = text ? strlen(text) : 0;
+		if (*p >= 0x20 && *p != '"' && *p != '\\')
+			out[n++] = (char) *p;
+		else
+		{
+			out[n++] = '\\';
+			switch (*p)
+			{
+				case '"':
+				case '\\':
+					out[n++] = (char) *p;
+					break;
+				case '\b':
+					out[n++] = 'b';
+					break;
+				case '\f':
+					out[n++] = 'f';
+					break;
+				case '\n':
+					out[n++] = 'n';
+					break;
+				case '\r':
+					out[n++] = 'r';
+					break;
+				case '\t':
+					out[n++] = 't';
+					break;
+				default:
+					out[n++] = 'u';
+					out[n++] = '0';
+					out[n++] = '0';
+					out[n++] = hex[*p >> 4];
+					out[n++] = hex[*p & 15];
+			}
+		}
 	}
-	else
-		x->body[n] = '\0';
-	json_decref(body);
-	if (!text)
-		return false;
+	out[n++] = '"';
+	out[n++] = '}';
+	out[n] = '\0';
 	curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE, (long) n);
-	curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, text);
+	curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, out);
 	return true;
 }
 
@@ -619,12 +842,16 @@ apns_pool_event(apns_pool *pool, void *ptr, uint32_t events)
 
 	if (tag->closed)
 		return;
+	if ((events & EPOLLOUT) && cert->unflushed)
+		cert_flush(cert);
 	if (events & EPOLLIN)
 		flags |= CURL_CSELECT_IN;
-	if (events & EPOLLOUT)
+	if ((events & EPOLLOUT) && (tag->curl_events & EPOLLOUT))
 		flags |= CURL_CSELECT_OUT;
 	if (events & (EPOLLERR | EPOLLHUP))
 		flags |= CURL_CSELECT_ERR;
+	if (flags == 0)
+		return;					/* only our buffer could be written */
 	curl_multi_socket_action(cert->multi, tag->fd, flags, &running);
 	collect(cert);
 }
@@ -694,6 +921,10 @@ void
 apns_pool_tidy(apns_pool *pool)
 {
 	apns_cert **p = &pool->certs;
+
+	for (apns_cert *cert = pool->certs; cert; cert = cert->next)
+		if (cert->tls)
+			cert_flush(cert);
 
 	while (*p)
 	{

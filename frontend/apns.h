@@ -75,8 +75,9 @@ long		apns_pool_next_timeout(apns_pool *pool);
 void		apns_pool_timeout(apns_pool *pool);
 
 /*
- * After each round of events: frees what closed meanwhile (sockets, and the
- * connections of replaced certificates once nothing is in flight on them).
+ * After each round of events: sends what TLS buffered in that round, and
+ * frees what closed meanwhile (sockets, and the connections of replaced
+ * certificates once nothing is in flight on them).
  */
 void		apns_pool_tidy(apns_pool *pool);
 

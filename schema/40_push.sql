@@ -379,36 +379,36 @@ BEGIN
         ELSE
             UPDATE mdm.push_fanouts x SET next_target = last + 1 WHERE x.id = f.id AND x.chunk = f.chunk;
         END IF;
-        -- targets whose topic has no certificate wait in a pending job
-        WITH waiting AS (
-            INSERT INTO mdm.push_jobs AS j (device_id, enrollment_id)
-            SELECT e.device_id, e.id
-            FROM unnest(f.enrollment_ids[f.next_target:last]) t(id)
-            JOIN mdm.nano_enrollments e ON e.device_id = split_part(t.id, ':', 1) AND e.id = t.id
-            WHERE e.enabled AND e.token_invalid_at IS NULL
-              AND NOT EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic)
-            ON CONFLICT (device_id, enrollment_id) WHERE state = 'pending' DO NOTHING
-            RETURNING 1)
-        SELECT count(*) INTO made FROM waiting;
+        -- each target looked up once: the jobs are numbered here, so that
+        -- what the claim returns comes from the same rows as what it inserts
+        -- (targets whose topic has no certificate wait in a pending job)
         RETURN QUERY
-        WITH made_jobs AS (
-            INSERT INTO mdm.push_jobs AS j (device_id, enrollment_id, state, claimed_at, attempts, token_hex)
-            SELECT e.device_id, e.id, 'claimed', now(), 1, e.token_hex
+        WITH targets AS MATERIALIZED (
+            SELECT e.device_id, e.id, e.token_hex, e.push_magic, e.topic, c.topic IS NOT NULL AS has_cert,
+                   CASE WHEN c.topic IS NOT NULL AND NOT EXISTS (
+                            SELECT FROM mdm.push_jobs p
+                            WHERE p.device_id = e.device_id AND p.enrollment_id = e.id
+                              AND p.state IN ('pending', 'claimed'))
+                        THEN nextval('mdm.push_jobs_id_seq') END AS job_id
             FROM unnest(f.enrollment_ids[f.next_target:last]) t(id)
             JOIN mdm.nano_enrollments e ON e.device_id = split_part(t.id, ':', 1) AND e.id = t.id
-            WHERE e.enabled AND e.token_invalid_at IS NULL
-              AND EXISTS (SELECT FROM mdm.push_certs c WHERE c.topic = e.topic)
-              AND NOT EXISTS (SELECT FROM mdm.push_jobs p
-                              WHERE p.device_id = e.device_id AND p.enrollment_id = e.id
-                                AND p.state IN ('pending', 'claimed'))
-            RETURNING j.id, j.device_id, j.enrollment_id)
-        SELECT m.id, e.id, e.token_hex, e.push_magic, e.topic, pc.cert_pem, pc.key_pem,
+            LEFT JOIN mdm.push_certs c ON c.topic = e.topic
+            WHERE e.enabled AND e.token_invalid_at IS NULL),
+        waiting AS (
+            INSERT INTO mdm.push_jobs AS j (device_id, enrollment_id)
+            SELECT t.device_id, t.id FROM targets t WHERE NOT t.has_cert
+            ON CONFLICT (device_id, enrollment_id) WHERE state = 'pending' DO NOTHING),
+        made_jobs AS (
+            INSERT INTO mdm.push_jobs AS j (device_id, id, enrollment_id, state, claimed_at, attempts, token_hex)
+            SELECT t.device_id, t.job_id, t.id, 'claimed', now(), 1, t.token_hex
+            FROM targets t WHERE t.job_id IS NOT NULL)
+        SELECT t.job_id, t.id, t.token_hex, t.push_magic, t.topic, pc.cert_pem, pc.key_pem,
                expiration,
                10, 'mdm'::text
-        FROM made_jobs m
-        JOIN mdm.nano_enrollments e ON e.device_id = m.device_id AND e.id = m.enrollment_id
-        JOIN mdm.push_certs pc ON pc.topic = e.topic
-        ORDER BY m.id;
+        FROM targets t
+        JOIN mdm.push_certs pc ON pc.topic = t.topic
+        WHERE t.job_id IS NOT NULL
+        ORDER BY t.job_id;
         GET DIAGNOSTICS made = ROW_COUNT;
         want := want - made;
     END LOOP;
@@ -668,36 +668,37 @@ BEGIN
     ok AS (
         SELECT i.j, min(i.n)::integer AS n FROM input i
         GROUP BY i.j HAVING count(*) = 1 AND min(i.s) = 200 AND max(i.s) = 200),
-    -- each job locked through its primary key, in ID order: joined to the
-    -- batch, the state filter let the planner, trusting the statistics of
-    -- an empty push_jobs, scan every claimed job for each job of the batch
-    -- (250,000 rows, 50 ms for 500); LIMIT keeps the filter out of the
-    -- subquery, so that it checks the state of the locked row
-    locked AS (
-        SELECT p.device_id, p.id, p.attempts, p.token_hex, ok.n
+    -- each job's key through the primary key, in ID order: joined to the
+    -- batch with a state filter, the planner, trusting the statistics of
+    -- an empty push_jobs, scanned every claimed job for each job of the
+    -- batch (250,000 rows, 50 ms for 500)
+    found AS (
+        SELECT p.device_id, p.id, ok.n
         FROM (SELECT * FROM ok ORDER BY ok.j) ok
         CROSS JOIN LATERAL (
-            SELECT p.device_id, p.id, p.attempts, p.token_hex, p.state
-            FROM mdm.push_jobs p WHERE p.id = ok.j
-            LIMIT 1
-            FOR UPDATE) p
-        WHERE p.state = 'claimed'),
-    attempts AS (
-        INSERT INTO mdm.push_attempts AS a (device_id, job_id, attempt, apns_status, apns_reason, apns_id, token_hex)
-        SELECT l.device_id, l.id, l.attempts, 200, apns_reasons[l.n], apns_ids[l.n], l.token_hex
-        FROM locked l
-        ON CONFLICT ON CONSTRAINT push_attempts_pkey DO UPDATE SET
-            apns_status = excluded.apns_status, apns_reason = excluded.apns_reason,
-            apns_id = excluded.apns_id, token_hex = excluded.token_hex, reported_at = excluded.reported_at),
+            SELECT p.device_id, p.id FROM mdm.push_jobs p WHERE p.id = ok.j LIMIT 1) p),
+    -- no row lock first: the update locks each job and checks its state
+    -- again on the version it locks (a claim that timed out meanwhile is
+    -- left to mdm.push_result() below)
     sent AS (
         UPDATE mdm.push_jobs p
-        SET state = 'sent', finished_at = now(), apns_status = 200, apns_reason = apns_reasons[l.n],
-            apns_id = apns_ids[l.n]
-        FROM locked l
-        WHERE p.device_id = l.device_id AND p.id = l.id
-        RETURNING l.n)
+        SET state = 'sent', finished_at = now(), apns_status = 200, apns_reason = apns_reasons[f.n],
+            apns_id = apns_ids[f.n]
+        FROM found f
+        WHERE p.device_id = f.device_id AND p.id = f.id AND p.state = 'claimed'
+        RETURNING p.device_id, p.id, p.attempts, p.token_hex, f.n),
+    -- a job still claimed has no outcome recorded for its current attempt
+    -- (every report of an attempt ends the claim in the same transaction,
+    -- and each claim counts a new attempt): a plain insert
+    attempts AS (
+        INSERT INTO mdm.push_attempts (device_id, job_id, attempt, apns_status, apns_reason, apns_id, token_hex)
+        SELECT s.device_id, s.id, s.attempts, 200, apns_reasons[s.n], apns_ids[s.n], s.token_hex
+        FROM sent s)
     SELECT coalesce(array_agg(sent.n), '{}') INTO handled FROM sent;
     RETURN QUERY SELECT job_ids[h], 'sent'::text FROM unnest(handled) h;
+    IF cardinality(handled) = cardinality(job_ids) THEN
+        RETURN;					-- the usual batch: all sent
+    END IF;
     -- everything else, one by one, in order
     RETURN QUERY
         SELECT t.j, mdm.push_result(t.j, t.s, apns_reasons[t.n], apns_ids[t.n])

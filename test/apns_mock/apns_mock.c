@@ -30,7 +30,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <nghttp2/nghttp2.h>
@@ -386,41 +385,156 @@ resp_read(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t leng
 	return (ssize_t) n;
 }
 
+/* ---- the record file ---- */
+
+/* Whether s[0..len) is UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). */
+static bool
+utf8_valid(const unsigned char *s, size_t len)
+{
+	size_t		i = 0;
+
+	while (i < len)
+	{
+		unsigned char c = s[i];
+		size_t		n;
+		uint32_t	cp;
+
+		if (c < 0x80)
+		{
+			i++;
+			continue;
+		}
+		if (c >= 0xC2 && c <= 0xDF)
+			n = 1, cp = c & 0x1F;
+		else if (c >= 0xE0 && c <= 0xEF)
+			n = 2, cp = c & 0x0F;
+		else if (c >= 0xF0 && c <= 0xF4)
+			n = 3, cp = c & 0x07;
+		else
+			return false;
+		for (size_t k = 1; k <= n; k++)
+		{
+			if (i + k >= len || (s[i + k] & 0xC0) != 0x80)
+				return false;
+			cp = (cp << 6) | (s[i + k] & 0x3F);
+		}
+		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+			(cp >= 0xD800 && cp <= 0xDFFF))
+			return false;
+		i += n + 1;
+	}
+	return true;
+}
+
+/* A growable line of the record file. */
+typedef struct line
+{
+	char	   *p;
+	size_t		len;
+	size_t		cap;
+} line;
+
+static void
+line_add(line *l, const char *s, size_t n)
+{
+	if (l->len + n > l->cap)
+	{
+		size_t		cap = l->cap ? l->cap : 1024;
+
+		while (cap < l->len + n)
+			cap *= 2;
+		l->p = realloc(l->p, cap);
+		if (!l->p)
+			die("out of memory");
+		l->cap = cap;
+	}
+	memcpy(l->p + l->len, s, n);
+	l->len += n;
+}
+
+/* ,"key":"value" with value escaped as JSON (UTF-8 checked by the caller) */
+static void
+line_str(line *l, const char *key, const char *v, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t		start = 0;
+
+	line_add(l, ",\"", 2);
+	line_add(l, key, strlen(key));
+	line_add(l, "\":\"", 3);
+	for (size_t i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) v[i];
+		char		esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		line_add(l, v + start, i - start);
+		start = i + 1;
+		if (c == '"' || c == '\\')
+		{
+			esc[1] = (char) c;
+			line_add(l, esc, 2);
+		}
+		else
+			line_add(l, esc, 6);
+	}
+	line_add(l, v + start, len - start);
+	line_add(l, "\"", 1);
+}
+
+static void
+line_cstr(line *l, const char *key, const char *v)
+{
+	size_t		len = strlen(v);
+
+	/* what is not UTF-8 (from a client's certificate, say) is left out */
+	if (!utf8_valid((const unsigned char *) v, len))
+		len = 0;
+	line_str(l, key, v, len);
+}
+
+/*
+ * One JSON object per request, written directly (a JSON library's objects
+ * cost the mock more than the rest of a request).
+ */
 static void
 record_request(conn *c, stream *s, const char *answer_text)
 {
+	static line l;
 	struct timespec ts;
-	json_t	   *o;
+	char		head[96];
+	int			n;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	o = json_pack("{s:f, s:i, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s%, s:s}",
-				  "t", ts.tv_sec + ts.tv_nsec / 1e9,
-				  "conn", (json_int_t) c->id,
-				  "uid", c->uid,
-				  "cert_sha256", c->cert_sha256,
-				  "method", s->method,
-				  "path", s->path,
-				  "topic", s->topic,
-				  "push_type", s->push_type,
-				  "expiration", s->expiration,
-				  "priority", s->priority,
-				  "content_type", s->content_type,
-				  "body", s->body, s->body_len,
-				  "answer", answer_text);
-	if (!o)
+	l.len = 0;
+	n = snprintf(head, sizeof(head), "{\"t\":%lld.%06ld,\"conn\":%ld", (long long) ts.tv_sec,
+				 ts.tv_nsec / 1000, c->id);
+	line_add(&l, head, (size_t) n);
+	line_cstr(&l, "uid", c->uid);
+	if (utf8_valid((const unsigned char *) s->body, s->body_len))
 	{
-		/* a body that is not UTF-8: record it without the body */
-		o = json_pack("{s:f, s:i, s:s, s:s, s:s, s:s, s:b}",
-					  "t", ts.tv_sec + ts.tv_nsec / 1e9, "conn", (json_int_t) c->id,
-					  "uid", c->uid, "path", s->path, "topic", s->topic,
-					  "answer", answer_text, "body_not_utf8", 1);
+		line_cstr(&l, "cert_sha256", c->cert_sha256);
+		line_cstr(&l, "method", s->method);
+		line_cstr(&l, "path", s->path);
+		line_cstr(&l, "topic", s->topic);
+		line_cstr(&l, "push_type", s->push_type);
+		line_cstr(&l, "expiration", s->expiration);
+		line_cstr(&l, "priority", s->priority);
+		line_cstr(&l, "content_type", s->content_type);
+		line_str(&l, "body", s->body, s->body_len);
+		line_cstr(&l, "answer", answer_text);
+		line_add(&l, "}\n", 2);
 	}
-	if (o)
+	else
 	{
-		json_dumpf(o, record, JSON_COMPACT);
-		fputc('\n', record);
-		json_decref(o);
+		/* a body that is not UTF-8: recorded without the body */
+		line_cstr(&l, "path", s->path);
+		line_cstr(&l, "topic", s->topic);
+		line_cstr(&l, "answer", answer_text);
+		line_add(&l, ",\"body_not_utf8\":true}\n", 23);
 	}
+	fwrite(l.p, 1, l.len, record);
 	n_requests++;
 }
 
@@ -796,6 +910,12 @@ main(int argc, char **argv)
 	/* resumed sessions need a context when client certificates are asked for */
 	SSL_CTX_set_session_id_context(ctx, (const unsigned char *) "apns_mock", 9);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/*
+	 * one read() for many TLS records, not two for each (its header, then
+	 * the rest): conn_readable() reads until OpenSSL needs the socket
+	 */
+	SSL_CTX_set_read_ahead(ctx, 1);
+	SSL_CTX_set_default_read_buffer_len(ctx, 64 * 1024);
 
 	lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));

@@ -16,7 +16,8 @@ through mdm.checkin; the pushes are the same).  It prints:
     recorded in the database;
   - single pushes: the latency from the commit of an mdm.enqueue to one
     enrollment until its push reaches the mock (p50, p99);
-  - the CPU seconds of the front end and of the mock.
+  - the CPU seconds of the front end, of the mock and of the push workers'
+    database backends.
 """
 import argparse
 import json
@@ -169,7 +170,12 @@ def main():
     prof = subprocess.Popen(args.profile.replace("{pid}", str(fe.pid)), shell=True) if args.profile else None
     if prof:
         time.sleep(1)
+    # the push worker's backend (same machine): its CPU is the database's share
+    cur.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'mdm-frontend push'")
+    backends = [r[0] for r in cur.fetchall()]
+    db.commit()
     fe_cpu0, t_mock0 = cpu_seconds(fe.pid), cpu_seconds(mock.pid)
+    db_cpu0 = sum(cpu_seconds(p) for p in backends)
     t_start = time.time()
     cur.execute("SELECT mdm.enqueue((SELECT ids FROM bench.fanout_ids), '{\"RequestType\": \"ProfileList\"}'::jsonb)")
     t_pre = time.time()
@@ -199,6 +205,7 @@ def main():
         time.sleep(0.02)
     t_reported = time.time()
     fe_cpu, mock_cpu = cpu_seconds(fe.pid) - fe_cpu0, cpu_seconds(mock.pid) - t_mock0
+    db_cpu = sum(cpu_seconds(p) for p in backends) - db_cpu0
     if prof:
         prof.send_signal(signal.SIGINT)
         try:
@@ -220,7 +227,8 @@ def main():
     print(f"   {'commit -> every outcome recorded (push_results)':50s} {t_reported - t_commit:10.3f}")
     print(f"   pushes/s sustained (first to last push): {n / max(last - first, 1e-9):.0f}; jobs {jobs}, sent {sent}")
     print(f"   CPU: front end {fe_cpu:.2f} s ({fe_cpu / n * 1e6:.0f} us/push), mock {mock_cpu:.2f} s "
-          f"({mock_cpu / n * 1e6:.0f} us/push); load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+          f"({mock_cpu / n * 1e6:.0f} us/push), push workers' database backends {db_cpu:.2f} s "
+          f"({db_cpu / n * 1e6:.0f} us/push); load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     # the database's share: mdm_frontend_db_call_seconds counts the push workers' statements
     # (claim, report, backlog; from sending one to its result) and the HTTP workers' (none here)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
