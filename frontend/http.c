@@ -665,15 +665,29 @@ accept_main(void *arg)
 	return NULL;
 }
 
+/* /metrics: each worker's open connections (how evenly they are spread) */
+static void
+write_worker_metrics(FILE *out)
+{
+	fputs("# HELP mdm_frontend_worker_connections Client connections open now, by worker thread.\n"
+		  "# TYPE mdm_frontend_worker_connections gauge\n", out);
+	pthread_mutex_lock(&conn_lock);
+	for (int i = 0; i < n_workers; i++)
+		fprintf(out, "mdm_frontend_worker_connections{worker=\"%d\"} %d\n", i, workers[i].open);
+	pthread_mutex_unlock(&conn_lock);
+}
+
 static void
 stop_workers(void)
 {
 	for (int i = 0; i < n_workers; i++)
 		if (workers[i].daemon)
 			MHD_stop_daemon(workers[i].daemon);
+	pthread_mutex_lock(&conn_lock);
 	free(workers);
 	workers = NULL;
 	n_workers = 0;
+	pthread_mutex_unlock(&conn_lock);
 }
 
 int
@@ -688,6 +702,7 @@ http_start(void)
 	int			n_tls = 0;
 
 	stmt_ping = db_register(DB_DEVICE, "SELECT 1", 0, NULL);
+	metrics_add_writer(write_worker_metrics);
 	if ((config.tls_cert == NULL) != (config.tls_key == NULL))
 	{
 		fprintf(stderr, "mdm-frontend: --tls-cert and --tls-key go together\n");
