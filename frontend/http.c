@@ -10,7 +10,9 @@
  * reply is one in-memory response, which libmicrohttpd sends with its
  * headers in one write on a TCP_NODELAY socket.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE				/* accept4 */
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <gnutls/gnutls.h>
