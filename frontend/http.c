@@ -1,21 +1,31 @@
 /*
- * http.c: the HTTP server.  libmicrohttpd runs --workers threads, each with
- * its own epoll loop over its share of the connections; a handler runs in
- * the thread of its connection and calls the database synchronously, so
- * idle keep-alive connections cost a few kB each and no thread.  Each reply
- * is one in-memory response, which libmicrohttpd sends with its headers in
- * one write on a TCP_NODELAY socket.
+ * http.c: the HTTP server.  --workers libmicrohttpd daemons, each with its
+ * own thread and epoll loop over the connections given to it; a handler runs
+ * in the thread of its connection and calls the database synchronously, so
+ * idle keep-alive connections cost a few kB each and no thread.  The front
+ * end owns the listening socket: one accept thread hands each new connection
+ * to the worker with the fewest open connections (libmicrohttpd's own thread
+ * pool lets whichever worker wakes first accept everything pending, which
+ * put two busy connections on one worker while the others sat idle).  Each
+ * reply is one in-memory response, which libmicrohttpd sends with its
+ * headers in one write on a TCP_NODELAY socket.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE				/* accept4 */
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <gnutls/gnutls.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -57,7 +67,26 @@ static const struct route routes[] = {
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 
-static struct MHD_Daemon *daemon_;
+/* A worker: one libmicrohttpd daemon and its thread. */
+struct worker
+{
+	struct MHD_Daemon *daemon;
+	int			open;			/* connections given to it and not yet closed */
+};
+
+static struct worker *workers;
+static int	n_workers;
+static int	listen_fd = -1;
+static int	wake_fd = -1;		/* an eventfd: stop accepting */
+static pthread_t accept_thread;
+static bool accept_running;
+static _Atomic bool stopping;
+
+/* open connections, per worker and in all; the accept thread waits on freed */
+static pthread_mutex_t conn_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t conn_freed = PTHREAD_COND_INITIALIZER;
+static int	open_total;
+
 static _Atomic int in_flight;
 static int	stmt_ping;
 
@@ -425,6 +454,8 @@ static void
 on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 			  enum MHD_ConnectionNotificationCode code)
 {
+	struct worker *w = cls;
+
 	if (code == MHD_CONNECTION_NOTIFY_STARTED)
 	{
 		const union MHD_ConnectionInfo *ci =
@@ -442,7 +473,14 @@ on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
 		metrics_connection(1);
 	}
 	else
+	{
 		metrics_connection(-1);
+		pthread_mutex_lock(&conn_lock);
+		w->open--;
+		if (open_total-- == config.max_connections)
+			pthread_cond_signal(&conn_freed);
+		pthread_mutex_unlock(&conn_lock);
+	}
 }
 
 /* HOST:PORT, [IPv6]:PORT -> a socket address; -1 with a message on error. */
@@ -511,12 +549,154 @@ raise_fd_limit(void)
 	}
 }
 
-int
-http_start(void)
+/*
+ * The listening socket, as libmicrohttpd would make it (SO_REUSEADDR, IPv6
+ * only for an IPv6 address); nonblocking, for the accept thread.
+ */
+static int
+open_listen_socket(void)
 {
 	struct sockaddr_storage addr;
 	socklen_t	addrlen;
-	unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	int			one = 1;
+	int			fd;
+
+	if (parse_listen(config.listen, &addr, &addrlen) != 0)
+		return -1;
+	fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 ||
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+		(addr.ss_family == AF_INET6 &&
+		 setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) ||
+		bind(fd, (struct sockaddr *) &addr, addrlen) != 0 ||
+		listen(fd, 1024) != 0)
+	{
+		fprintf(stderr, "mdm-frontend: cannot listen on %s: %s\n", config.listen, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * The worker with the fewest open connections; among equals the first from
+ * *next, so that equal workers take turns.  Counts it as open (conn_lock
+ * held).
+ */
+static int
+pick_worker(int *next)
+{
+	int			best = *next;
+
+	for (int k = 1; k < n_workers; k++)
+	{
+		int			i = (*next + k) % n_workers;
+
+		if (workers[i].open < workers[best].open)
+			best = i;
+	}
+	workers[best].open++;
+	open_total++;
+	*next = (best + 1) % n_workers;
+	return best;
+}
+
+/*
+ * The accept thread: takes every pending connection and gives each to the
+ * worker with the fewest open connections.  At --max-connections it stops
+ * accepting until one closes (new ones wait in the backlog).  A connection
+ * is counted when it is given to a worker and uncounted when libmicrohttpd
+ * reports it closed (or refuses it at once); one that libmicrohttpd drops
+ * in between for want of memory stays counted.
+ */
+static void *
+accept_main(void *arg)
+{
+	struct pollfd pfd[2] = {{.fd = listen_fd, .events = POLLIN}, {.fd = wake_fd, .events = POLLIN}};
+	int			next = 0;
+	double		last_warning = 0;
+
+	while (!atomic_load(&stopping))
+	{
+		struct sockaddr_storage addr;
+		socklen_t	addrlen = sizeof(addr);
+		int			fd,
+					w;
+
+		pthread_mutex_lock(&conn_lock);
+		while (open_total >= config.max_connections && !atomic_load(&stopping))
+			pthread_cond_wait(&conn_freed, &conn_lock);
+		pthread_mutex_unlock(&conn_lock);
+		if (atomic_load(&stopping))
+			break;
+
+		fd = accept4(listen_fd, (struct sockaddr *) &addr, &addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+		{
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				(void) poll(pfd, 2, -1);
+			else if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+			{
+				/* out of files or memory: the connection waits; so do we, briefly */
+				struct timespec ts = {0, 100 * 1000 * 1000};
+
+				if (now_seconds() - last_warning > 10)
+				{
+					log_warning("cannot accept a connection: %s", strerror(errno));
+					last_warning = now_seconds();
+				}
+				nanosleep(&ts, NULL);
+			}
+			/* else a connection reset before it was accepted, or a signal */
+			continue;
+		}
+		pthread_mutex_lock(&conn_lock);
+		w = pick_worker(&next);
+		pthread_mutex_unlock(&conn_lock);
+		if (MHD_add_connection(workers[w].daemon, fd, (struct sockaddr *) &addr, addrlen) != MHD_YES)
+		{
+			/* libmicrohttpd has closed it */
+			pthread_mutex_lock(&conn_lock);
+			workers[w].open--;
+			open_total--;
+			pthread_mutex_unlock(&conn_lock);
+			log_warning("cannot take a connection: %s", strerror(errno));
+		}
+	}
+	return NULL;
+}
+
+/* /metrics: each worker's open connections (how evenly they are spread) */
+static void
+write_worker_metrics(FILE *out)
+{
+	fputs("# HELP mdm_frontend_worker_connections Client connections open now, by worker thread.\n"
+		  "# TYPE mdm_frontend_worker_connections gauge\n", out);
+	pthread_mutex_lock(&conn_lock);
+	for (int i = 0; i < n_workers; i++)
+		fprintf(out, "mdm_frontend_worker_connections{worker=\"%d\"} %d\n", i, workers[i].open);
+	pthread_mutex_unlock(&conn_lock);
+}
+
+static void
+stop_workers(void)
+{
+	for (int i = 0; i < n_workers; i++)
+		if (workers[i].daemon)
+			MHD_stop_daemon(workers[i].daemon);
+	pthread_mutex_lock(&conn_lock);
+	free(workers);
+	workers = NULL;
+	n_workers = 0;
+	pthread_mutex_unlock(&conn_lock);
+}
+
+int
+http_start(void)
+{
+	unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+		MHD_USE_NO_LISTEN_SOCKET;
 	char	   *cert = NULL,
 			   *key = NULL;
 	size_t		len;
@@ -524,10 +704,7 @@ http_start(void)
 	int			n_tls = 0;
 
 	stmt_ping = db_register(DB_DEVICE, "SELECT 1", 0, NULL);
-	if (parse_listen(config.listen, &addr, &addrlen) != 0)
-		return -1;
-	if (addr.ss_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
+	metrics_add_writer(write_worker_metrics);
 	if ((config.tls_cert == NULL) != (config.tls_key == NULL))
 	{
 		fprintf(stderr, "mdm-frontend: --tls-cert and --tls-key go together\n");
@@ -556,36 +733,73 @@ http_start(void)
 	tls_opts[n_tls] = (struct MHD_OptionItem) {MHD_OPTION_END, 0, NULL};
 	raise_fd_limit();
 
-	daemon_ = MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL,
-							   MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &addr,
-							   MHD_OPTION_THREAD_POOL_SIZE,
-							   (unsigned int) (config.workers > 1 ? config.workers : 0),
-							   MHD_OPTION_CONNECTION_LIMIT, (unsigned int) config.max_connections,
-							   MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) config.idle_timeout,
-							   MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) config.connection_buffer,
-							   MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024U,
-							   MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-							   MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
-							   MHD_OPTION_ARRAY, tls_opts,
-							   MHD_OPTION_END);
-	/* libmicrohttpd copied nothing: the TLS strings stay for its lifetime */
-	if (daemon_ == NULL)
+	listen_fd = open_listen_socket();
+	if (listen_fd < 0)
+		return -1;
+	n_workers = config.workers;
+	workers = calloc(n_workers, sizeof(*workers));
+	if (workers == NULL)
 	{
-		fprintf(stderr, "mdm-frontend: cannot listen on %s (in use, or bad TLS files)\n",
-				config.listen);
+		fprintf(stderr, "mdm-frontend: out of memory\n");
 		return -1;
 	}
+	for (int i = 0; i < n_workers; i++)
+	{
+		/*
+		 * The accept thread keeps the total under --max-connections; each
+		 * worker could take them all.
+		 */
+		workers[i].daemon =
+			MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL,
+							 MHD_OPTION_CONNECTION_LIMIT, (unsigned int) config.max_connections,
+							 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int) config.idle_timeout,
+							 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) config.connection_buffer,
+							 MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+							 MHD_OPTION_NOTIFY_CONNECTION, on_connection, &workers[i],
+							 MHD_OPTION_ARRAY, tls_opts,
+							 MHD_OPTION_END);
+		/* libmicrohttpd copied nothing: the TLS strings stay for its lifetime */
+		if (workers[i].daemon == NULL)
+		{
+			fprintf(stderr, "mdm-frontend: cannot start the HTTP server%s\n",
+					config.tls_cert ? " (bad TLS files?)" : "");
+			stop_workers();
+			close(listen_fd);
+			return -1;
+		}
+	}
+	wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (wake_fd < 0 || pthread_create(&accept_thread, NULL, accept_main, NULL) != 0)
+	{
+		fprintf(stderr, "mdm-frontend: cannot start the accept thread\n");
+		stop_workers();
+		close(listen_fd);
+		return -1;
+	}
+	accept_running = true;
 	return 0;
 }
 
 void
 http_stop(int timeout_seconds)
 {
-	MHD_socket  fd = MHD_quiesce_daemon(daemon_);
 	double		deadline = now_seconds() + timeout_seconds;
+	uint64_t	one = 1;
 
-	if (fd != MHD_INVALID_SOCKET)
-		close(fd);
+	/* no new connections: the accept thread ends, the socket is closed */
+	atomic_store(&stopping, true);
+	pthread_mutex_lock(&conn_lock);
+	pthread_cond_broadcast(&conn_freed);
+	pthread_mutex_unlock(&conn_lock);
+	if (accept_running)
+	{
+		if (write(wake_fd, &one, sizeof(one)) != sizeof(one))
+			log_warning("cannot wake the accept thread: %s", strerror(errno));
+		pthread_join(accept_thread, NULL);
+		accept_running = false;
+	}
+	close(listen_fd);
+	listen_fd = -1;
 	while (atomic_load(&in_flight) > 0 && now_seconds() < deadline)
 	{
 		struct timespec ts = {0, 10 * 1000 * 1000};
@@ -595,6 +809,7 @@ http_stop(int timeout_seconds)
 	if (atomic_load(&in_flight) > 0)
 		log_warning("%d requests still in flight after %d s; stopping anyway",
 					atomic_load(&in_flight), timeout_seconds);
-	MHD_stop_daemon(daemon_);
-	daemon_ = NULL;
+	stop_workers();
+	close(wake_fd);
+	wake_fd = -1;
 }

@@ -713,6 +713,28 @@ def test_misc(fe, fe_noadmin):
     check('PUT /mdm 200 ' in log and ' ms' in log and 'BEGIN CERTIFICATE' not in log and
           'X-Client-Cert' not in log, 'one log line per request, no certificates')
     check('PUT /v1/enqueue/%s' % MAC in log, 'admin log lines name the enrollment IDs')
+    test_spread()
+
+
+def test_spread():
+    """Connections that arrive together go to different workers."""
+    fe2 = Frontend('--dsn', dsn('fe_web'), '--workers', '2')
+    try:
+        time.sleep(0.3)     # the start-up probe's connection is gone
+        conns = [fe2.conn() for _ in range(2)]
+        for c in conns:
+            c.connect()     # both pending before either is served
+        for c in conns:
+            status, _, _, _ = fe2.request('GET', '/healthz', conn=c)
+            check(status == 200, 'two keep-alive connections at once: /healthz 200')
+        _, _, body, _ = fe2.request('GET', '/metrics')
+        counts = sorted(int(v) for v in re.findall(r'^mdm_frontend_worker_connections\{worker="\d+"\} (\d+)$',
+                                                    body.decode(), re.M))
+        check(counts == [1, 2], 'two connections at once and a third: one and two per worker (%s)' % counts)
+        for c in conns:
+            c.close()
+    finally:
+        check(fe2.stop() == 0, 'the two-worker front end exits 0 on SIGTERM')
 
 
 def test_restart_under_load(fe):
