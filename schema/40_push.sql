@@ -379,6 +379,15 @@ BEGIN
         ELSE
             UPDATE mdm.push_fanouts x SET next_target = last + 1 WHERE x.id = f.id AND x.chunk = f.chunk;
         END IF;
+        -- the commands these targets wait for in large fan-outs get their
+        -- queue items now, before their pushes go out (in this transaction:
+        -- the poll a push brings finds them; a chunk someone else is
+        -- expanding is left to them, and the poll waits for it)
+        PERFORM mdm_internal._expand_queue_fanouts(r.lo, r.hi, skip_locked => true)
+        FROM (SELECT min(t.id COLLATE "C") AS lo, max(t.id COLLATE "C") AS hi
+              FROM unnest(f.enrollment_ids[f.next_target:last]) t(id)) r
+        WHERE EXISTS (SELECT FROM mdm.queue_fanouts q
+                      WHERE q.first_id COLLATE "C" <= r.hi AND q.last_id COLLATE "C" >= r.lo);
         -- targets whose topic has no certificate wait in a pending job
         WITH waiting AS (
             INSERT INTO mdm.push_jobs AS j (device_id, enrollment_id)
