@@ -50,24 +50,67 @@ BEGIN
            AND request_type IS DISTINCT FROM 'InstallProfile' AND NOT mdm_internal._distributed();
 END $$;
 
-CREATE FUNCTION mdm_internal._fanout_targets(enrollment_ids text[]) RETURNS mdm_internal._target[]
-    LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    found_targets mdm_internal._target[];
+CREATE FUNCTION mdm_internal._fanout_targets(enrollment_ids text[], OUT ids text[], OUT types text[])
+    LANGUAGE plpgsql STABLE SET enable_nestloop = off SET work_mem = '64MB' AS $$
 BEGIN
     IF enrollment_ids IS NULL OR cardinality(enrollment_ids) = 0
        OR array_position(enrollment_ids, NULL) IS NOT NULL THEN
-        RETURN mdm_internal._targets(enrollment_ids);   -- (its errors)
+        PERFORM mdm_internal._targets(enrollment_ids);   -- (its errors)
     END IF;
-    SELECT array_agg(ROW(e.device_id, e.id, e.type, NULL)::mdm_internal._target ORDER BY e.id COLLATE "C")
-    INTO found_targets
+    SELECT array_agg(e.id ORDER BY e.id COLLATE "C"), array_agg(e.type ORDER BY e.id COLLATE "C")
+    INTO ids, types
     FROM (SELECT DISTINCT x.id FROM unnest(enrollment_ids) AS x(id)) t
     JOIN mdm.nano_enrollments e ON e.device_id = split_part(t.id, ':', 1) AND e.id = t.id;
-    IF coalesce(cardinality(found_targets), 0) <> cardinality(enrollment_ids) THEN
+    IF coalesce(cardinality(ids), 0) <> cardinality(enrollment_ids) THEN
         -- unknown IDs (the error), or only the same ID twice
         PERFORM mdm_internal._targets(enrollment_ids);
     END IF;
-    RETURN found_targets;
+END $$;
+
+CREATE FUNCTION mdm_internal._check_new_command(p_command_uuid uuid) RETURNS void
+    LANGUAGE plpgsql AS $$
+DECLARE
+    exists_already boolean;
+BEGIN
+    exists_already := EXISTS (SELECT FROM mdm.nano_commands c WHERE c.command_uuid = p_command_uuid);
+    IF NOT exists_already THEN
+        PERFORM FROM mdm.nano_enrollment_queue q WHERE q.command_uuid = p_command_uuid LIMIT 1;
+        exists_already := FOUND;
+    END IF;
+    IF exists_already THEN
+        RAISE EXCEPTION 'command "%" already exists', p_command_uuid
+            USING ERRCODE = 'unique_violation',
+                  HINT = 'Each command needs its own CommandUUID; leave it out to have one made.';
+    END IF;
+END $$;
+
+CREATE FUNCTION mdm_internal._write_fanout(p_ids text[], p_command_uuid uuid, command jsonb,
+                                           p_priority integer, p_push boolean) RETURNS void
+    LANGUAGE plpgsql SET work_mem = '64MB' AS $$
+DECLARE
+    -- one time for every item, as an eager enqueue's statement had
+    at timestamptz := clock_timestamp();
+BEGIN
+    INSERT INTO mdm.nano_commands (command_uuid, request_type, command, plist)
+    VALUES (p_command_uuid, command->>'RequestType', command,
+            mdm.jsonb_to_plist(jsonb_build_object('CommandUUID', upper(p_command_uuid::text),
+                                                  'Command', command)));
+    WITH chunks AS (
+        SELECT (u.n - 1) / 1000 AS chunk, array_agg(u.id ORDER BY u.n) AS targets
+        FROM unnest(p_ids) WITH ORDINALITY AS u(id, n)
+        GROUP BY 1),
+    queued AS (
+        INSERT INTO mdm.queue_fanouts (command_uuid, chunk, first_id, last_id, enrollment_ids, priority, created_at)
+        SELECT p_command_uuid, c.chunk, c.targets[1], c.targets[cardinality(c.targets)], c.targets,
+               p_priority, at
+        FROM chunks c)
+    INSERT INTO mdm.push_fanouts (id, chunk, enrollment_ids)
+    SELECT f.id, c.chunk, c.targets
+    FROM chunks c, (SELECT gen_random_uuid() AS id) f
+    WHERE p_push;
+    IF p_push THEN
+        PERFORM pg_notify('mdm_push', '');
+    END IF;
 END $$;
 
 CREATE FUNCTION mdm_internal._expand_queue_fanout(p_command_uuid uuid, p_chunk integer) RETURNS integer
@@ -131,6 +174,7 @@ BEGIN
 END $$;
 
 REVOKE ALL ON FUNCTION mdm_internal._queue_fanout(integer, text), mdm_internal._fanout_targets(text[]),
+    mdm_internal._check_new_command(uuid), mdm_internal._write_fanout(text[], uuid, jsonb, integer, boolean),
     mdm_internal._expand_queue_fanout(uuid, integer), mdm_internal._expand_queue_fanouts(text, text, boolean),
     mdm_internal._expand_old_queue_fanouts(integer) FROM PUBLIC;
 
@@ -141,39 +185,17 @@ CREATE OR REPLACE FUNCTION mdm_internal._queue_command(targets mdm_internal._tar
 DECLARE
     rtype text := command->>'RequestType';
     locked integer;
-    exists_already boolean;
     fanout boolean := mdm_internal._queue_fanout(cardinality(targets), command->>'RequestType');
-    ids text[];
 BEGIN
-    -- (a command kept in a queue item too; plain SELECTs: Citus plans no
-    -- EXISTS sub-select over all shards of a distributed table)
-    exists_already := EXISTS (SELECT FROM mdm.nano_commands c WHERE c.command_uuid = p_command_uuid);
-    IF NOT exists_already THEN
-        PERFORM FROM mdm.nano_enrollment_queue q WHERE q.command_uuid = p_command_uuid LIMIT 1;
-        exists_already := FOUND;
-    END IF;
-    IF exists_already THEN
-        RAISE EXCEPTION 'command "%" already exists', p_command_uuid
-            USING ERRCODE = 'unique_violation',
-                  HINT = 'Each command needs its own CommandUUID; leave it out to have one made.';
-    END IF;
+    PERFORM mdm_internal._check_new_command(p_command_uuid);
     IF fanout THEN
         -- a large fan-out: the command once, its targets as chunks of
         -- sorted IDs (no queue item, no lock: they are written and locked
         -- when first needed, mdm_internal._expand_queue_fanout()); the
         -- pushes in chunks too (_announce_pushes(), same threshold)
-        ids := ARRAY(SELECT DISTINCT t.enrollment_id COLLATE "C" FROM unnest(targets) t ORDER BY 1);
-        INSERT INTO mdm.nano_commands (command_uuid, request_type, command, plist)
-        VALUES (p_command_uuid, rtype, command,
-                mdm.jsonb_to_plist(jsonb_build_object('CommandUUID', upper(p_command_uuid::text),
-                                                      'Command', command)));
-        INSERT INTO mdm.queue_fanouts (command_uuid, chunk, first_id, last_id, enrollment_ids, priority, created_at)
-        SELECT p_command_uuid, c.n, ids[c.n * 1000 + 1], ids[least(c.n * 1000 + 1000, cardinality(ids))],
-               ids[c.n * 1000 + 1 : c.n * 1000 + 1000], p_priority, clock_timestamp()
-        FROM generate_series(0, (cardinality(ids) - 1) / 1000) AS c(n);
-        IF p_push THEN
-            PERFORM mdm_internal._announce_pushes(targets);
-        END IF;
+        PERFORM mdm_internal._write_fanout(
+            ARRAY(SELECT DISTINCT t.enrollment_id COLLATE "C" FROM unnest(targets) t ORDER BY 1),
+            p_command_uuid, command, p_priority, p_push);
         RETURN;
     END IF;
     IF NOT p_locked AND NOT mdm_internal._distributed() THEN
@@ -211,8 +233,8 @@ DECLARE
     rt mdm.apple_request_types;
     -- a large fan-out's targets are not locked (_queue_command())
     fanout boolean := mdm_internal._queue_fanout(cardinality(enrollment_ids), parts.command->>'RequestType');
-    targets mdm_internal._target[] := CASE WHEN fanout THEN mdm_internal._fanout_targets(enrollment_ids)
-                                          ELSE mdm_internal._lock_targets(enrollment_ids) END;
+    targets mdm_internal._target[] := CASE WHEN NOT fanout THEN mdm_internal._lock_targets(enrollment_ids) END;
+    fan record := CASE WHEN fanout THEN mdm_internal._fanout_targets(enrollment_ids) END;
     refused text[];
     need_platform boolean;
 BEGIN
@@ -236,11 +258,19 @@ BEGIN
         SELECT bool_or(NOT mdm_internal._request_allowed(rt, x.etype, p.platform)) INTO need_platform
         FROM unnest(ARRAY['Device', 'User Enrollment (Device)']) x(etype),
              unnest(ARRAY['macOS', 'iOS', 'tvOS', 'visionOS', 'watchOS']) p(platform);
-        SELECT array_agg(t.enrollment_id ORDER BY t.enrollment_id) INTO refused
-        FROM unnest(targets) t
-        WHERE NOT mdm_internal._request_allowed(rt, t.type, coalesce(t.platform,
-                  CASE WHEN need_platform THEN (SELECT mdm.device_platform(d.model) FROM mdm.nano_devices d
-                                                WHERE d.id = t.device_id) END));
+        IF fanout THEN
+            SELECT array_agg(t.id ORDER BY t.id) INTO refused
+            FROM unnest(fan.ids, fan.types) t(id, type)
+            WHERE NOT mdm_internal._request_allowed(rt, t.type,
+                      CASE WHEN need_platform THEN (SELECT mdm.device_platform(d.model) FROM mdm.nano_devices d
+                                                    WHERE d.id = split_part(t.id, ':', 1)) END);
+        ELSE
+            SELECT array_agg(t.enrollment_id ORDER BY t.enrollment_id) INTO refused
+            FROM unnest(targets) t
+            WHERE NOT mdm_internal._request_allowed(rt, t.type, coalesce(t.platform,
+                      CASE WHEN need_platform THEN (SELECT mdm.device_platform(d.model) FROM mdm.nano_devices d
+                                                    WHERE d.id = t.device_id) END));
+        END IF;
         IF refused IS NOT NULL THEN
             RAISE EXCEPTION 'RequestType "%" is not supported on the channel of % enrollment(s): %',
                             rtype, cardinality(refused),
@@ -267,8 +297,19 @@ BEGIN
         PERFORM mdm_internal._installprofile_profile(parts.command, true);
     END IF;
 
-    PERFORM mdm_internal._queue_command(targets, parts.command_uuid, parts.command, priority, push,
-                               p_locked => NOT mdm_internal._distributed() AND NOT fanout);
+    IF NOT fanout THEN
+        PERFORM mdm_internal._queue_command(targets, parts.command_uuid, parts.command, priority, push,
+                                            p_locked => NOT mdm_internal._distributed());
+    ELSIF cardinality(fan.ids) > mdm_internal._setting('mdm.push_fanout_threshold')::integer THEN
+        -- a large fan-out (schema/30_queue.sql, mdm.queue_fanouts)
+        PERFORM mdm_internal._check_new_command(parts.command_uuid);
+        PERFORM mdm_internal._write_fanout(fan.ids, parts.command_uuid, parts.command, priority, push);
+    ELSE
+        -- (the same IDs many times: few targets, queued and locked by _queue_command)
+        PERFORM mdm_internal._queue_command(ARRAY(SELECT ROW(split_part(t.id, ':', 1), t.id, t.type, NULL)::mdm_internal._target
+                                                  FROM unnest(fan.ids, fan.types) t(id, type)),
+                                            parts.command_uuid, parts.command, priority, push);
+    END IF;
     RETURN parts.command_uuid;
 END $$;
 
