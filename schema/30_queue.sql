@@ -359,10 +359,12 @@ BEGIN
        OR array_position(enrollment_ids, NULL) IS NOT NULL THEN
         PERFORM mdm_internal._targets(enrollment_ids);   -- (its errors)
     END IF;
-    SELECT array_agg(e.id ORDER BY e.id COLLATE "C"), array_agg(e.type ORDER BY e.id COLLATE "C")
-    INTO ids, types
-    FROM (SELECT DISTINCT x.id FROM unnest(enrollment_ids) AS x(id)) t
-    JOIN mdm.nano_enrollments e ON e.device_id = split_part(t.id, ':', 1) AND e.id = t.id;
+    -- (one sort for both arrays: the aggregates read the sorted rows in order)
+    SELECT array_agg(s.id), array_agg(s.type) INTO ids, types
+    FROM (SELECT e.id, e.type
+          FROM (SELECT DISTINCT x.id FROM unnest(enrollment_ids) AS x(id)) t
+          JOIN mdm.nano_enrollments e ON e.device_id = split_part(t.id, ':', 1) AND e.id = t.id
+          ORDER BY e.id COLLATE "C") s;
     IF coalesce(cardinality(ids), 0) <> cardinality(enrollment_ids) THEN
         -- unknown IDs (the error), or only the same ID twice
         PERFORM mdm_internal._targets(enrollment_ids);
