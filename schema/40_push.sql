@@ -149,7 +149,10 @@ BEGIN
        OR EXISTS (SELECT FROM mdm.nano_command_results r
                   WHERE r.device_id = OLD.device_id AND r.id = OLD.id)
        OR EXISTS (SELECT FROM mdm.push_jobs j
-                  WHERE j.device_id = OLD.device_id AND j.enrollment_id = OLD.id) THEN
+                  WHERE j.device_id = OLD.device_id AND j.enrollment_id = OLD.id)
+       OR EXISTS (SELECT FROM mdm.queue_fanouts f
+                  WHERE f.first_id COLLATE "C" <= OLD.id AND f.last_id COLLATE "C" >= OLD.id
+                    AND OLD.id = ANY (f.enrollment_ids)) THEN
         RAISE EXCEPTION 'cannot change the key of enrollment (%, %): queue items, results or push jobs refer to it',
                         OLD.device_id, OLD.id
             USING ERRCODE = 'foreign_key_violation';
