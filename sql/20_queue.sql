@@ -188,8 +188,13 @@ SELECT (SELECT count(*) FROM mdm.nano_enrollment_queue WHERE command_uuid = :'fa
 SELECT integrity() AS broken;
 -- chunks no poll reached (push => false): maintenance writes them, and
 -- does not prune their command meanwhile
-SELECT mdm.enqueue(ARRAY(SELECT 'FAN-' || g FROM generate_series(1000, 2000) g), '{"RequestType": "ProfileList"}'::jsonb,
+INSERT INTO mdm.nano_devices (id, authenticate, authenticate_at) VALUES ('FAN-2001', '\x'::bytea, now());
+INSERT INTO mdm.nano_enrollments (device_id, id, type, topic, push_magic, token_hex, token_update, token_update_at, last_seen_at)
+VALUES ('FAN-2001', 'FAN-2001', 'Device', 'com.apple.mgmt.External.test', 'magic-2001', md5('2001'), '\x'::bytea, now(), now());
+SELECT mdm.enqueue(ARRAY(SELECT 'FAN-' || g FROM generate_series(1000, 2001) g), '{"RequestType": "ProfileList"}'::jsonb,
                    push => false) AS quiet \gset
+-- (a key change of a target that waits in a chunk is refused, as with an item)
+SELECT try($$UPDATE mdm.nano_enrollments SET id = 'renamed' WHERE id = 'FAN-2001'$$) AS key_update_waiting;
 UPDATE mdm.nano_commands SET created_at = now() - interval '8 days' WHERE command_uuid = :'quiet';
 SELECT (SELECT count(*) FROM mdm.queue_fanouts WHERE command_uuid = :'quiet') AS chunks,
        (SELECT sum(cardinality(enrollment_ids)) FROM mdm.push_fanouts) AS pushes_of_the_first;
@@ -200,6 +205,7 @@ SELECT (SELECT count(*) FROM mdm.nano_enrollment_queue WHERE command_uuid = :'qu
        (SELECT count(*) FROM mdm.nano_commands WHERE command_uuid = :'quiet') AS command_kept;
 DELETE FROM mdm.nano_enrollment_queue WHERE command_uuid = :'quiet';
 DELETE FROM mdm.nano_commands WHERE command_uuid = :'quiet';
+DELETE FROM mdm.nano_devices WHERE id = 'FAN-2001';
 -- (so that what follows finds its 2,000 targets)
 INSERT INTO mdm.nano_enrollments (device_id, id, type, topic, push_magic, token_hex, token_update, token_update_at, last_seen_at)
 SELECT 'FAN-' || g, 'FAN-' || g, 'Device', 'com.apple.mgmt.External.test', 'magic-' || g,
