@@ -186,6 +186,14 @@ DECLARE
     -- now(), read once: Citus takes no STABLE function inside a CASE of an UPDATE
     at timestamptz := now();
 BEGIN
+    -- the device's targets still waiting in a large fan-out get their queue
+    -- items first, so that the re-enrollment clears them below as it clears
+    -- the others (before any lock of this transaction: the expansion waits
+    -- for no one that waits for us; schema/30_queue.sql)
+    PERFORM mdm_internal._expand_queue_fanouts(p_device_id, p_device_id || ';')
+    WHERE EXISTS (SELECT FROM mdm.queue_fanouts f
+                  WHERE f.first_id COLLATE "C" <= p_device_id || ';'
+                    AND f.last_id COLLATE "C" >= p_device_id);
     INSERT INTO mdm.nano_devices AS d
         (id, serial_number, device_name, model, model_name, product_name, os_version,
          build_version, imei, meid, identity_cert, authenticate, authenticate_at)

@@ -70,6 +70,43 @@ COMMENT ON COLUMN mdm.nano_enrollment_queue.plist IS
 COMMENT ON COLUMN mdm.nano_enrollment_queue.cleared_reason IS
     're-enrollment (Authenticate), expired (older than mdm.pending_command_lifetime), or command missing (its nano_commands row was gone when a poll reached it)';
 
+-- The targets of a large fan-out (more than mdm.push_fanout_threshold
+-- enrollments, on a single server, any command but InstallProfile), kept
+-- as chunks of sorted enrollment IDs rather than a queue item each: the
+-- enqueue writes the command once and one row per 1,000 targets, with no
+-- lock on the targets.  A chunk becomes its queue items (with the
+-- enqueue's time and priority, so the order of the queue is as if they
+-- had been written then) when it is first needed, whole and once:
+-- by mdm.claim_pushes() before it hands out the pushes of those targets,
+-- by a poll (mdm.connect()) or an Authenticate of a device whose ID falls
+-- inside it, and by mdm.run_maintenance().  The chunk's row lock
+-- serialises its expanders; an expansion locks the targets FOR KEY SHARE
+-- as an eager enqueue did, and skips those deleted since.  See
+-- mdm_internal._expand_queue_fanout().
+CREATE TABLE mdm.queue_fanouts (
+    command_uuid uuid NOT NULL,
+    chunk integer NOT NULL,
+    first_id text NOT NULL,
+    last_id text NOT NULL,
+    enrollment_ids text[] NOT NULL,
+    priority integer NOT NULL,
+    created_at timestamptz NOT NULL,
+    PRIMARY KEY (command_uuid, chunk),
+    CHECK (first_id = enrollment_ids[1] AND last_id = enrollment_ids[cardinality(enrollment_ids)])
+);
+-- a poll asks "does a waiting chunk cover my ID?": one probe of an index
+-- that is usually empty (byte order: the order of enrollment_ids)
+CREATE INDEX queue_fanouts_range ON mdm.queue_fanouts (first_id COLLATE "C", last_id COLLATE "C");
+COMMENT ON TABLE mdm.queue_fanouts IS
+    'Targets of a large fan-out whose queue items are not written yet: chunks of enrollment IDs, expanded when first needed';
+COMMENT ON COLUMN mdm.queue_fanouts.command_uuid IS 'The command (mdm.nano_commands) queued to these targets';
+COMMENT ON COLUMN mdm.queue_fanouts.chunk IS 'Which chunk of the command''s targets';
+COMMENT ON COLUMN mdm.queue_fanouts.first_id IS 'The first enrollment ID of the chunk (in byte order, COLLATE "C")';
+COMMENT ON COLUMN mdm.queue_fanouts.last_id IS 'The last enrollment ID of the chunk (in byte order)';
+COMMENT ON COLUMN mdm.queue_fanouts.enrollment_ids IS 'The targets, distinct, in byte order (COLLATE "C")';
+COMMENT ON COLUMN mdm.queue_fanouts.priority IS 'The priority of the queue items to write';
+COMMENT ON COLUMN mdm.queue_fanouts.created_at IS 'When the command was queued: the created_at of its queue items';
+
 CREATE TABLE mdm.nano_command_results (
     device_id text NOT NULL,
     id text NOT NULL,
@@ -105,6 +142,7 @@ COMMENT ON TABLE mdm.orphan_reports IS 'Command reports whose CommandUUID was ne
 
 SELECT pg_catalog.pg_extension_config_dump('mdm.nano_commands', '');
 SELECT pg_catalog.pg_extension_config_dump('mdm.nano_enrollment_queue', '');
+SELECT pg_catalog.pg_extension_config_dump('mdm.queue_fanouts', '');
 SELECT pg_catalog.pg_extension_config_dump('mdm.nano_command_results', '');
 SELECT pg_catalog.pg_extension_config_dump('mdm.orphan_reports', '');
 SELECT pg_catalog.pg_extension_config_dump('mdm.orphan_reports_id_seq', '');
@@ -123,7 +161,16 @@ SELECT q.device_id, q.id AS enrollment_id, q.command_uuid,
 FROM mdm.nano_enrollment_queue q
 LEFT JOIN mdm.nano_commands c ON q.request_type IS NULL AND c.command_uuid = q.command_uuid
 LEFT JOIN mdm.nano_command_results r
-       ON r.device_id = q.device_id AND r.id = q.id AND r.command_uuid = q.command_uuid;
+       ON r.device_id = q.device_id AND r.id = q.id AND r.command_uuid = q.command_uuid
+UNION ALL
+-- targets of a large fan-out whose items are not written yet: pending
+-- (an enrollment deleted since is skipped, as its expansion skips it)
+SELECT e.device_id, e.id, f.command_uuid, c.request_type, f.priority, 'pending', true,
+       f.created_at, NULL::timestamptz, 0, NULL::timestamptz, NULL::integer
+FROM mdm.queue_fanouts f
+JOIN mdm.nano_commands c ON c.command_uuid = f.command_uuid
+CROSS JOIN LATERAL unnest(f.enrollment_ids) t(id)
+JOIN mdm.nano_enrollments e ON e.device_id = split_part(t.id, ':', 1) AND e.id = t.id;
 COMMENT ON VIEW mdm.view_queue IS
     'Queue items with their state: pending, sent, NotNow, Acknowledged, Error, CommandFormatError, cleared (re-enrollment) or expired';
 
@@ -286,6 +333,175 @@ BEGIN
     RETURN found_targets;
 END $$;
 
+-- Does a command to n targets keep them as chunks (mdm.queue_fanouts)
+-- rather than a queue item each?  Above mdm.push_fanout_threshold, on a
+-- single server (on Citus every item is on its device's shard), and not an
+-- InstallProfile (the profile checks run on the queue's inserts:
+-- schema/60_profiles.sql).
+CREATE FUNCTION mdm_internal._queue_fanout(n integer, request_type text) RETURNS boolean
+    LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN n > mdm_internal._setting('mdm.push_fanout_threshold')::integer
+           AND request_type IS DISTINCT FROM 'InstallProfile' AND NOT mdm_internal._distributed();
+END $$;
+
+-- The enrollments behind the IDs of a large fan-out, without a lock: the
+-- distinct IDs in byte order (the order of the chunks) and their types, as
+-- two arrays (an array of composites costs more to build and read than the
+-- join), in one hash join (the planner, trusting unnest()'s and DISTINCT's
+-- default estimates, chose 100,000 index probes).  Unknown IDs: the error
+-- of _targets().  The targets are locked when their chunk is expanded; one
+-- deleted before is skipped then.
+CREATE FUNCTION mdm_internal._fanout_targets(enrollment_ids text[], OUT ids text[], OUT types text[])
+    LANGUAGE plpgsql STABLE SET enable_nestloop = off SET work_mem = '64MB' AS $$
+BEGIN
+    IF enrollment_ids IS NULL OR cardinality(enrollment_ids) = 0
+       OR array_position(enrollment_ids, NULL) IS NOT NULL THEN
+        PERFORM mdm_internal._targets(enrollment_ids);   -- (its errors)
+    END IF;
+    -- (one sort for both arrays: the aggregates read the sorted rows in order)
+    SELECT array_agg(s.id), array_agg(s.type) INTO ids, types
+    FROM (SELECT e.id, e.type
+          FROM (SELECT DISTINCT x.id FROM unnest(enrollment_ids) AS x(id)) t
+          JOIN mdm.nano_enrollments e ON e.device_id = split_part(t.id, ':', 1) AND e.id = t.id
+          ORDER BY e.id COLLATE "C") s;
+    IF coalesce(cardinality(ids), 0) <> cardinality(enrollment_ids) THEN
+        -- unknown IDs (the error), or only the same ID twice
+        PERFORM mdm_internal._targets(enrollment_ids);
+    END IF;
+END $$;
+
+-- Refuse a CommandUUID that is taken (a command kept in a queue item
+-- too; plain SELECTs: Citus plans no EXISTS sub-select over all shards of
+-- a distributed table).
+CREATE FUNCTION mdm_internal._check_new_command(p_command_uuid uuid) RETURNS void
+    LANGUAGE plpgsql AS $$
+DECLARE
+    exists_already boolean;
+BEGIN
+    exists_already := EXISTS (SELECT FROM mdm.nano_commands c WHERE c.command_uuid = p_command_uuid);
+    IF NOT exists_already THEN
+        PERFORM FROM mdm.nano_enrollment_queue q WHERE q.command_uuid = p_command_uuid LIMIT 1;
+        exists_already := FOUND;
+    END IF;
+    IF exists_already THEN
+        RAISE EXCEPTION 'command "%" already exists', p_command_uuid
+            USING ERRCODE = 'unique_violation',
+                  HINT = 'Each command needs its own CommandUUID; leave it out to have one made.';
+    END IF;
+END $$;
+
+-- Write a large fan-out: the command once, its targets (distinct IDs in
+-- byte order) as chunks of 1,000 in mdm.queue_fanouts and, unless p_push is
+-- false, the same chunks in mdm.push_fanouts (what _announce_pushes() does
+-- above the threshold) with one NOTIFY.  One pass over the IDs for both.
+CREATE FUNCTION mdm_internal._write_fanout(p_ids text[], p_command_uuid uuid, command jsonb,
+                                           p_priority integer, p_push boolean) RETURNS void
+    LANGUAGE plpgsql SET work_mem = '64MB' AS $$
+DECLARE
+    -- one time for every item, as an eager enqueue's statement had
+    at timestamptz := clock_timestamp();
+BEGIN
+    INSERT INTO mdm.nano_commands (command_uuid, request_type, command, plist)
+    VALUES (p_command_uuid, command->>'RequestType', command,
+            mdm.jsonb_to_plist(jsonb_build_object('CommandUUID', upper(p_command_uuid::text),
+                                                  'Command', command)));
+    WITH chunks AS (
+        SELECT (u.n - 1) / 1000 AS chunk, array_agg(u.id ORDER BY u.n) AS targets
+        FROM unnest(p_ids) WITH ORDINALITY AS u(id, n)
+        GROUP BY 1),
+    queued AS (
+        INSERT INTO mdm.queue_fanouts (command_uuid, chunk, first_id, last_id, enrollment_ids, priority, created_at)
+        SELECT p_command_uuid, c.chunk, c.targets[1], c.targets[cardinality(c.targets)], c.targets,
+               p_priority, at
+        FROM chunks c)
+    INSERT INTO mdm.push_fanouts (id, chunk, enrollment_ids)
+    SELECT f.id, c.chunk, c.targets
+    FROM chunks c, (SELECT gen_random_uuid() AS id) f
+    WHERE p_push;
+    IF p_push THEN
+        PERFORM pg_notify('mdm_push', '');
+    END IF;
+END $$;
+
+-- Write the queue items of one waiting chunk, locked by the caller, and
+-- delete it: one insert for the chunk.  Its targets are locked FOR KEY
+-- SHARE (the lock an eager enqueue took), in (device_id, id) order, so
+-- that a concurrent delete or Authenticate of one of them either waits for
+-- this transaction and then sees (and clears) its item, or is waited for
+-- and the item is not written (deleted) or is written for the re-enrolled
+-- channel (an Authenticate expands the chunks of its device first:
+-- _checkin_authenticate()).  Returns how many items it wrote.
+CREATE FUNCTION mdm_internal._expand_queue_fanout(p_command_uuid uuid, p_chunk integer) RETURNS integer
+    LANGUAGE plpgsql AS $$
+DECLARE
+    made integer;
+BEGIN
+    INSERT INTO mdm.nano_enrollment_queue (device_id, id, command_uuid, priority, created_at)
+    SELECT l.device_id, l.id, f.command_uuid, f.priority, f.created_at
+    FROM mdm.queue_fanouts f
+    CROSS JOIN LATERAL (
+        SELECT e.device_id, e.id
+        FROM unnest(f.enrollment_ids) t(id)
+        JOIN mdm.nano_enrollments e ON e.device_id = split_part(t.id, ':', 1) AND e.id = t.id
+        ORDER BY e.device_id, e.id
+        FOR KEY SHARE OF e) l
+    WHERE f.command_uuid = p_command_uuid AND f.chunk = p_chunk;
+    GET DIAGNOSTICS made = ROW_COUNT;
+    DELETE FROM mdm.queue_fanouts f WHERE f.command_uuid = p_command_uuid AND f.chunk = p_chunk;
+    RETURN made;
+END $$;
+
+-- Expand the waiting chunks that may hold an enrollment ID between lo and
+-- hi (byte order), oldest command first.  A chunk another transaction is
+-- expanding is waited for (and is gone when it commits), or skipped with
+-- skip_locked (mdm.claim_pushes(): whoever holds it writes its items; a
+-- poll of one of its targets waits for it).  With no chunk waiting (the
+-- usual case) one probe of an empty index.  Returns the items written.
+CREATE FUNCTION mdm_internal._expand_queue_fanouts(lo text, hi text, skip_locked boolean DEFAULT false)
+    RETURNS integer
+    LANGUAGE plpgsql AS $$
+DECLARE
+    f record;
+    made integer := 0;
+BEGIN
+    IF skip_locked THEN
+        FOR f IN SELECT x.command_uuid, x.chunk FROM mdm.queue_fanouts x
+                 WHERE x.first_id COLLATE "C" <= hi AND x.last_id COLLATE "C" >= lo
+                 ORDER BY x.created_at, x.command_uuid, x.chunk
+                 FOR UPDATE SKIP LOCKED LOOP
+            made := made + mdm_internal._expand_queue_fanout(f.command_uuid, f.chunk);
+        END LOOP;
+    ELSE
+        FOR f IN SELECT x.command_uuid, x.chunk FROM mdm.queue_fanouts x
+                 WHERE x.first_id COLLATE "C" <= hi AND x.last_id COLLATE "C" >= lo
+                 ORDER BY x.created_at, x.command_uuid, x.chunk
+                 FOR UPDATE LOOP
+            made := made + mdm_internal._expand_queue_fanout(f.command_uuid, f.chunk);
+        END LOOP;
+    END IF;
+    RETURN made;
+END $$;
+
+-- Expand up to max_chunks of the oldest waiting chunks (mdm.run_maintenance():
+-- a chunk of a command queued with push => false waits until its targets
+-- poll; after this, the queue's other readers see its items).  Chunks
+-- being expanded are skipped.  Returns the items written.
+CREATE FUNCTION mdm_internal._expand_old_queue_fanouts(max_chunks integer) RETURNS integer
+    LANGUAGE plpgsql AS $$
+DECLARE
+    f record;
+    made integer := 0;
+BEGIN
+    FOR f IN SELECT x.command_uuid, x.chunk FROM mdm.queue_fanouts x
+             ORDER BY x.created_at, x.command_uuid, x.chunk
+             LIMIT max_chunks
+             FOR UPDATE SKIP LOCKED LOOP
+        made := made + mdm_internal._expand_queue_fanout(f.command_uuid, f.chunk);
+    END LOOP;
+    RETURN made;
+END $$;
+
 -- Store a command and queue it to targets, set-based (one statement per
 -- table however many targets), and announce the pushes (unless p_push is
 -- false: enqueue(push => false), NanoMDM's nopush).  Every path that
@@ -307,19 +523,18 @@ CREATE FUNCTION mdm_internal._queue_command(targets mdm_internal._target[], p_co
 DECLARE
     rtype text := command->>'RequestType';
     locked integer;
-    exists_already boolean;
+    fanout boolean := mdm_internal._queue_fanout(cardinality(targets), command->>'RequestType');
 BEGIN
-    -- (a command kept in a queue item too; plain SELECTs: Citus plans no
-    -- EXISTS sub-select over all shards of a distributed table)
-    exists_already := EXISTS (SELECT FROM mdm.nano_commands c WHERE c.command_uuid = p_command_uuid);
-    IF NOT exists_already THEN
-        PERFORM FROM mdm.nano_enrollment_queue q WHERE q.command_uuid = p_command_uuid LIMIT 1;
-        exists_already := FOUND;
-    END IF;
-    IF exists_already THEN
-        RAISE EXCEPTION 'command "%" already exists', p_command_uuid
-            USING ERRCODE = 'unique_violation',
-                  HINT = 'Each command needs its own CommandUUID; leave it out to have one made.';
+    PERFORM mdm_internal._check_new_command(p_command_uuid);
+    IF fanout THEN
+        -- a large fan-out: the command once, its targets as chunks of
+        -- sorted IDs (no queue item, no lock: they are written and locked
+        -- when first needed, mdm_internal._expand_queue_fanout()); the
+        -- pushes in chunks too (_announce_pushes(), same threshold)
+        PERFORM mdm_internal._write_fanout(
+            ARRAY(SELECT DISTINCT t.enrollment_id COLLATE "C" FROM unnest(targets) t ORDER BY 1),
+            p_command_uuid, command, p_priority, p_push);
+        RETURN;
     END IF;
     IF NOT p_locked AND NOT mdm_internal._distributed() THEN
         -- (on Citus the foreign key does it: schema/90_citus.sql)
@@ -358,7 +573,10 @@ DECLARE
     parts record := mdm_internal._command_parts(command);
     rtype text := parts.command->>'RequestType';
     rt mdm.apple_request_types;
-    targets mdm_internal._target[] := mdm_internal._lock_targets(enrollment_ids);
+    -- a large fan-out's targets are not locked (_queue_command())
+    fanout boolean := mdm_internal._queue_fanout(cardinality(enrollment_ids), parts.command->>'RequestType');
+    targets mdm_internal._target[] := CASE WHEN NOT fanout THEN mdm_internal._lock_targets(enrollment_ids) END;
+    fan record := CASE WHEN fanout THEN mdm_internal._fanout_targets(enrollment_ids) END;
     refused text[];
     need_platform boolean;
 BEGIN
@@ -382,11 +600,19 @@ BEGIN
         SELECT bool_or(NOT mdm_internal._request_allowed(rt, x.etype, p.platform)) INTO need_platform
         FROM unnest(ARRAY['Device', 'User Enrollment (Device)']) x(etype),
              unnest(ARRAY['macOS', 'iOS', 'tvOS', 'visionOS', 'watchOS']) p(platform);
-        SELECT array_agg(t.enrollment_id ORDER BY t.enrollment_id) INTO refused
-        FROM unnest(targets) t
-        WHERE NOT mdm_internal._request_allowed(rt, t.type, coalesce(t.platform,
-                  CASE WHEN need_platform THEN (SELECT mdm.device_platform(d.model) FROM mdm.nano_devices d
-                                                WHERE d.id = t.device_id) END));
+        IF fanout THEN
+            SELECT array_agg(t.id ORDER BY t.id) INTO refused
+            FROM unnest(fan.ids, fan.types) t(id, type)
+            WHERE NOT mdm_internal._request_allowed(rt, t.type,
+                      CASE WHEN need_platform THEN (SELECT mdm.device_platform(d.model) FROM mdm.nano_devices d
+                                                    WHERE d.id = split_part(t.id, ':', 1)) END);
+        ELSE
+            SELECT array_agg(t.enrollment_id ORDER BY t.enrollment_id) INTO refused
+            FROM unnest(targets) t
+            WHERE NOT mdm_internal._request_allowed(rt, t.type, coalesce(t.platform,
+                      CASE WHEN need_platform THEN (SELECT mdm.device_platform(d.model) FROM mdm.nano_devices d
+                                                    WHERE d.id = t.device_id) END));
+        END IF;
         IF refused IS NOT NULL THEN
             RAISE EXCEPTION 'RequestType "%" is not supported on the channel of % enrollment(s): %',
                             rtype, cardinality(refused),
@@ -413,8 +639,19 @@ BEGIN
         PERFORM mdm_internal._installprofile_profile(parts.command, true);
     END IF;
 
-    PERFORM mdm_internal._queue_command(targets, parts.command_uuid, parts.command, priority, push,
-                               p_locked => NOT mdm_internal._distributed());
+    IF NOT fanout THEN
+        PERFORM mdm_internal._queue_command(targets, parts.command_uuid, parts.command, priority, push,
+                                            p_locked => NOT mdm_internal._distributed());
+    ELSIF cardinality(fan.ids) > mdm_internal._setting('mdm.push_fanout_threshold')::integer THEN
+        -- a large fan-out (schema/30_queue.sql, mdm.queue_fanouts)
+        PERFORM mdm_internal._check_new_command(parts.command_uuid);
+        PERFORM mdm_internal._write_fanout(fan.ids, parts.command_uuid, parts.command, priority, push);
+    ELSE
+        -- (the same IDs many times: few targets, queued and locked by _queue_command)
+        PERFORM mdm_internal._queue_command(ARRAY(SELECT ROW(split_part(t.id, ':', 1), t.id, t.type, NULL)::mdm_internal._target
+                                                  FROM unnest(fan.ids, fan.types) t(id, type)),
+                                            parts.command_uuid, parts.command, priority, push);
+    END IF;
     RETURN parts.command_uuid;
 END $$;
 CREATE FUNCTION mdm.enqueue(enrollment_ids text[], command jsonb, priority integer DEFAULT 0,

@@ -149,7 +149,10 @@ BEGIN
        OR EXISTS (SELECT FROM mdm.nano_command_results r
                   WHERE r.device_id = OLD.device_id AND r.id = OLD.id)
        OR EXISTS (SELECT FROM mdm.push_jobs j
-                  WHERE j.device_id = OLD.device_id AND j.enrollment_id = OLD.id) THEN
+                  WHERE j.device_id = OLD.device_id AND j.enrollment_id = OLD.id)
+       OR EXISTS (SELECT FROM mdm.queue_fanouts f
+                  WHERE f.first_id COLLATE "C" <= OLD.id AND f.last_id COLLATE "C" >= OLD.id
+                    AND OLD.id = ANY (f.enrollment_ids)) THEN
         RAISE EXCEPTION 'cannot change the key of enrollment (%, %): queue items, results or push jobs refer to it',
                         OLD.device_id, OLD.id
             USING ERRCODE = 'foreign_key_violation';
@@ -379,6 +382,15 @@ BEGIN
         ELSE
             UPDATE mdm.push_fanouts x SET next_target = last + 1 WHERE x.id = f.id AND x.chunk = f.chunk;
         END IF;
+        -- the commands these targets wait for in large fan-outs get their
+        -- queue items now, before their pushes go out (in this transaction:
+        -- the poll a push brings finds them; a chunk someone else is
+        -- expanding is left to them, and the poll waits for it)
+        PERFORM mdm_internal._expand_queue_fanouts(r.lo, r.hi, skip_locked => true)
+        FROM (SELECT min(t.id COLLATE "C") AS lo, max(t.id COLLATE "C") AS hi
+              FROM unnest(f.enrollment_ids[f.next_target:last]) t(id)) r
+        WHERE EXISTS (SELECT FROM mdm.queue_fanouts q
+                      WHERE q.first_id COLLATE "C" <= r.hi AND q.last_id COLLATE "C" >= r.lo);
         -- each target looked up once: the jobs are numbered here, so that
         -- what the claim returns comes from the same rows as what it inserts
         -- (targets whose topic has no certificate wait in a pending job)

@@ -129,6 +129,9 @@ BEGIN
                         WHERE c.created_at < cutoff
                           AND NOT EXISTS (SELECT FROM mdm.nano_enrollment_queue q
                                           WHERE q.command_uuid = c.command_uuid)
+                          -- (nor a chunk of targets still waiting: schema/30_queue.sql)
+                          AND NOT EXISTS (SELECT FROM mdm.queue_fanouts f
+                                          WHERE f.command_uuid = c.command_uuid)
                         LIMIT batch_size),
              gone AS (DELETE FROM mdm.nano_commands c USING doomed d
                       WHERE c.command_uuid = d.command_uuid RETURNING 1)
@@ -261,7 +264,10 @@ BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('mdm.run_maintenance')) THEN
         RETURN jsonb_build_object('skipped', 'another run_maintenance() is running');
     END IF;
-    result := jsonb_build_object('released_push_claims', mdm_internal._release_stale_claims(),
+    -- first: what follows (expiry, re-push) reads queue items
+    result := jsonb_build_object('expanded_fanouts',
+                                 mdm_internal._expand_old_queue_fanouts(greatest(batch_size / 1000, 1)))
+              || jsonb_build_object('released_push_claims', mdm_internal._release_stale_claims(),
                                  'expired_commands', mdm_internal._expire_pending(batch_size),
                                  'repushed', mdm_internal._repush(batch_size))
               || mdm_internal._prune_history(batch_size)

@@ -303,6 +303,7 @@ GRANT SELECT (device_id, id, command_uuid, priority, active, created_at, sent_at
               finished_at, cleared_at, cleared_reason, request_type)
     ON mdm.nano_enrollment_queue TO mdm_reader, mdm_admin;
 GRANT SELECT ON mdm.push_fanouts TO mdm_reader, mdm_admin;
+GRANT SELECT ON mdm.queue_fanouts TO mdm_reader, mdm_admin;
 GRANT SELECT (device_id, id, enrollment_id, state, created_at, not_before, attempts, claimed_at,
               finished_at, apns_status, apns_reason, apns_id)
     ON mdm.push_jobs TO mdm_reader, mdm_admin;

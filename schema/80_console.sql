@@ -86,7 +86,11 @@ SELECT e.id AS enrollment_id, e.device_id, d.serial_number,
        END AS not_pushable_because,
        e.last_seen_at,
        (SELECT count(*) FROM mdm.nano_enrollment_queue q
-        WHERE q.device_id = e.device_id AND q.id = e.id AND q.active) AS pending_commands,
+        WHERE q.device_id = e.device_id AND q.id = e.id AND q.active)
+       -- and those waiting in a large fan-out (schema/30_queue.sql)
+       + (SELECT count(*) FROM mdm.queue_fanouts f
+          WHERE f.first_id COLLATE "C" <= e.id AND f.last_id COLLATE "C" >= e.id
+            AND e.id = ANY (f.enrollment_ids)) AS pending_commands,
        (SELECT array_agg(l.name ORDER BY l.name) FROM mdm.label_enrollments le
         JOIN mdm.labels l ON l.id = le.label_id
         WHERE le.device_id = e.device_id AND le.enrollment_id IN (e.id, e.device_id)) AS labels,

@@ -346,6 +346,12 @@ BEGIN
         RAISE EXCEPTION 'push fan-outs are waiting in mdm.push_fanouts'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Let the push sender claim them (mdm.claim_pushes()) first.';
+    ELSIF EXISTS (SELECT FROM mdm.queue_fanouts) THEN
+        -- distributed, every queue item is on its device's shard and no
+        -- poll or claim expands a chunk (schema/30_queue.sql)
+        RAISE EXCEPTION 'large fan-outs are waiting in mdm.queue_fanouts'
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Run mdm.run_maintenance() until mdm.queue_fanouts is empty first.';
     END IF;
 
     -- the foreign keys to put back, except reference -> distributed, which

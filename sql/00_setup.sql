@@ -62,8 +62,25 @@ CREATE FUNCTION integrity() RETURNS text[] LANGUAGE sql AS $$
         UNION
         SELECT 'push attempt without its job' FROM mdm.push_attempts a
         WHERE NOT EXISTS (SELECT FROM mdm.push_jobs j WHERE j.device_id = a.device_id AND j.id = a.job_id)
-        -- (a push fan-out may name an enrollment deleted since: the claim
-        -- skips it, as it skips a disabled one)
+        UNION
+        SELECT 'queue fan-out without its command' FROM mdm.queue_fanouts f
+        WHERE NOT EXISTS (SELECT FROM mdm.nano_commands c WHERE c.command_uuid = f.command_uuid)
+        UNION
+        SELECT 'queue fan-out not distinct and in byte order' FROM mdm.queue_fanouts f
+        WHERE EXISTS (SELECT FROM unnest(f.enrollment_ids) WITH ORDINALITY a(id, n)
+                      JOIN unnest(f.enrollment_ids) WITH ORDINALITY b(id, n) ON b.n = a.n + 1
+                      WHERE NOT a.id COLLATE "C" < b.id)
+        UNION
+        SELECT 'queue fan-out chunks overlap' FROM mdm.queue_fanouts f JOIN mdm.queue_fanouts g
+            ON g.command_uuid = f.command_uuid AND g.chunk > f.chunk
+        WHERE g.first_id COLLATE "C" <= f.last_id
+        UNION
+        SELECT 'queue fan-out target with its queue item' FROM mdm.queue_fanouts f
+        CROSS JOIN LATERAL unnest(f.enrollment_ids) t(id)
+        JOIN mdm.nano_enrollment_queue q ON q.command_uuid = f.command_uuid AND q.id = t.id
+        -- (a push fan-out or a queue fan-out may name an enrollment deleted
+        -- since: the claim and the expansion skip it, as the claim skips a
+        -- disabled one)
     ) x(broken)
 $$;
 CREATE FUNCTION reset_mdm() RETURNS void LANGUAGE plpgsql AS $$

@@ -159,6 +159,68 @@ FROM generate_series(1, 2000) g;
 SELECT mdm.enqueue(ARRAY(SELECT 'FAN-' || g FROM generate_series(1, 2000) g), '{"RequestType": "DeviceInformation", "Queries": ["OSVersion"]}'::jsonb) AS fanout \gset
 SELECT (SELECT count(*) FROM mdm.nano_commands WHERE command_uuid = :'fanout') AS commands,
        (SELECT count(*) FROM mdm.nano_enrollment_queue WHERE command_uuid = :'fanout') AS queue_rows;
+-- ... and no queue item yet: above mdm.push_fanout_threshold the targets
+-- wait as chunks of 1,000 IDs in byte order (mdm.queue_fanouts), with the
+-- enqueue's priority and time
+SELECT chunk, cardinality(enrollment_ids) AS targets, first_id, last_id, priority,
+       created_at <= clock_timestamp() AS queued_at
+FROM mdm.queue_fanouts WHERE command_uuid = :'fanout' ORDER BY chunk;
+SELECT integrity() AS broken;
+-- the readers of the queue see every target pending
+SELECT state, count(*) FROM mdm.view_queue WHERE command_uuid = :'fanout' GROUP BY 1;
+SELECT enrollment_id, pending_commands FROM mdm.view_enrollments WHERE enrollment_id IN ('FAN-1500', 'FAN-999') ORDER BY 1;
+-- a poll of a target writes the items of its chunk (whole, once) and gets the command
+SELECT (r).status, position(upper(:'fanout') IN convert_from((r).body, 'UTF8')) > 0 AS got_it
+FROM (SELECT mdm.connect(convert_to('<dict><key>UDID</key><string>FAN-1500</string><key>Status</key><string>Idle</string></dict>', 'UTF8')) AS r) x;
+SELECT (SELECT count(*) FROM mdm.nano_enrollment_queue WHERE command_uuid = :'fanout') AS queue_rows,
+       (SELECT array_agg(chunk) FROM mdm.queue_fanouts WHERE command_uuid = :'fanout') AS chunks_waiting,
+       (SELECT count(DISTINCT created_at) FROM mdm.nano_enrollment_queue WHERE command_uuid = :'fanout') AS one_time,
+       (SELECT sent_at IS NOT NULL FROM mdm.nano_enrollment_queue WHERE command_uuid = :'fanout' AND id = 'FAN-1500') AS sent;
+-- a target deleted while its chunk waits is skipped; an Authenticate of a
+-- target still waiting clears its item as it clears the others (its chunk
+-- is written first)
+DELETE FROM mdm.nano_enrollments WHERE id = 'FAN-998';
+SELECT (mdm_internal._checkin_authenticate('FAN-999', '{"UDID": "FAN-999"}', NULL, NULL)).status AS reenrolled;
+SELECT id, active, cleared_reason FROM mdm.nano_enrollment_queue WHERE command_uuid = :'fanout' AND id IN ('FAN-998', 'FAN-999');
+UPDATE mdm.nano_enrollments SET enabled = true WHERE id = 'FAN-999';
+SELECT (SELECT count(*) FROM mdm.nano_enrollment_queue WHERE command_uuid = :'fanout') AS queue_rows,
+       (SELECT count(*) FROM mdm.queue_fanouts WHERE command_uuid = :'fanout') AS chunks_waiting;
+SELECT integrity() AS broken;
+-- chunks no poll reached (push => false): maintenance writes them, and
+-- does not prune their command meanwhile
+INSERT INTO mdm.nano_devices (id, authenticate, authenticate_at) VALUES ('FAN-2001', '\x'::bytea, now());
+INSERT INTO mdm.nano_enrollments (device_id, id, type, topic, push_magic, token_hex, token_update, token_update_at, last_seen_at)
+VALUES ('FAN-2001', 'FAN-2001', 'Device', 'com.apple.mgmt.External.test', 'magic-2001', md5('2001'), '\x'::bytea, now(), now());
+SELECT mdm.enqueue(ARRAY(SELECT 'FAN-' || g FROM generate_series(1000, 2001) g), '{"RequestType": "ProfileList"}'::jsonb,
+                   push => false) AS quiet \gset
+-- (a key change of a target that waits in a chunk is refused, as with an item)
+SELECT try($$UPDATE mdm.nano_enrollments SET id = 'renamed' WHERE id = 'FAN-2001'$$) AS key_update_waiting;
+UPDATE mdm.nano_commands SET created_at = now() - interval '8 days' WHERE command_uuid = :'quiet';
+SELECT (SELECT count(*) FROM mdm.queue_fanouts WHERE command_uuid = :'quiet') AS chunks,
+       (SELECT sum(cardinality(enrollment_ids)) FROM mdm.push_fanouts) AS pushes_of_the_first;
+SELECT mdm.run_maintenance(batch_size => 1000) -> 'expanded_fanouts' AS expanded_first;
+SELECT mdm.run_maintenance() -> 'expanded_fanouts' AS expanded_then;
+SELECT (SELECT count(*) FROM mdm.nano_enrollment_queue WHERE command_uuid = :'quiet' AND active) AS queue_rows,
+       (SELECT count(*) FROM mdm.queue_fanouts) AS chunks_waiting,
+       (SELECT count(*) FROM mdm.nano_commands WHERE command_uuid = :'quiet') AS command_kept;
+DELETE FROM mdm.nano_enrollment_queue WHERE command_uuid = :'quiet';
+DELETE FROM mdm.nano_commands WHERE command_uuid = :'quiet';
+DELETE FROM mdm.nano_devices WHERE id = 'FAN-2001';
+-- (so that what follows finds its 2,000 targets)
+INSERT INTO mdm.nano_enrollments (device_id, id, type, topic, push_magic, token_hex, token_update, token_update_at, last_seen_at)
+SELECT 'FAN-' || g, 'FAN-' || g, 'Device', 'com.apple.mgmt.External.test', 'magic-' || g,
+       md5(g::text), '\x'::bytea, now(), now()
+FROM unnest(ARRAY[998]) g;
+INSERT INTO mdm.nano_enrollment_queue (device_id, id, command_uuid, priority, created_at)
+SELECT 'FAN-' || g, 'FAN-' || g, :'fanout', 0, now() FROM unnest(ARRAY[998]) g;
+UPDATE mdm.nano_enrollment_queue SET active = true, cleared_at = NULL, cleared_reason = NULL, sent_at = NULL, sent_count = 0
+WHERE command_uuid = :'fanout';
+UPDATE mdm.nano_enrollments SET exchange_started_at = NULL WHERE id = 'FAN-1500';
+-- too many unknown targets, or a RequestType one of them cannot take, is
+-- refused as for a small enqueue, before anything is written
+SELECT try($$SELECT mdm.enqueue(ARRAY(SELECT 'FAN-' || g FROM generate_series(1, 1200) g) || ARRAY['nope', 'FAN-x'], '{"RequestType": "ProfileList"}'::jsonb)$$) AS unknown;
+SELECT try($$SELECT mdm.enqueue(ARRAY(SELECT 'FAN-' || g FROM generate_series(1, 1200) g), '{"RequestType": "ActiveNSExtensions"}'::jsonb)$$) AS refused;
+SELECT count(*) AS nothing_written FROM mdm.queue_fanouts;
 
 -- Retention: finished history older than mdm.history_retention goes, in
 -- bounded batches; pending work stays

@@ -20,8 +20,10 @@
  */
 #include "mdm_paths.h"
 
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -124,6 +126,33 @@ static SavedPlan next_plan = {
 	"  LEFT JOIN mdm.nano_commands c ON s.plist IS NULL AND c.command_uuid = s.command_uuid",
 	4, {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
 };
+
+/*
+ * The chunks of large fan-outs that may hold this enrollment get their
+ * queue items before the next command is looked for (schema/30_queue.sql,
+ * mdm.queue_fanouts): with none waiting, one probe of an empty index.
+ * $1 device, $2 enrollment
+ */
+static SavedPlan fanout_plan = {
+	"SELECT mdm_internal._expand_queue_fanouts($2, $2) FROM (SELECT) AS one"
+	" WHERE EXISTS (SELECT FROM mdm.queue_fanouts f"
+	"               WHERE f.first_id COLLATE \"C\" <= $2 AND f.last_id COLLATE \"C\" >= $2)",
+	2, {TEXTOID, TEXTOID}
+};
+
+/*
+ * Has this database the table of large fan-outs (from 1.1 on)?  A database
+ * still at 1.0 runs this library until it is upgraded.  Once seen, kept.
+ */
+static bool
+has_queue_fanouts(void)
+{
+	static bool known = false;
+
+	if (!known)
+		known = OidIsValid(get_relname_relid("queue_fanouts", get_namespace_oid("mdm", false)));
+	return known;
+}
 
 /*
  * An item whose command row is gone (deleted by hand, or pruned while an
@@ -279,5 +308,11 @@ report_dispatch(MdmRequest *r, MdmReply *reply)
 		store_report(r);
 	if (mdm_events)
 		record_event(r, true);
+	/* (never distributed: every item is written at once there) */
+	if (!plans_distributed() && has_queue_fanouts())
+	{
+		args_channel(&a, r);
+		run_plan(&fanout_plan, &a, false, 0);
+	}
 	next_command(r, exchange_start, reply);
 }

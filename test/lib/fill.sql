@@ -83,4 +83,9 @@ SELECT mdm.event_result(device_id, id, attempt, 200) FROM mdm.claim_events(1);
 SET mdm.push_fanout_threshold = 1;
 SELECT mdm.push(ARRAY['5B0C2E4A-1C3D-4E5F-8A9B-0C1D2E3F4A5B',
                       '980E3D0B-5A28-537C-B7CB-7AFD15AFB933:23B1AB9F-5A19-4919-8610-0A74091497E1']);
+-- a large fan-out's targets still waiting as a chunk (push => false: no poll
+-- or claim has written their queue items)
+SELECT mdm.enqueue(ARRAY['5B0C2E4A-1C3D-4E5F-8A9B-0C1D2E3F4A5B',
+                         '980E3D0B-5A28-537C-B7CB-7AFD15AFB933:23B1AB9F-5A19-4919-8610-0A74091497E1'],
+                   '{"RequestType": "ProfileList"}'::jsonb, push => false) IS NOT NULL AS fanned_out;
 RESET mdm.push_fanout_threshold;
