@@ -45,6 +45,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/relation.h"
 #include "access/xact.h"
 #include "catalog/pg_attribute.h"
 #include "catalog/namespace.h"
@@ -56,7 +57,9 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/lock.h"
+#include "rewrite/rewriteHandler.h"
 #include "utils/builtins.h"
+#include "utils/ruleutils.h"
 #include "utils/guc.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -81,6 +84,8 @@ typedef struct ShardTable
 	bool	   *local;			/* an active placement on this node */
 	int			defaults;		/* the shards have the table's column defaults:
 								 * 1 yes, 0 no, -1 not known yet */
+	char	   *missing_columns;	/* if not, those they lack: "a, b, " */
+	char	   *missing_defaults;	/* and the table's defaults of them: "x, y, " */
 } ShardTable;
 
 /* The metadata, read once and again after an invalidation. */
@@ -492,8 +497,8 @@ written_at(const char *sql, size_t pos)
 /*
  * Has the shard every column default of its table?  Citus evaluates a
  * default that calls nextval() where it plans an INSERT and creates the
- * shards without it: an INSERT that leaves such a column out goes through
- * Citus.
+ * shards without it; an INSERT into the shard names those columns and
+ * their defaults (add_defaults()).  Fills t->missing_*.
  */
 static bool
 shard_has_defaults(ShardTable *t)
@@ -504,14 +509,17 @@ shard_has_defaults(ShardTable *t)
 		Oid			table = get_relname_relid(t->name, nsp);
 		char	   *name = psprintf("%s_" INT64_FORMAT, t->name, shard_of(t));
 		Oid			shard = get_relname_relid(name, nsp);
-		HeapTuple	tup;
-		bool		ok = OidIsValid(table) && OidIsValid(shard);
+		StringInfoData cols;
+		StringInfoData defs;
+		bool		ok = true;
 
-		for (AttrNumber a = 1; ok; a++)
+		initStringInfo(&cols);
+		initStringInfo(&defs);
+		for (AttrNumber a = 1; OidIsValid(table) && OidIsValid(shard); a++)
 		{
+			HeapTuple	tup = SearchSysCache2(ATTNUM, ObjectIdGetDatum(table), Int16GetDatum(a));
 			Form_pg_attribute att;
 
-			tup = SearchSysCache2(ATTNUM, ObjectIdGetDatum(table), Int16GetDatum(a));
 			if (!HeapTupleIsValid(tup))
 				break;
 			att = (Form_pg_attribute) GETSTRUCT(tup);
@@ -519,15 +527,128 @@ shard_has_defaults(ShardTable *t)
 			{
 				HeapTuple	s = SearchSysCacheAttName(shard, NameStr(att->attname));
 
-				ok = HeapTupleIsValid(s) && ((Form_pg_attribute) GETSTRUCT(s))->atthasdef;
+				if (!HeapTupleIsValid(s) || !((Form_pg_attribute) GETSTRUCT(s))->atthasdef)
+				{
+					Relation	rel = relation_open(table, AccessShareLock);
+					Node	   *expr = build_column_default(rel, a);
+
+					ok = false;
+					appendStringInfo(&cols, "%s, ", quote_identifier(NameStr(att->attname)));
+					appendStringInfo(&defs, "%s, ",
+									 expr ? deparse_expression(expr, NIL, false, false) : "NULL");
+					relation_close(rel, NoLock);
+				}
 				if (HeapTupleIsValid(s))
 					ReleaseSysCache(s);
 			}
 			ReleaseSysCache(tup);
 		}
-		t->defaults = ok ? 1 : 0;
+		if (!OidIsValid(table) || !OidIsValid(shard))
+			t->defaults = 0;
+		else
+			t->defaults = ok ? 1 : 2;
+		t->missing_columns = MemoryContextStrdup(meta_cxt, cols.data);
+		t->missing_defaults = MemoryContextStrdup(meta_cxt, defs.data);
 	}
 	return t->defaults == 1;
+}
+
+/* Past spaces. */
+static const char *
+skip_space(const char *p)
+{
+	while (isspace((unsigned char) *p))
+		p++;
+	return p;
+}
+
+static bool
+word_at(const char *p, const char *word)
+{
+	size_t		len = strlen(word);
+
+	return pg_strncasecmp(p, word, len) == 0 && !ident_char(p[len]);
+}
+
+/* The closing parenthesis of the one at p, or NULL (string literals skipped). */
+static const char *
+closing(const char *p)
+{
+	int			depth = 0;
+
+	for (; *p; p++)
+	{
+		if (*p == '\'')
+		{
+			for (p++; *p && !(*p == '\'' && p[1] != '\''); p += (*p == '\'' ? 2 : 1))
+				;
+			if (!*p)
+				return NULL;
+		}
+		else if (*p == '(')
+			depth++;
+		else if (*p == ')' && --depth == 0)
+			return p;
+	}
+	return NULL;
+}
+
+/*
+ * An INSERT into a shard that lacks column defaults of its table (p is
+ * just past the shard's name in the statement): the columns and their
+ * defaults added in front of its column list and of its one VALUES row or
+ * its SELECT list (of one SELECT).  Emits the statement up to there and
+ * moves *pp past it; false if the INSERT is not of such a form.
+ */
+static bool
+add_defaults(StringInfo out, const char **pp, const char *sql, ShardTable *t)
+{
+	const char *p = skip_space(*pp);
+	const char *cols;
+	const char *end;
+
+	if (t->defaults != 2 || strstr(sql, "UNION") || strstr(sql, "INTERSECT") ||
+		strstr(sql, "EXCEPT"))
+		return false;
+	if (word_at(p, "AS"))
+	{
+		p = skip_space(p + 2);
+		while (ident_char(*p))
+			p++;
+		p = skip_space(p);
+	}
+	if (*p != '(' || (end = closing(p)) == NULL)
+		return false;
+	cols = p + 1;
+	p = skip_space(end + 1);
+	if (word_at(p, "VALUES"))
+	{
+		const char *row = skip_space(p + 6);
+		const char *row_end;
+
+		if (*row != '(' || (row_end = closing(row)) == NULL || *skip_space(row_end + 1) == ',')
+			return false;
+		appendBinaryStringInfo(out, *pp, cols - *pp);
+		appendStringInfoString(out, t->missing_columns);
+		appendBinaryStringInfo(out, cols, row + 1 - cols);
+		appendStringInfoString(out, t->missing_defaults);
+		*pp = row + 1;
+		return true;
+	}
+	if (word_at(p, "SELECT"))
+	{
+		const char *list = skip_space(p + 6);
+
+		if (word_at(list, "DISTINCT") || word_at(list, "ALL") || *list == '*')
+			return false;
+		appendBinaryStringInfo(out, *pp, cols - *pp);
+		appendStringInfoString(out, t->missing_columns);
+		appendBinaryStringInfo(out, cols, list - cols);
+		appendStringInfoString(out, t->missing_defaults);
+		*pp = list;
+		return true;
+	}
+	return false;
 }
 
 char *
@@ -564,13 +685,18 @@ shard_local_rewrite(const char *sql)
 			return NULL;		/* in a literal or a quoted name: not rewritten */
 		}
 		t = find_table(name, len);
-		if (t == NULL || (t->reference && written_at(sql, m - sql)) ||
-			(word_before(sql, m - sql, "INTO") && !shard_has_defaults(t)))
+		if (t == NULL || (t->reference && written_at(sql, m - sql)))
 		{
 			pfree(out.data);
 			return NULL;
 		}
 		appendStringInfo(&out, "_" INT64_FORMAT, shard_of(t));
+		if (word_before(sql, m - sql, "INTO") && !shard_has_defaults(t) &&
+			!add_defaults(&out, &p, sql, t))
+		{
+			pfree(out.data);
+			return NULL;
+		}
 	}
 	appendStringInfoString(&out, p);
 	return out.data;
