@@ -237,6 +237,7 @@ load_metadata(void)
 		bool		first_distributed;
 		int			n = 0;
 
+		relids[nrelids++] = relid;
 		while (r + n < nrows &&
 			   DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[r + n], desc, 1, &isnull)) == relid)
 			n++;
@@ -284,7 +285,6 @@ load_metadata(void)
 		}
 		if (strcmp(t->name, "nano_devices") == 0)
 			anchor = ntables;
-		relids[nrelids++] = relid;
 		ntables++;
 		r += n;
 	}
@@ -531,11 +531,17 @@ shard_has_defaults(ShardTable *t)
 				{
 					Relation	rel = relation_open(table, AccessShareLock);
 					Node	   *expr = build_column_default(rel, a);
+					OverrideSearchPath *path = GetOverrideSearchPath(CurrentMemoryContext);
 
 					ok = false;
 					appendStringInfo(&cols, "%s, ", quote_identifier(NameStr(att->attname)));
+					/* every name qualified, whatever the search_path when it is planned again */
+					path->schemas = NIL;
+					path->addTemp = false;
+					PushOverrideSearchPath(path);
 					appendStringInfo(&defs, "%s, ",
 									 expr ? deparse_expression(expr, NIL, false, false) : "NULL");
+					PopOverrideSearchPath();
 					relation_close(rel, NoLock);
 				}
 				if (HeapTupleIsValid(s))
