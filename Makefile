@@ -21,6 +21,7 @@ OBJS = \
 	src/cms.o \
 	src/identity.o \
 	src/spi_plans.o \
+	src/shard_local.o \
 	src/key_lookup.o \
 	src/row_insert.o \
 	src/checkin_path.o \

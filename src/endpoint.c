@@ -26,6 +26,7 @@
 #include "utils/builtins.h"
 
 #include "mdm_message.h"
+#include "shard_local.h"
 #include "spi_plans.h"
 
 /* The request's IDs and types from a decoded message, in server encoding. */
@@ -71,6 +72,7 @@ handle_message(FunctionCallInfo fcinfo, MdmMessageKind kind)
 	PlistError	err;
 	MdmRequest	r;
 	MdmReply	reply;
+	ShardLocalState saved;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -94,10 +96,20 @@ handle_message(FunctionCallInfo fcinfo, MdmMessageKind kind)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (kind == MDM_CHECKIN)
-		checkin_dispatch(&r, &reply);
-	else
-		report_dispatch(&r, &reply);
+	/* distributed, on the device's local shards when they are here */
+	saved = shard_local_enter(r.device_id);
+	PG_TRY();
+	{
+		if (kind == MDM_CHECKIN)
+			checkin_dispatch(&r, &reply);
+		else
+			report_dispatch(&r, &reply);
+	}
+	PG_FINALLY();
+	{
+		shard_local_exit(saved);
+	}
+	PG_END_TRY();
 	SPI_finish();
 	PG_RETURN_DATUM(reply_datum(fcinfo, &reply));
 }

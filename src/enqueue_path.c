@@ -30,6 +30,7 @@
 #include "utils/builtins.h"
 #include "utils/uuid.h"
 
+#include "shard_local.h"
 #include "spi_plans.h"
 
 /*
@@ -183,6 +184,34 @@ enqueue_one(text *id, Jsonb *command, const char *rtype, int32 priority, bool al
 }
 
 /*
+ * enqueue_one() on the target device's local shards when they are here
+ * (distributed: shard_local.c).
+ */
+static bool
+enqueue_one_local(text *id, Jsonb *command, const char *rtype, int32 priority,
+				  bool allow_unknown, pg_uuid_t **result)
+{
+	char	   *device = text_to_cstring(id);
+	char	   *colon = strchr(device, ':');
+	ShardLocalState saved;
+	volatile bool done = false;
+
+	if (colon)
+		*colon = '\0';			/* split_part(id, ':', 1), as target_plan */
+	saved = shard_local_enter(device);
+	PG_TRY();
+	{
+		done = enqueue_one(id, command, rtype, priority, allow_unknown, result);
+	}
+	PG_FINALLY();
+	{
+		shard_local_exit(saved);
+	}
+	PG_END_TRY();
+	return done;
+}
+
+/*
  * The context line of errors raised under mdm.enqueue(): the frame a
  * PL/pgSQL function would have had, so that an error names the call the
  * caller made (src/error_context.c keeps it and trims what ran inside).
@@ -219,7 +248,7 @@ mdm_enqueue(PG_FUNCTION_ARGS)
 	if (id == NULL || rtype == NULL || PG_ARGISNULL(2) || PG_ARGISNULL(3) ||
 		PG_ARGISNULL(4) || !PG_GETARG_BOOL(4) ||
 		strcmp(rtype, "InstallProfile") == 0 ||
-		!enqueue_one(id, command, rtype, PG_GETARG_INT32(2), PG_GETARG_BOOL(3), &result))
+		!enqueue_one_local(id, command, rtype, PG_GETARG_INT32(2), PG_GETARG_BOOL(3), &result))
 	{
 		plan_args_init(&a);
 		for (int i = 0; i < 5; i++)

@@ -16,9 +16,11 @@
  * statement did not lock them either).  The pushability re-read locks its
  * row as its SELECT ... FOR NO KEY UPDATE did (key_lookup_locked()).
  *
- * Only on a single server: distributed (docs/citus.md), the tables on a
- * node are shells and the rows are in shards, so the dispatcher keeps its
- * statement (spi_plans.c, plans_distributed()).
+ * Distributed (docs/citus.md), the tables on a node are shells and the rows
+ * are in shards: on the worker that holds the device, the rows are read
+ * from its local shards and their indexes (shard_local.c,
+ * shard_local_name()); elsewhere the dispatcher keeps its statement
+ * (spi_plans.c, plans_distributed()).
  */
 #include "postgres.h"
 
@@ -37,6 +39,7 @@
 #include "utils/snapmgr.h"
 
 #include "key_lookup.h"
+#include "shard_local.h"
 
 /* A column's number in a table; an internal error if it is missing. */
 static AttrNumber
@@ -152,9 +155,11 @@ fetch(Snapshot snapshot, const char *table, const char *index, int nkeys, const 
 	 * the index's name meanwhile, say).  The table's lock keeps the index
 	 * found maintained until the transaction ends.
 	 */
-	rel = table_openrv(makeRangeVar("mdm", (char *) table, -1), mode ? RowShareLock : AccessShareLock);
+	rel = table_openrv(makeRangeVar("mdm", shard_local_name(table, NULL), -1),
+					   mode ? RowShareLock : AccessShareLock);
 	relid = RelationGetRelid(rel);
-	idx = index_open(RangeVarGetRelid(makeRangeVar("mdm", (char *) index, -1), AccessShareLock, false),
+	idx = index_open(RangeVarGetRelid(makeRangeVar("mdm", shard_local_name(table, index), -1),
+									  AccessShareLock, false),
 					 NoLock);
 	/* an index not (or no longer) usable: read the table as a statement would */
 	usable = idx->rd_index->indisvalid && idx->rd_index->indisready && idx->rd_index->indislive;

@@ -12,9 +12,10 @@
  * without triggers, CHECK constraints or row security (none of which is
  * applied here), not a partition, whose columns are none of a domain
  * (its checks), identity or generated, and whose columns left out have no
- * default and may be NULL (a DBA may add one), on a single server (a
- * distributed table's rows are in its shards): row_insert() returns false
+ * default and may be NULL (a DBA may add one): row_insert() returns false
  * otherwise and the caller runs its statement, which applies all of it.
+ * Distributed, into the device's local shard (shard_local.c), on the worker
+ * that holds it; elsewhere the caller runs its statement.
  */
 #include "postgres.h"
 
@@ -30,6 +31,7 @@
 #include "utils/rel.h"
 
 #include "row_insert.h"
+#include "shard_local.h"
 
 /*
  * Insert one row into mdm.<table>: cols[i] = values[i] (NULL if
@@ -40,7 +42,8 @@ bool
 row_insert(const char *table, int ncols, const char *const *cols, const Datum *values,
 		   const bool *nulls)
 {
-	Oid			relid = get_relname_relid(table, get_namespace_oid("mdm", false));
+	Oid			relid = get_relname_relid(shard_local_name(table, NULL),
+										  get_namespace_oid("mdm", false));
 	Relation	rel;
 	TupleDesc	desc;
 	TupleTableSlot *slot;

@@ -14,14 +14,21 @@
  * cache settled (docs/performance.md).  It also keeps parameter values as
  * they are: a custom plan turns them into constants, and a constant is
  * stored decompressed (the check-in log passes its body compressed).
- * Distributed on Citus they are custom plans (plan_options()).
+ * Distributed on Citus they are custom plans (plan_options()), except on
+ * the worker that holds the device, where the statements name the device's
+ * local shards (shard_local.c): those plans are generic again, kept per
+ * shard index (shard_plan()).
  */
 #include "spi_plans.h"
 
 #include "catalog/namespace.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "shard_local.h"
 
 /* plan_options(): -1 until asked (again), and what it said last */
 static int	options = -1;
@@ -94,20 +101,108 @@ plan_options(void)
 	return options;
 }
 
+bool
+mdm_distributed(void)
+{
+	return plan_options() != CURSOR_OPT_GENERIC_PLAN;
+}
+
 /*
- * Is mdm_user distributed with mdm.distribute()?  Then the tables of a node
- * are shells and only statements find the rows (key_lookup.c).
+ * Is mdm_user distributed with mdm.distribute(), and the path not on the
+ * device's local shards?  Then the tables of a node are shells and only
+ * statements find the rows (key_lookup.c).
  */
 bool
 plans_distributed(void)
 {
-	return plan_options() != CURSOR_OPT_GENERIC_PLAN;
+	return mdm_distributed() && shard_local_index() < 0;
+}
+
+/* The plan of a statement on the shards of one shard index */
+typedef struct ShardPlanKey
+{
+	SavedPlan  *saved;
+	int			index;
+} ShardPlanKey;
+
+typedef struct ShardPlan
+{
+	ShardPlanKey key;
+	SPIPlanPtr	plan;			/* NULL: the statement goes through Citus */
+	uint32		generation;		/* plan_generation when made */
+	uint32		shards;			/* shard_local_generation() when made */
+} ShardPlan;
+
+static HTAB *shard_plans = NULL;
+
+/*
+ * On the device's local shards: the statement with its tables replaced by
+ * the shards (shard_local_rewrite()), planned once per shard index, generic
+ * as on a single server; NULL if the statement names no table or one that
+ * must go through Citus.
+ */
+static SPIPlanPtr
+shard_plan(SavedPlan *p, int index)
+{
+	ShardPlanKey key;
+	ShardPlan  *e;
+	bool		found;
+
+	if (shard_plans == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(ShardPlanKey);
+		ctl.entrysize = sizeof(ShardPlan);
+		ctl.hcxt = TopMemoryContext;
+		shard_plans = hash_create("mdm_user shard plans", 256, &ctl,
+								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	memset(&key, 0, sizeof(key));
+	key.saved = p;
+	key.index = index;
+	e = hash_search(shard_plans, &key, HASH_ENTER, &found);
+	if (found && (e->generation != plan_generation || e->shards != shard_local_generation()))
+	{
+		if (e->plan)
+			SPI_freeplan(e->plan);
+		found = false;
+	}
+	if (!found)
+	{
+		char	   *sql = shard_local_rewrite(p->sql);
+
+		e->plan = NULL;
+		e->generation = plan_generation;
+		e->shards = shard_local_generation();
+		if (sql != NULL && strcmp(sql, p->sql) != 0)
+		{
+			SPIPlanPtr	plan = SPI_prepare_cursor(sql, p->nargs, p->argtypes,
+												  CURSOR_OPT_GENERIC_PLAN);
+
+			if (plan == NULL)
+				elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
+					 SPI_result_code_string(SPI_result));
+			if (SPI_keepplan(plan) != 0)
+				elog(ERROR, "SPI_keepplan failed for \"%s\"", sql);
+			e->plan = plan;
+		}
+	}
+	return e->plan;
 }
 
 static SPIPlanPtr
 saved_plan(SavedPlan *p)
 {
 	int			opts = plan_options();
+
+	if (shard_local_index() >= 0)
+	{
+		SPIPlanPtr	plan = shard_plan(p, shard_local_index());
+
+		if (plan != NULL)
+			return plan;
+	}
 
 	if (p->plan != NULL && p->generation != plan_generation)
 	{

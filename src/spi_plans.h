@@ -49,8 +49,14 @@ extern void plan_arg_text(PlanArgs *a, int i, const char *s);
  */
 extern uint64 run_plan(SavedPlan *p, PlanArgs *a, bool read_only, long count);
 
-/* Distributed (docs/citus.md): statements only, no direct access. */
+/*
+ * Distributed (docs/citus.md) and not on the device's local shards
+ * (shard_local.c): statements only, no direct access.
+ */
 extern bool plans_distributed(void);
+
+/* Is mdm_user distributed with mdm.distribute()? */
+extern bool mdm_distributed(void);
 
 /* Column (1-based) of row 0 of the last result; *isnull set. */
 extern Datum result_datum(int col, bool *isnull);

@@ -58,7 +58,8 @@ done
 for port in "${workers[@]}"; do
     q -p "$port" -c "ALTER SYSTEM SET citus.log_remote_commands = on" \
         -c "ALTER SYSTEM SET citus.log_local_commands = on" \
-        -c "ALTER SYSTEM SET log_min_messages = notice" -c "SELECT pg_reload_conf()" >/dev/null
+        -c "ALTER SYSTEM SET log_min_messages = notice" -c "ALTER SYSTEM SET log_statement = 'all'" \
+        -c "SELECT pg_reload_conf()" >/dev/null
 done
 # fan-outs waiting (never expanded once distributed): refused
 q -c "INSERT INTO mdm.push_fanouts (id, chunk, enrollment_ids) VALUES (gen_random_uuid(), 0, ARRAY['X', 'Y'])"
@@ -102,14 +103,17 @@ one_worker() {  # what statement
     issued=$(grep -c 'NOTICE:  issuing' <<< "$out" || true)
     for i in 1 2; do
         tail -c +$((sizes[i] + 1)) "$MDM_CITUS_LOGS/n$i.log" > "$tmp/w$i"
-        # the backends that ran the call (not Citus' own background work)
-        pids=$(grep 'executing the command locally' "$tmp/w$i" | grep -o '\[[0-9]*\]' | sort -u || true)
+        # the backends that ran the call (not Citus' own background work):
+        # the delegated call, which runs its statements on the local shards
+        # itself (src/shard_local.c), and those that run statements through Citus
+        pids=$(grep -E -e 'LOG:  (statement|execute [^:]*): .*_routed\(' -e 'executing the command locally' "$tmp/w$i" \
+               | grep -o '\[[0-9]*\]' | sort -u || true)
         [ -n "$pids" ] || continue
         local_nodes=$((local_nodes + 1))
         remote=$((remote + $(grep -F "$pids" "$tmp/w$i" | grep -c 'NOTICE:  issuing' || true)))
     done
     if [ "$issued $local_nodes $remote" != "1 1 0" ]; then
-        echo "$out" | sed -n 1,20p; grep -h -A1 'NOTICE:  issuing' "$tmp/w1" "$tmp/w2" | sed -n 1,20p
+        echo "$out" | sed -n 1,20p; grep -h -A1 'NOTICE:  issuing' "$tmp/w1" "$tmp/w2" | sed -n 1,20p || true
     fi
     expect "$1: 1 statement to 1 worker, no remote command there" "$issued $local_nodes $remote" "1 1 0"
 }
@@ -271,4 +275,54 @@ expect "run_maintenance" "$(q -c "SELECT mdm.run_maintenance() ?& ARRAY['release
 expect "view_pushes and view_push_problems plan and run" \
     "$(q -c "SELECT (SELECT count(*) FROM mdm.view_pushes WHERE state = 'fan-out')
                     + (SELECT count(*) FROM mdm.view_push_problems WHERE state = 'fan-out')")" 0
+
+# -- the device's local shards (src/shard_local.c) --------------------------
+# On the worker that holds the device, a delegated check-in or report runs
+# its statements on the local shards itself: none goes through Citus there.
+through_citus() {  # statement: its result, then how many statements Citus ran on the workers
+    local i sizes=() out n=0
+    for i in 1 2; do sizes[i]=$(stat -c %s "$MDM_CITUS_LOGS/n$i.log"); done
+    out=$(q -c "$1")
+    for i in 1 2; do
+        n=$((n + $(tail -c +$((sizes[i] + 1)) "$MDM_CITUS_LOGS/n$i.log" | grep -c 'executing the command locally' || true)))
+    done
+    echo "$out $n"
+}
+tally() { q -c "SELECT token_update_tally FROM mdm.nano_enrollments WHERE id = '$mac'"; }
+tu="mdm.checkin_routed(mdm.message_device_id($(msg checkin/02-tokenupdate-device.plist)), $(msg checkin/02-tokenupdate-device.plist), $mac_der)"
+before=$(tally)
+expect "TokenUpdate on the device's local shards: no statement through Citus on its worker" \
+    "$(through_citus "SELECT status FROM $tu")" "200 0"
+expect "... and it updated the enrollment" "$(tally)" $((before + 1))
+expect "Idle report on the device's local shards: no statement through Citus on its worker" \
+    "$(through_citus "SELECT status FROM mdm.connect_routed(mdm.report_device_id($(msg connect/01-idle-device.plist)), $(msg connect/01-idle-device.plist), $mac_der)")" "200 0"
+expect "... with its webhook event (the shard's ID from the table's sequence)" \
+    "$(q -c "SELECT topic || ' ' || status FROM mdm.events WHERE device_id = '$mac' ORDER BY id DESC LIMIT 1")" "mdm.Connect Idle"
+# a session on the device's worker that used its local shards keeps working
+# when the shard moves away: it finds the change and goes through Citus
+shard=$(q -c "SELECT get_shard_id_for_distribution_column('mdm.nano_devices', '$mac')")
+read -r from to <<< "$(q -c "SELECT n.nodeport, (SELECT o.nodeport FROM pg_dist_node o WHERE o.groupid > 0 AND o.groupid <> n.groupid)
+                             FROM pg_dist_placement p JOIN pg_dist_node n USING (groupid) WHERE p.shardid = $shard" | tr '|' ' ')"
+mkfifo "$tmp/stay.in"
+psql -X -At -p "$from" < "$tmp/stay.in" > "$tmp/stay.out" 2>&1 &
+stay_pid=$!
+exec 8> "$tmp/stay.in"
+echo "SELECT 'one ' || (mdm.checkin($(msg checkin/02-tokenupdate-device.plist), $mac_der)).status;" >&8
+for _ in $(seq 300); do grep -q '^one ' "$tmp/stay.out" && break; sleep 0.1; done
+expect "a session on the device's worker: TokenUpdate" "$(grep '^one ' "$tmp/stay.out")" "one 200"
+q -c "SELECT citus_move_shard_placement($shard, '127.0.0.1', $from, '127.0.0.1', $to, shard_transfer_mode => 'block_writes')" >/dev/null
+before=$(tally)
+echo "SELECT 'two ' || (mdm.checkin($(msg checkin/02-tokenupdate-device.plist), $mac_der)).status;" >&8
+exec 8>&-
+wait "$stay_pid" || true
+expect "... the same session after the device's shard moved away" "$(grep '^two ' "$tmp/stay.out")" "two 200"
+expect "... its TokenUpdate is in the moved shard" "$(tally)" $((before + 1))
+expect "through the coordinator, the shard's new worker runs it on its local shards" \
+    "$(through_citus "SELECT status FROM $tu")" "200 0"
+expect "... and it updated the enrollment" "$(tally)" $((before + 2))
+moved=$(q -c "SELECT mdm.enqueue_routed('$mac', ARRAY['$mac'], '{\"RequestType\": \"ProfileList\"}'::jsonb, 0, false, true)")
+expect "a one-target enqueue after the move" \
+    "$(q -c "SELECT count(*) FROM mdm.nano_enrollment_queue WHERE device_id = '$mac' AND command_uuid = '$moved'")" 1
+expect "... and an Idle after the move hands out a command" \
+    "$(report "$(xml_report $mac Idle)" "$mac_der" | grep -c '^200 [A-Z]')" 1
 echo "== Citus suite: $passed checks passed"
