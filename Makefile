@@ -23,6 +23,7 @@ OBJS = \
 	src/spi_plans.o \
 	src/key_lookup.o \
 	src/row_insert.o \
+	src/row_update.o \
 	src/checkin_path.o \
 	src/connect_path.o \
 	src/event_path.o \

@@ -135,6 +135,26 @@ read_binding(TupleTableSlot *slot, Oid relid, void *arg)
 	}
 }
 
+/*
+ * On a single server: is the message's identity the device's bound one, and
+ * still good?  (The command reports' check: connect_path.c.)
+ */
+bool
+bound_identity_ok(MdmRequest *r)
+{
+	CheckinLookup l;
+	Snapshot	snapshot = key_lookup_begin();
+	Datum		keys[1];
+
+	memset(&l, 0, sizeof(l));
+	l.r = r;
+	keys[0] = CStringGetTextDatum(r->device_id);
+	key_lookup(snapshot, "device_identities", "device_identities_pkey", 1, keys,
+			   read_binding, &l);
+	key_lookup_end(snapshot);
+	return l.identity_ok;
+}
+
 static void
 read_device(TupleTableSlot *slot, Oid relid, void *arg)
 {
