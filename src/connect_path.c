@@ -307,7 +307,7 @@ typedef struct SeenUpdate
 } SeenUpdate;
 
 /* seen_plan's SET list, from the locked row */
-static void
+static bool
 seen_values(TupleTableSlot *old, Oid relid, Datum *values, bool *nulls, void *arg)
 {
 	SeenUpdate *u = arg;
@@ -342,6 +342,7 @@ seen_values(TupleTableSlot *old, Oid relid, Datum *values, bool *nulls, void *ar
 		values[2] = d;
 		nulls[2] = false;
 	}
+	return true;
 }
 
 /*

@@ -308,7 +308,8 @@ update_locked(TupleTableSlot *old, Oid relid, void *arg)
 	TM_Result	res;
 	bool		update_indexes;
 
-	s->compute(old, relid, values, nulls, s->arg);
+	if (!s->compute(old, relid, values, nulls, s->arg))
+		return;
 	slot = table_slot_create(rel, NULL);
 	ExecClearTuple(slot);
 	memcpy(slot->tts_values, old->tts_values, sizeof(Datum) * desc->natts);
@@ -358,8 +359,9 @@ update_locked(TupleTableSlot *old, Oid relid, void *arg)
 /*
  * UPDATE mdm.<table> SET cols[i] = ... WHERE <unique index mdm.<index>> =
  * keys, the new values computed by compute(old row, relid, values, nulls,
- * arg) while the row is locked (compute must not raise for a row it can
- * update; it may be called and its values not written, see below).
+ * arg) while the row is locked (it may be called and its values not
+ * written, see below; it returns false to leave the update to the
+ * statement).
  * Returns ROW_UPDATE_DONE, ROW_UPDATE_NOT_FOUND (no such row: nothing
  * done), or ROW_UPDATE_STATEMENT when the caller must run its statement
  * instead (the table or the new row is one this does not update; see the

@@ -18,8 +18,11 @@ typedef enum RowUpdateResult
 	ROW_UPDATE_STATEMENT
 } RowUpdateResult;
 
-/* The new values of the columns set, from the old row (locked, in old). */
-typedef void (*RowUpdateNew) (TupleTableSlot *old, Oid relid, Datum *values, bool *nulls,
+/*
+ * The new values of the columns set, from the old row (locked, in old);
+ * false to leave the update to the caller's statement.
+ */
+typedef bool (*RowUpdateNew) (TupleTableSlot *old, Oid relid, Datum *values, bool *nulls,
 							  void *arg);
 
 extern RowUpdateResult row_update(const char *table, const char *index, int nkeys,
