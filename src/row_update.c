@@ -344,7 +344,12 @@ update_locked(TupleTableSlot *old, Oid relid, void *arg)
 		EState	   *estate = CreateExecutorState();
 		ResultRelInfo *rri = makeNode(ResultRelInfo);
 
-		InitResultRelInfo(rri, rel, 1, NULL, 0);
+		/*
+		 * No range table entry (index 0): ExecInsertIndexTuples() then finds
+		 * no updated columns for its "index unchanged" hint, which only
+		 * steers B-tree bottom-up deletion.
+		 */
+		InitResultRelInfo(rri, rel, 0, NULL, 0);
 		ExecOpenIndices(rri, false);
 		if (rri->ri_NumIndices > 0)
 			list_free(ExecInsertIndexTuples(rri, slot, estate, true, false, NULL, NIL));
