@@ -16,10 +16,12 @@
  * UPDATE SET, so that a distributed layout can route the whole check-in to
  * the node that owns the device.  Each is planned once per backend
  * (spi_plans.c).  The statements are those the PL/pgSQL dispatcher ran, in
- * the same order, so rows are locked as before.  On a single server two of
+ * the same order, so rows are locked as before.  On a single server four of
  * them need no executor: the lookup reads its rows by key and the
- * pushability re-read locks its row by key (key_lookup.c), and the log row
- * is inserted directly (row_insert.c).
+ * pushability re-read locks its row by key (key_lookup.c), the log row is
+ * inserted directly (row_insert.c), and the TokenUpdate of a channel that
+ * has its row updates it by key (row_update.c; the upsert runs when there
+ * is none).
  */
 #include "mdm_paths.h"
 

@@ -16,7 +16,13 @@
  * that a distributed layout can route the whole report to the node that
  * owns the device.  Each is planned once per backend (spi_plans.c).  The
  * statements are those the PL/pgSQL handler ran, in the same order, so rows
- * are locked as before.
+ * are locked as before.  On a single server three of them need no
+ * executor: the identity is read by key (as the check-in's lookup reads
+ * it), the channel's row is updated by key and locked as the UPDATE locked
+ * it (row_update.c; test/isolation/specs/connect_seen_locks.spec), and the
+ * next command's statement runs only if the pending index has a row it
+ * could hand out (key_prefix_exists(): the Acknowledged that ends an
+ * exchange and the poll of an empty queue run none).
  */
 #include "mdm_paths.h"
 

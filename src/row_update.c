@@ -1,8 +1,10 @@
 /*
  * row_update.c
  *		Updating one row by its primary key straight through the table access
- *		method, for the enrollment's "last seen" of every command report
- *		(connect_path.c).
+ *		method: the channel's row at every command report (connect_path.c)
+ *		and at a TokenUpdate (checkin_path.c); and whether a non-unique index
+ *		has a matching row (key_prefix_exists(), the poll that finds nothing
+ *		to hand out).
  *
  * An UPDATE over SPI pays an executor start-up and end (ModifyTable, an
  * index scan, projections, EvalPlanQual state) and, on every execution,
@@ -11,7 +13,9 @@
  * ResultRelInfo made per execution), whatever columns the UPDATE sets.
  * A command report sets three columns of its channel that no constraint
  * reads; for the two reports of a connect cycle that was a fifth of the
- * server's work.
+ * server's work.  A TokenUpdate sets columns that three of the four CHECK
+ * constraints of nano_enrollments read: they are evaluated here from
+ * expressions planned once per backend.
  *
  * Here the row is found and locked as the UPDATE finds and locks it
  * (key_lookup_locked(): a fresh snapshot after CommandCounterIncrement(),
