@@ -536,6 +536,51 @@ token_update_values(TupleTableSlot *old, Oid relid, Datum *values, bool *nulls, 
 	return true;
 }
 
+/* user_plan's DO UPDATE SET list, in C (user_by_key()) */
+static const char *const user_cols[] = {"user_short_name", "user_long_name", "updated_at"};
+
+static bool
+user_values(TupleTableSlot *old, Oid relid, Datum *values, bool *nulls, void *arg)
+{
+	MdmRequest *r = arg;
+
+	for (int i = 0; i < 2; i++)
+	{
+		JsonbValue *v = msg_value(r->msg, i == 0 ? "UserShortName" : "UserLongName");
+
+		if (v == NULL)
+			values[i] = key_lookup_column(old, relid, user_cols[i], &nulls[i]);
+		else if (v->type == jbvString)
+		{
+			values[i] = PointerGetDatum(cstring_to_text_with_len(v->val.string.val,
+																  v->val.string.len));
+			nulls[i] = false;
+		}
+		else
+			return false;		/* (checked to be strings: mdm_message.c) */
+	}
+	values[2] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	nulls[2] = false;
+	return true;
+}
+
+/*
+ * user_plan for a user that has its row, on a single server: updated by key
+ * (row_update.c).  False if the statement must run (no row: it inserts one).
+ */
+static bool
+user_by_key(MdmRequest *r)
+{
+	Datum		keys[2];
+
+	if (plans_distributed())
+		return false;
+	keys[0] = CStringGetTextDatum(r->device_id);
+	keys[1] = CStringGetTextDatum(r->user_id);
+	return row_update("nano_users", "nano_users_pkey", 2, keys, lengthof(user_cols), user_cols,
+					  user_values, r) == ROW_UPDATE_DONE;
+}
+
 /*
  * enrollment_plan for a channel that has its row, on a single server: the
  * row updated by key (row_update.c), as the statement's DO UPDATE would
@@ -566,7 +611,8 @@ token_update(MdmRequest *r, bool was_pushable, MdmReply *reply)
 	{
 		plan_arg_text(&a, 1, r->user_id);
 		plan_arg(&a, 2, JsonbPGetDatum(r->msg), false);
-		run_plan(&user_plan, &a, false, 0);
+		if (!user_by_key(r))
+			run_plan(&user_plan, &a, false, 0);
 	}
 	else if (msg_has_key(r->msg, "UnlockToken"))
 	{
