@@ -24,6 +24,7 @@ OBJS = \
 	src/shard_local.o \
 	src/key_lookup.o \
 	src/row_insert.o \
+	src/row_update.o \
 	src/checkin_path.o \
 	src/connect_path.o \
 	src/event_path.o \

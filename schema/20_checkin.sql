@@ -36,7 +36,8 @@ CREATE TABLE mdm.nano_devices (
 CREATE INDEX nano_devices_serial_number ON mdm.nano_devices (serial_number);
 COMMENT ON TABLE mdm.nano_devices IS 'Enrolled devices, one per device channel ID (UDID, or EnrollmentID for User Enrollment)';
 COMMENT ON COLUMN mdm.nano_devices.id IS 'Device channel enrollment ID: UDID, or EnrollmentID for User Enrollment';
-COMMENT ON COLUMN mdm.nano_devices.identity_cert IS 'Identity certificate (DER) of the last Authenticate that carried one';
+COMMENT ON COLUMN mdm.nano_devices.identity_cert IS
+    'Identity certificate (DER) of the last Authenticate that carried one, when it is not the bound one; NULL when it is (mdm.device_identities.cert_der: the certificate is kept once)';
 COMMENT ON COLUMN mdm.nano_devices.authenticate IS
     'The last Authenticate message as received, kept here only when mdm.checkin_log is none (else it is in mdm.checkin_messages)';
 COMMENT ON COLUMN mdm.nano_devices.enrolled_at IS 'First Authenticate';
@@ -178,13 +179,17 @@ CREATE FUNCTION mdm_internal._reply_json(value jsonb) RETURNS mdm.reply
     RETURN ROW(200, 'application/json', pg_catalog.convert_to(value::text, 'UTF8'))::mdm.reply;
 
 -- Authenticate: (re-)enrollment of a device.  raw is NULL when the message
--- is logged (src/checkin_path.c): a message is kept in one place only.
+-- is logged (src/checkin_path.c): a message is kept in one place only.  So
+-- is its identity certificate: the bound one (checked or bound before this
+-- runs) is in mdm.device_identities, and nano_devices.identity_cert keeps
+-- only one that is not.
 CREATE FUNCTION mdm_internal._checkin_authenticate(p_device_id text, msg jsonb, raw bytea,
                                           p_identity_cert bytea) RETURNS mdm.reply
     LANGUAGE plpgsql AS $$
 DECLARE
     -- now(), read once: Citus takes no STABLE function inside a CASE of an UPDATE
     at timestamptz := now();
+    unbound_cert bytea := p_identity_cert;
 BEGIN
     -- the device's targets still waiting in a large fan-out get their queue
     -- items first, so that the re-enrollment clears them below as it clears
@@ -194,18 +199,27 @@ BEGIN
     WHERE EXISTS (SELECT FROM mdm.queue_fanouts f
                   WHERE f.first_id COLLATE "C" <= p_device_id || ';'
                     AND f.last_id COLLATE "C" >= p_device_id);
+    IF p_identity_cert IS NOT NULL THEN
+        PERFORM FROM mdm.device_identities i
+        WHERE i.device_id = p_device_id AND i.cert_sha256 = sha256(p_identity_cert);
+        IF FOUND THEN
+            unbound_cert := NULL;
+        END IF;
+    END IF;
     INSERT INTO mdm.nano_devices AS d
         (id, serial_number, device_name, model, model_name, product_name, os_version,
          build_version, imei, meid, identity_cert, authenticate, authenticate_at)
     VALUES (p_device_id, msg->>'SerialNumber', msg->>'DeviceName', msg->>'Model',
             msg->>'ModelName', msg->>'ProductName', msg->>'OSVersion', msg->>'BuildVersion',
-            msg->>'IMEI', msg->>'MEID', p_identity_cert, raw, now())
+            msg->>'IMEI', msg->>'MEID', unbound_cert, raw, now())
     ON CONFLICT (id) DO UPDATE SET
         serial_number = excluded.serial_number, device_name = excluded.device_name,
         model = excluded.model, model_name = excluded.model_name,
         product_name = excluded.product_name, os_version = excluded.os_version,
         build_version = excluded.build_version, imei = excluded.imei, meid = excluded.meid,
-        identity_cert = coalesce(excluded.identity_cert, d.identity_cert),
+        -- a message without a certificate keeps the last one
+        identity_cert = CASE WHEN p_identity_cert IS NULL THEN d.identity_cert
+                             ELSE excluded.identity_cert END,
         authenticate = excluded.authenticate, authenticate_at = excluded.authenticate_at,
         checked_out_at = NULL, updated_at = excluded.updated_at;
 

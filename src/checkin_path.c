@@ -16,10 +16,12 @@
  * UPDATE SET, so that a distributed layout can route the whole check-in to
  * the node that owns the device.  Each is planned once per backend
  * (spi_plans.c).  The statements are those the PL/pgSQL dispatcher ran, in
- * the same order, so rows are locked as before.  On a single server two of
+ * the same order, so rows are locked as before.  On a single server four of
  * them need no executor: the lookup reads its rows by key and the
- * pushability re-read locks its row by key (key_lookup.c), and the log row
- * is inserted directly (row_insert.c).
+ * pushability re-read locks its row by key (key_lookup.c), the log row is
+ * inserted directly (row_insert.c), and the TokenUpdate of a channel that
+ * has its row updates it by key (row_update.c; the upsert runs when there
+ * is none).
  */
 #include "mdm_paths.h"
 
@@ -30,8 +32,10 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 
+#include "common/int.h"
 #include "key_lookup.h"
 #include "row_insert.h"
+#include "row_update.h"
 #include "spi_plans.h"
 
 /*
@@ -133,6 +137,26 @@ read_binding(TupleTableSlot *slot, Oid relid, void *arg)
 		l->identity_ok = !isnull &&
 			DatumGetTimestampTz(d) >= GetCurrentTransactionStartTimestamp();
 	}
+}
+
+/*
+ * On a single server: is the message's identity the device's bound one, and
+ * still good?  (The command reports' check: connect_path.c.)
+ */
+bool
+bound_identity_ok(MdmRequest *r)
+{
+	CheckinLookup l;
+	Snapshot	snapshot = key_lookup_begin();
+	Datum		keys[1];
+
+	memset(&l, 0, sizeof(l));
+	l.r = r;
+	keys[0] = CStringGetTextDatum(r->device_id);
+	key_lookup(snapshot, "device_identities", "device_identities_pkey", 1, keys,
+			   read_binding, &l);
+	key_lookup_end(snapshot);
+	return l.identity_ok;
 }
 
 static void
@@ -426,6 +450,156 @@ pushable_locked(MdmRequest *r)
 	return run_plan(&pushable_plan, &a, false, 1) == 1 && result_bool(1);
 }
 
+extern Datum mdm_plist_data(PG_FUNCTION_ARGS);	/* plist_write.c */
+
+/* The value of a key of the message, or NULL. */
+static JsonbValue *
+msg_value(Jsonb *msg, const char *key)
+{
+	JsonbValue	k;
+
+	if (!JB_ROOT_IS_OBJECT(msg))
+		return NULL;
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	return findJsonbValueFromContainer(&msg->root, JB_FOBJECT, &k);
+}
+
+/* coalesce((msg->key)::boolean, old column), the cast with its errors */
+static void
+coalesce_bool(TupleTableSlot *old, Oid relid, Jsonb *msg, const char *key, const char *column,
+			  Datum *value, bool *isnull)
+{
+	JsonbValue *v = msg_value(msg, key);
+
+	if (v == NULL || v->type == jbvNull)
+		*value = key_lookup_column(old, relid, column, isnull);
+	else
+	{
+		*value = DirectFunctionCall1(jsonb_bool, JsonbPGetDatum(JsonbValueToJsonb(v)));
+		*isnull = false;
+	}
+}
+
+/* enrollment_plan's DO UPDATE SET list, in C (token_update_by_key()) */
+static const char *const token_update_cols[] = {
+	"type", "topic", "push_magic", "token_hex", "enabled", "token_invalid_at",
+	"token_invalid_reason", "token_update_tally", "token_update", "token_update_at",
+	"awaiting_configuration", "not_on_console", "last_seen_at", "updated_at"
+};
+
+static bool
+token_update_values(TupleTableSlot *old, Oid relid, Datum *values, bool *nulls, void *arg)
+{
+	MdmRequest *r = arg;
+	Datum		now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	JsonbValue *topic = msg_value(r->msg, "Topic");
+	JsonbValue *magic = msg_value(r->msg, "PushMagic");
+	JsonbValue *token = msg_value(r->msg, "Token");
+	bool		isnull;
+	int32		tally;
+	Datum		bytes;
+
+	/* the message's keys are checked (mdm_message.c); else the statement decides */
+	if (topic == NULL || topic->type != jbvString || magic == NULL ||
+		magic->type != jbvString || token == NULL || token->type != jbvBinary)
+		return false;
+	bytes = DirectFunctionCall1(mdm_plist_data, JsonbPGetDatum(JsonbValueToJsonb(token)));
+	tally = DatumGetInt32(key_lookup_column(old, relid, "token_update_tally", &isnull));
+	if (isnull)
+		return false;
+	if (pg_add_s32_overflow(tally, 1, &tally))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("integer out of range")));
+	memset(nulls, false, sizeof(bool) * lengthof(token_update_cols));
+	values[0] = CStringGetTextDatum(r->type);
+	values[1] = PointerGetDatum(cstring_to_text_with_len(topic->val.string.val,
+														  topic->val.string.len));
+	values[2] = PointerGetDatum(cstring_to_text_with_len(magic->val.string.val,
+														  magic->val.string.len));
+	values[3] = DirectFunctionCall2(binary_encode, bytes, CStringGetTextDatum("hex"));
+	values[4] = BoolGetDatum(true);
+	nulls[5] = true;
+	nulls[6] = true;
+	values[7] = Int32GetDatum(tally);
+	values[8] = PointerGetDatum(r->raw);
+	nulls[8] = logged();
+	values[9] = now;
+	coalesce_bool(old, relid, r->msg, "AwaitingConfiguration", "awaiting_configuration",
+				  &values[10], &nulls[10]);
+	coalesce_bool(old, relid, r->msg, "NotOnConsole", "not_on_console",
+				  &values[11], &nulls[11]);
+	values[12] = now;
+	values[13] = now;
+	return true;
+}
+
+/* user_plan's DO UPDATE SET list, in C (user_by_key()) */
+static const char *const user_cols[] = {"user_short_name", "user_long_name", "updated_at"};
+
+static bool
+user_values(TupleTableSlot *old, Oid relid, Datum *values, bool *nulls, void *arg)
+{
+	MdmRequest *r = arg;
+
+	for (int i = 0; i < 2; i++)
+	{
+		JsonbValue *v = msg_value(r->msg, i == 0 ? "UserShortName" : "UserLongName");
+
+		if (v == NULL)
+			values[i] = key_lookup_column(old, relid, user_cols[i], &nulls[i]);
+		else if (v->type == jbvString)
+		{
+			values[i] = PointerGetDatum(cstring_to_text_with_len(v->val.string.val,
+																  v->val.string.len));
+			nulls[i] = false;
+		}
+		else
+			return false;		/* (checked to be strings: mdm_message.c) */
+	}
+	values[2] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	nulls[2] = false;
+	return true;
+}
+
+/*
+ * user_plan for a user that has its row, on a single server: updated by key
+ * (row_update.c).  False if the statement must run (no row: it inserts one).
+ */
+static bool
+user_by_key(MdmRequest *r)
+{
+	Datum		keys[2];
+
+	if (plans_distributed())
+		return false;
+	keys[0] = CStringGetTextDatum(r->device_id);
+	keys[1] = CStringGetTextDatum(r->user_id);
+	return row_update("nano_users", "nano_users_pkey", 2, keys, lengthof(user_cols), user_cols,
+					  user_values, r) == ROW_UPDATE_DONE;
+}
+
+/*
+ * enrollment_plan for a channel that has its row, on a single server: the
+ * row updated by key (row_update.c), as the statement's DO UPDATE would
+ * update it.  False if the statement must run (no row: it inserts one).
+ */
+static bool
+token_update_by_key(MdmRequest *r)
+{
+	Datum		keys[2];
+
+	if (plans_distributed())
+		return false;
+	keys[0] = CStringGetTextDatum(r->device_id);
+	keys[1] = CStringGetTextDatum(r->enrollment_id);
+	return row_update("nano_enrollments", "nano_enrollments_pkey", 2, keys,
+					  lengthof(token_update_cols), token_update_cols,
+					  token_update_values, r) == ROW_UPDATE_DONE;
+}
+
 static void
 token_update(MdmRequest *r, bool was_pushable, MdmReply *reply)
 {
@@ -437,7 +611,8 @@ token_update(MdmRequest *r, bool was_pushable, MdmReply *reply)
 	{
 		plan_arg_text(&a, 1, r->user_id);
 		plan_arg(&a, 2, JsonbPGetDatum(r->msg), false);
-		run_plan(&user_plan, &a, false, 0);
+		if (!user_by_key(r))
+			run_plan(&user_plan, &a, false, 0);
 	}
 	else if (msg_has_key(r->msg, "UnlockToken"))
 	{
@@ -454,7 +629,8 @@ token_update(MdmRequest *r, bool was_pushable, MdmReply *reply)
 	plan_arg_text(&a, 3, r->type);
 	plan_arg(&a, 4, JsonbPGetDatum(r->msg), false);
 	plan_arg(&a, 5, PointerGetDatum(r->raw), logged());
-	run_plan(&enrollment_plan, &a, false, 0);
+	if (!token_update_by_key(r))
+		run_plan(&enrollment_plan, &a, false, 0);
 
 	if (!was_pushable)
 	{

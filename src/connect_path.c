@@ -16,7 +16,13 @@
  * that a distributed layout can route the whole report to the node that
  * owns the device.  Each is planned once per backend (spi_plans.c).  The
  * statements are those the PL/pgSQL handler ran, in the same order, so rows
- * are locked as before.
+ * are locked as before.  On a single server three of them need no
+ * executor: the identity is read by key (as the check-in's lookup reads
+ * it), the channel's row is updated by key and locked as the UPDATE locked
+ * it (row_update.c; test/isolation/specs/connect_seen_locks.spec), and the
+ * next command's statement runs only if the pending index has a row it
+ * could hand out (key_prefix_exists(): the Acknowledged that ends an
+ * exchange and the poll of an empty queue run none).
  */
 #include "mdm_paths.h"
 
@@ -27,9 +33,11 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "key_lookup.h"
+#include "row_update.h"
 #include "spi_plans.h"
 
-/* $1 device, $2 SHA-256 */
+/* $1 device, $2 SHA-256 (distributed; on a single server bound_identity_ok()) */
 static SavedPlan identity_plan = {
 	"SELECT FROM mdm.device_identities b"
 	" WHERE b.device_id = $1 AND b.cert_sha256 = $2"
@@ -37,7 +45,10 @@ static SavedPlan identity_plan = {
 	2, {TEXTOID, BYTEAOID}
 };
 
-/* $1 device, $2 enrollment, $3 Idle?, $4 clock time, $5 msg */
+/*
+ * $1 device, $2 enrollment, $3 Idle?, $4 clock time, $5 msg; on a single
+ * server the row is updated without a statement (seen_by_key())
+ */
 static SavedPlan seen_plan = {
 	"UPDATE mdm.nano_enrollments"
 	"   SET last_seen_at = now(),"
@@ -239,6 +250,45 @@ store_report(MdmRequest *r)
 	}
 }
 
+/* next_plan's filter, on a row of the pending index */
+static bool
+pending_match(TupleTableSlot *slot, Oid relid, void *arg)
+{
+	TimestampTz start = *(TimestampTz *) arg;
+	bool		isnull;
+	Datum		sent;
+
+	if (!key_lookup_bool(slot, relid, "active"))
+		return false;
+	sent = key_lookup_column(slot, relid, "sent_at", &isnull);
+	return isnull || DatumGetTimestampTz(sent) < start;
+}
+
+/*
+ * False when next_plan would find no command (the Acknowledged that ends
+ * an exchange, the poll of an empty queue): on a single server the pending
+ * index is read directly, under the snapshot the statement would take;
+ * only rows it finds could the statement lock.
+ */
+static bool
+may_have_next(MdmRequest *r, Datum exchange_start)
+{
+	TimestampTz start = DatumGetTimestampTz(exchange_start);
+	Snapshot	snapshot;
+	Datum		keys[2];
+	int			n;
+
+	if (plans_distributed())
+		return true;
+	keys[0] = CStringGetTextDatum(r->device_id);
+	keys[1] = CStringGetTextDatum(r->enrollment_id);
+	snapshot = key_lookup_begin();
+	n = key_prefix_exists(snapshot, "nano_enrollment_queue", "nano_enrollment_queue_pending", 2,
+						  keys, pending_match, &start);
+	key_lookup_end(snapshot);
+	return n != 0;
+}
+
 /* The next command of the current exchange, marked sent, as the reply. */
 static void
 next_command(MdmRequest *r, Datum exchange_start, MdmReply *reply)
@@ -247,6 +297,11 @@ next_command(MdmRequest *r, Datum exchange_start, MdmReply *reply)
 	bool		isnull;
 	Datum		plist;
 
+	if (!may_have_next(r, exchange_start))
+	{
+		reply_empty(reply, 200);
+		return;
+	}
 	for (;;)
 	{
 		Datum		cmd;
@@ -278,6 +333,89 @@ next_command(MdmRequest *r, Datum exchange_start, MdmReply *reply)
 	reply->body = (bytea *) DatumGetPointer(SPI_datumTransfer(plist, false, -1));
 }
 
+typedef struct SeenUpdate
+{
+	MdmRequest *r;
+	bool		idle;
+	TimestampTz clock;
+	Datum		exchange_start;
+} SeenUpdate;
+
+/* seen_plan's SET list, from the locked row */
+static bool
+seen_values(TupleTableSlot *old, Oid relid, Datum *values, bool *nulls, void *arg)
+{
+	SeenUpdate *u = arg;
+	JsonbValue	k;
+	JsonbValue *v;
+	bool		isnull;
+	Datum		d;
+
+	values[0] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	nulls[0] = false;
+	if (u->idle)
+		values[1] = TimestampTzGetDatum(u->clock);
+	else
+	{
+		d = key_lookup_column(old, relid, "exchange_started_at", &isnull);
+		values[1] = isnull ? TimestampTzGetDatum(DT_NOBEGIN) : d;
+	}
+	nulls[1] = false;
+	u->exchange_start = values[1];
+
+	/* coalesce(($5->'NotOnConsole')::boolean, not_on_console) */
+	values[2] = key_lookup_column(old, relid, "not_on_console", &nulls[2]);
+	k.type = jbvString;
+	k.val.string.val = "NotOnConsole";
+	k.val.string.len = strlen("NotOnConsole");
+	v = JB_ROOT_IS_OBJECT(u->r->msg) ?
+		findJsonbValueFromContainer(&u->r->msg->root, JB_FOBJECT, &k) : NULL;
+	if (v != NULL)
+	{
+		/* the cast, with its errors */
+		d = DirectFunctionCall1(jsonb_bool, JsonbPGetDatum(JsonbValueToJsonb(v)));
+		values[2] = d;
+		nulls[2] = false;
+	}
+	return true;
+}
+
+/*
+ * seen_plan on a single server: the channel's row updated by key
+ * (row_update.c).  Returns false if the statement must run instead; else
+ * *found and, if found, *exchange_start are set.
+ */
+static bool
+seen_by_key(MdmRequest *r, bool idle, TimestampTz clock, bool *found, Datum *exchange_start)
+{
+	static const char *const cols[] = {"last_seen_at", "exchange_started_at", "not_on_console"};
+	SeenUpdate	u;
+	Datum		keys[2];
+
+	if (plans_distributed())
+		return false;
+	u.r = r;
+	u.idle = idle;
+	u.clock = clock;
+	u.exchange_start = (Datum) 0;
+	keys[0] = CStringGetTextDatum(r->device_id);
+	keys[1] = CStringGetTextDatum(r->enrollment_id);
+	switch (row_update("nano_enrollments", "nano_enrollments_pkey", 2, keys, 3, cols,
+					   seen_values, &u))
+	{
+		case ROW_UPDATE_DONE:
+			*found = true;
+			*exchange_start = u.exchange_start;
+			return true;
+		case ROW_UPDATE_NOT_FOUND:
+			*found = false;
+			return true;
+		case ROW_UPDATE_STATEMENT:
+			break;
+	}
+	return false;
+}
+
 /* Inside an SPI connection: handle one command report and fill *reply. */
 void
 report_dispatch(MdmRequest *r, MdmReply *reply)
@@ -287,22 +425,36 @@ report_dispatch(MdmRequest *r, MdmReply *reply)
 	Datum		exchange_start;
 	bool		isnull;
 
-	plan_args_init(&a);
-	plan_arg_text(&a, 0, r->device_id);
-	plan_arg(&a, 1, PointerGetDatum(r->id.sha256), r->id.sha256 == NULL);
-	if (run_plan(&identity_plan, &a, false, 1) == 0)
+	TimestampTz clock;
+	bool		found;
+
+	if (plans_distributed())
+	{
+		plan_args_init(&a);
+		plan_arg_text(&a, 0, r->device_id);
+		plan_arg(&a, 1, PointerGetDatum(r->id.sha256), r->id.sha256 == NULL);
+		if (run_plan(&identity_plan, &a, false, 1) == 0)
+			check_identity_sql(r, false);
+	}
+	else if (!bound_identity_ok(r))
 		check_identity_sql(r, false);
 
-	args_channel(&a, r);
-	plan_arg(&a, 2, BoolGetDatum(idle), false);
-	plan_arg(&a, 3, TimestampTzGetDatum(GetCurrentTimestamp()), false);
-	plan_arg(&a, 4, JsonbPGetDatum(r->msg), false);
-	if (run_plan(&seen_plan, &a, false, 0) == 0)
+	clock = GetCurrentTimestamp();
+	if (!seen_by_key(r, idle, clock, &found, &exchange_start))
+	{
+		args_channel(&a, r);
+		plan_arg(&a, 2, BoolGetDatum(idle), false);
+		plan_arg(&a, 3, TimestampTzGetDatum(clock), false);
+		plan_arg(&a, 4, JsonbPGetDatum(r->msg), false);
+		found = run_plan(&seen_plan, &a, false, 0) > 0;
+		if (found)
+			exchange_start = result_datum(1, &isnull);
+	}
+	if (!found)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("enrollment \"%s\" is not enrolled", r->enrollment_id),
 				 errdetail("A command report arrived before the channel's TokenUpdate.")));
-	exchange_start = result_datum(1, &isnull);
 
 	if (!idle)
 		store_report(r);

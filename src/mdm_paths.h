@@ -45,6 +45,7 @@ extern void record_event(MdmRequest *r, bool report);
 extern void reply_empty(MdmReply *reply, int32 status);
 extern void reply_from_result(MdmReply *reply);
 extern void check_identity_sql(MdmRequest *r, bool authenticate);
+extern bool bound_identity_ok(MdmRequest *r);
 extern bool msg_has_key(Jsonb *msg, const char *key);
 
 #endif							/* MDM_PATHS_H */
