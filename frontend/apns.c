@@ -28,6 +28,7 @@
  * system calls.  What the socket does not take waits for EPOLLOUT.
  */
 #include "apns.h"
+#include "utf8.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -660,43 +661,6 @@ set_headers(xfer *x, const apns_push *push)
 	return x->header_key != NULL;
 }
 
-/* Whether s is UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). */
-static bool
-utf8_valid(const unsigned char *s)
-{
-	while (*s)
-	{
-		unsigned char c = *s;
-		int			n;
-		uint32_t	cp;
-
-		if (c < 0x80)
-		{
-			s++;
-			continue;
-		}
-		if (c >= 0xC2 && c <= 0xDF)
-			n = 1, cp = c & 0x1F;
-		else if (c >= 0xE0 && c <= 0xEF)
-			n = 2, cp = c & 0x0F;
-		else if (c >= 0xF0 && c <= 0xF4)
-			n = 3, cp = c & 0x07;
-		else
-			return false;
-		for (int k = 1; k <= n; k++)
-		{
-			if ((s[k] & 0xC0) != 0x80)
-				return false;	/* the terminating zero too */
-			cp = (cp << 6) | (s[k] & 0x3F);
-		}
-		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
-			(cp >= 0xD800 && cp <= 0xDFFF))
-			return false;
-		s += n + 1;
-	}
-	return true;
-}
-
 /*
  * The body, {"mdm":"<PushMagic>"}, the PushMagic escaped as JSON (as
  * Jansson writes it); false if it is not UTF-8.  Written directly: it is
@@ -711,7 +675,7 @@ set_body(xfer *x, const apns_push *push)
 	char	   *out;
 	size_t		n = 0;
 
-	if (!utf8_valid(m))
+	if (!utf8_valid(m, strlen((const char *) m)))
 		return false;
 	for (const unsigned char *p = m; *p; p++)
 		need += *p < 0x20 ? 6 : (*p == '"' || *p == '\\') ? 2 : 1;

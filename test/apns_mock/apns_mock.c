@@ -49,6 +49,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "utf8.h"
 
 #define MAX_BODY 4096
 #define MAX_ANSWERS 16
@@ -386,45 +387,6 @@ resp_read(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t leng
 }
 
 /* ---- the record file ---- */
-
-/* Whether s[0..len) is UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). */
-static bool
-utf8_valid(const unsigned char *s, size_t len)
-{
-	size_t		i = 0;
-
-	while (i < len)
-	{
-		unsigned char c = s[i];
-		size_t		n;
-		uint32_t	cp;
-
-		if (c < 0x80)
-		{
-			i++;
-			continue;
-		}
-		if (c >= 0xC2 && c <= 0xDF)
-			n = 1, cp = c & 0x1F;
-		else if (c >= 0xE0 && c <= 0xEF)
-			n = 2, cp = c & 0x0F;
-		else if (c >= 0xF0 && c <= 0xF4)
-			n = 3, cp = c & 0x07;
-		else
-			return false;
-		for (size_t k = 1; k <= n; k++)
-		{
-			if (i + k >= len || (s[i + k] & 0xC0) != 0x80)
-				return false;
-			cp = (cp << 6) | (s[i + k] & 0x3F);
-		}
-		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
-			(cp >= 0xD800 && cp <= 0xDFFF))
-			return false;
-		i += n + 1;
-	}
-	return true;
-}
 
 /* A growable line of the record file. */
 typedef struct line
