@@ -452,22 +452,12 @@ pushable_locked(MdmRequest *r)
 
 extern Datum mdm_plist_data(PG_FUNCTION_ARGS);	/* plist_write.c */
 
-/* The value of a key of the message, or NULL. */
-static JsonbValue *
-msg_value(Jsonb *msg, const char *key)
-{
-	JsonbValue	k;
-
-	if (!JB_ROOT_IS_OBJECT(msg))
-		return NULL;
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	return findJsonbValueFromContainer(&msg->root, JB_FOBJECT, &k);
-}
-
-/* coalesce((msg->key)::boolean, old column), the cast with its errors */
-static void
+/*
+ * coalesce((msg->key)::boolean, old column), the cast with its errors (the
+ * SET lists of the TokenUpdate here and of a report's last-seen update,
+ * connect_path.c)
+ */
+void
 coalesce_bool(TupleTableSlot *old, Oid relid, Jsonb *msg, const char *key, const char *column,
 			  Datum *value, bool *isnull)
 {

@@ -346,8 +346,6 @@ static bool
 seen_values(TupleTableSlot *old, Oid relid, Datum *values, bool *nulls, void *arg)
 {
 	SeenUpdate *u = arg;
-	JsonbValue	k;
-	JsonbValue *v;
 	bool		isnull;
 	Datum		d;
 
@@ -364,19 +362,7 @@ seen_values(TupleTableSlot *old, Oid relid, Datum *values, bool *nulls, void *ar
 	u->exchange_start = values[1];
 
 	/* coalesce(($5->'NotOnConsole')::boolean, not_on_console) */
-	values[2] = key_lookup_column(old, relid, "not_on_console", &nulls[2]);
-	k.type = jbvString;
-	k.val.string.val = "NotOnConsole";
-	k.val.string.len = strlen("NotOnConsole");
-	v = JB_ROOT_IS_OBJECT(u->r->msg) ?
-		findJsonbValueFromContainer(&u->r->msg->root, JB_FOBJECT, &k) : NULL;
-	if (v != NULL)
-	{
-		/* the cast, with its errors */
-		d = DirectFunctionCall1(jsonb_bool, JsonbPGetDatum(JsonbValueToJsonb(v)));
-		values[2] = d;
-		nulls[2] = false;
-	}
+	coalesce_bool(old, relid, u->r->msg, "NotOnConsole", "not_on_console", &values[2], &nulls[2]);
 	return true;
 }
 

@@ -193,14 +193,23 @@ check_identity_sql(MdmRequest *r, bool authenticate)
 	run_plan(&plan, &a, false, 1);
 }
 
-/* Does the message (a dictionary) have this key at its top level? */
-bool
-msg_has_key(Jsonb *msg, const char *key)
+/* The value of a key at the top level of the message (a dictionary), or NULL. */
+JsonbValue *
+msg_value(Jsonb *msg, const char *key)
 {
 	JsonbValue	k;
 
+	if (!JB_ROOT_IS_OBJECT(msg))
+		return NULL;
 	k.type = jbvString;
 	k.val.string.val = (char *) key;
 	k.val.string.len = strlen(key);
-	return findJsonbValueFromContainer(&msg->root, JB_FOBJECT, &k) != NULL;
+	return findJsonbValueFromContainer(&msg->root, JB_FOBJECT, &k);
+}
+
+/* Does the message have this key at its top level? */
+bool
+msg_has_key(Jsonb *msg, const char *key)
+{
+	return msg_value(msg, key) != NULL;
 }

@@ -9,6 +9,8 @@
 
 #include "mdm_user.h"
 
+#include "executor/tuptable.h"
+
 /* One decoded device request. */
 typedef struct MdmRequest
 {
@@ -46,6 +48,9 @@ extern void reply_empty(MdmReply *reply, int32 status);
 extern void reply_from_result(MdmReply *reply);
 extern void check_identity_sql(MdmRequest *r, bool authenticate);
 extern bool bound_identity_ok(MdmRequest *r);
+extern JsonbValue *msg_value(Jsonb *msg, const char *key);
 extern bool msg_has_key(Jsonb *msg, const char *key);
+extern void coalesce_bool(TupleTableSlot *old, Oid relid, Jsonb *msg, const char *key,
+						  const char *column, Datum *value, bool *isnull);
 
 #endif							/* MDM_PATHS_H */
