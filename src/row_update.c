@@ -253,7 +253,13 @@ rules_for(Relation rel)
 			free_slot = &rules[i];
 	}
 	if (free_slot == NULL)
-		return NULL;
+	{
+		/* all in use (a Citus worker's many shards): the slots are made again in turn */
+		static int	evict = 0;
+
+		free_slot = &rules[evict];
+		evict = (evict + 1) % MAX_RULES;
+	}
 	rules_build(free_slot, rel);
 	return free_slot;
 }
@@ -391,7 +397,7 @@ row_update(const char *table, const char *index, int nkeys, const Datum *keys,
 	/* the UPDATE's table lock, taken first, as the statement takes it */
 	s.rel = table_openrv(makeRangeVar("mdm", shard_local_name(table, NULL), -1), RowExclusiveLock);
 	s.rules = rules_for(s.rel);
-	if (s.rules == NULL || s.rules->statement_only)
+	if (s.rules->statement_only)
 	{
 		table_close(s.rel, NoLock);
 		return ROW_UPDATE_STATEMENT;
