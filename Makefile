@@ -29,6 +29,7 @@ OBJS = \
 	src/connect_path.o \
 	src/event_path.o \
 	src/enqueue_path.o \
+	src/fanout_path.o \
 	src/error_context.o
 
 # The install script is built from one file per concern, in name order.

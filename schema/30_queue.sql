@@ -347,29 +347,20 @@ END $$;
 
 -- The enrollments behind the IDs of a large fan-out, without a lock: the
 -- distinct IDs in byte order (the order of the chunks) and their types, as
--- two arrays (an array of composites costs more to build and read than the
--- join), in one hash join (the planner, trusting unnest()'s and DISTINCT's
--- default estimates, chose 100,000 index probes).  Unknown IDs: the error
--- of _targets().  The targets are locked when their chunk is expanded; one
--- deleted before is skipped then.
+-- two arrays.  In C (src/fanout_path.c): the IDs sorted and made distinct
+-- once, nano_enrollments read by one sequential scan, each row looked up
+-- among them.  No IDs, a NULL, unknown IDs: the error of _targets().  The
+-- targets are locked when their chunk is expanded; one deleted before is
+-- skipped then.
 CREATE FUNCTION mdm_internal._fanout_targets(enrollment_ids text[], OUT ids text[], OUT types text[])
-    LANGUAGE plpgsql STABLE SET enable_nestloop = off SET work_mem = '64MB' AS $$
-BEGIN
-    IF enrollment_ids IS NULL OR cardinality(enrollment_ids) = 0
-       OR array_position(enrollment_ids, NULL) IS NOT NULL THEN
-        PERFORM mdm_internal._targets(enrollment_ids);   -- (its errors)
-    END IF;
-    -- (one sort for both arrays: the aggregates read the sorted rows in order)
-    SELECT array_agg(s.id), array_agg(s.type) INTO ids, types
-    FROM (SELECT e.id, e.type
-          FROM (SELECT DISTINCT x.id FROM unnest(enrollment_ids) AS x(id)) t
-          JOIN mdm.nano_enrollments e ON e.device_id = split_part(t.id, ':', 1) AND e.id = t.id
-          ORDER BY e.id COLLATE "C") s;
-    IF coalesce(cardinality(ids), 0) <> cardinality(enrollment_ids) THEN
-        -- unknown IDs (the error), or only the same ID twice
-        PERFORM mdm_internal._targets(enrollment_ids);
-    END IF;
-END $$;
+    AS 'MODULE_PATHNAME', 'mdm_fanout_targets'
+    LANGUAGE C STABLE;
+
+-- The IDs cut into chunks of size, in order (src/fanout_path.c).
+CREATE FUNCTION mdm_internal._fanout_chunks(ids text[], size integer)
+    RETURNS TABLE (chunk integer, targets text[])
+    AS 'MODULE_PATHNAME', 'mdm_fanout_chunks'
+    LANGUAGE C IMMUTABLE STRICT;
 
 -- Refuse a CommandUUID that is taken (a command kept in a queue item
 -- too; plain SELECTs: Citus plans no EXISTS sub-select over all shards of
@@ -397,7 +388,7 @@ END $$;
 -- above the threshold) with one NOTIFY.  One pass over the IDs for both.
 CREATE FUNCTION mdm_internal._write_fanout(p_ids text[], p_command_uuid uuid, command jsonb,
                                            p_priority integer, p_push boolean) RETURNS void
-    LANGUAGE plpgsql SET work_mem = '64MB' AS $$
+    LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     -- one time for every item, as an eager enqueue's statement had
     at timestamptz := clock_timestamp();
@@ -406,10 +397,9 @@ BEGIN
     VALUES (p_command_uuid, command->>'RequestType', command,
             mdm.jsonb_to_plist(jsonb_build_object('CommandUUID', upper(p_command_uuid::text),
                                                   'Command', command)));
+    -- (a generic plan: p_ids is read where it is, not copied into the plan)
     WITH chunks AS (
-        SELECT (u.n - 1) / 1000 AS chunk, array_agg(u.id ORDER BY u.n) AS targets
-        FROM unnest(p_ids) WITH ORDINALITY AS u(id, n)
-        GROUP BY 1),
+        SELECT c.chunk, c.targets FROM mdm_internal._fanout_chunks(p_ids, 1000) c),
     queued AS (
         INSERT INTO mdm.queue_fanouts (command_uuid, chunk, first_id, last_id, enrollment_ids, priority, created_at)
         SELECT p_command_uuid, c.chunk, c.targets[1], c.targets[cardinality(c.targets)], c.targets,
@@ -578,7 +568,9 @@ DECLARE
     targets mdm_internal._target[] := CASE WHEN NOT fanout THEN mdm_internal._lock_targets(enrollment_ids) END;
     fan record := CASE WHEN fanout THEN mdm_internal._fanout_targets(enrollment_ids) END;
     refused text[];
+    refused_types text[];
     need_platform boolean;
+    written text;
 BEGIN
     IF priority IS NULL OR allow_unknown_request_type IS NULL OR push IS NULL THEN
         RAISE EXCEPTION '% must not be NULL',
@@ -601,11 +593,23 @@ BEGIN
         FROM unnest(ARRAY['Device', 'User Enrollment (Device)']) x(etype),
              unnest(ARRAY['macOS', 'iOS', 'tvOS', 'visionOS', 'watchOS']) p(platform);
         IF fanout THEN
-            SELECT array_agg(t.id ORDER BY t.id) INTO refused
-            FROM unnest(fan.ids, fan.types) t(id, type)
-            WHERE NOT mdm_internal._request_allowed(rt, t.type,
-                      CASE WHEN need_platform THEN (SELECT mdm.device_platform(d.model) FROM mdm.nano_devices d
-                                                    WHERE d.id = split_part(t.id, ':', 1)) END);
+            -- without a platform rule, a target is refused for its type: the
+            -- types refused are found first, and the targets read only if
+            -- one of them is there (the arrays are passed, not copied, to
+            -- an expression without a statement)
+            IF NOT need_platform THEN
+                refused_types := ARRAY(SELECT x.etype
+                                       FROM unnest(ARRAY['Device', 'User', 'User Enrollment (Device)',
+                                                         'User Enrollment', 'Shared iPad']) x(etype)
+                                       WHERE NOT mdm_internal._request_allowed(rt, x.etype, NULL));
+            END IF;
+            IF need_platform OR (cardinality(refused_types) > 0 AND refused_types && fan.types) THEN
+                SELECT array_agg(t.id ORDER BY t.id) INTO refused
+                FROM unnest(fan.ids, fan.types) t(id, type)
+                WHERE NOT mdm_internal._request_allowed(rt, t.type,
+                          CASE WHEN need_platform THEN (SELECT mdm.device_platform(d.model) FROM mdm.nano_devices d
+                                                        WHERE d.id = split_part(t.id, ':', 1)) END);
+            END IF;
         ELSE
             SELECT array_agg(t.enrollment_id ORDER BY t.enrollment_id) INTO refused
             FROM unnest(targets) t
@@ -645,7 +649,10 @@ BEGIN
     ELSIF cardinality(fan.ids) > mdm_internal._setting('mdm.push_fanout_threshold')::integer THEN
         -- a large fan-out (schema/30_queue.sql, mdm.queue_fanouts)
         PERFORM mdm_internal._check_new_command(parts.command_uuid);
-        PERFORM mdm_internal._write_fanout(fan.ids, parts.command_uuid, parts.command, priority, push);
+        -- (an assignment, not PERFORM: an expression without a statement
+        -- passes the 100,000 IDs by reference; a statement's plan would
+        -- copy them in as a constant)
+        written := mdm_internal._write_fanout(fan.ids, parts.command_uuid, parts.command, priority, push);
     ELSE
         -- (the same IDs many times: few targets, queued and locked by _queue_command)
         PERFORM mdm_internal._queue_command(ARRAY(SELECT ROW(split_part(t.id, ':', 1), t.id, t.type, NULL)::mdm_internal._target

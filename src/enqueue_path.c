@@ -231,7 +231,9 @@ PG_FUNCTION_INFO_V1(mdm_enqueue);
 Datum
 mdm_enqueue(PG_FUNCTION_ARGS)
 {
-	text	   *id = PG_ARGISNULL(0) ? NULL : single_id(PG_GETARG_ARRAYTYPE_P(0));
+	/* (detoasted once: the general path gets this copy, not the value as passed) */
+	ArrayType  *ids = PG_ARGISNULL(0) ? NULL : PG_GETARG_ARRAYTYPE_P(0);
+	text	   *id = ids ? single_id(ids) : NULL;
 	Jsonb	   *command = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
 	char	   *rtype = command ? plain_request_type(command) : NULL;
 	pg_uuid_t  *result = NULL;
@@ -252,7 +254,8 @@ mdm_enqueue(PG_FUNCTION_ARGS)
 	{
 		plan_args_init(&a);
 		for (int i = 0; i < 5; i++)
-			plan_arg(&a, i, PG_ARGISNULL(i) ? (Datum) 0 : PG_GETARG_DATUM(i), PG_ARGISNULL(i));
+			plan_arg(&a, i, PG_ARGISNULL(i) ? (Datum) 0 :
+					 i == 0 ? PointerGetDatum(ids) : PG_GETARG_DATUM(i), PG_ARGISNULL(i));
 		if (run_plan(&general_plan, &a, false, 1) != 1)
 			elog(ERROR, "mdm_internal._enqueue returned no row");
 		result = (pg_uuid_t *) DatumGetPointer(SPI_datumTransfer(result_datum(1, &isnull), false, UUID_LEN));

@@ -897,3 +897,168 @@ BEGIN
 END $$;
 COMMENT ON COLUMN mdm.nano_devices.identity_cert IS
     'Identity certificate (DER) of the last Authenticate that carried one, when it is not the bound one; NULL when it is (mdm.device_identities.cert_der: the certificate is kept once)';
+
+-- A large fan-out's targets resolved, and cut into chunks, in C
+-- (2 December 2026, evening; docs/performance.md)
+DROP FUNCTION mdm_internal._fanout_targets(text[]);
+-- The enrollments behind the IDs of a large fan-out, without a lock: the
+-- distinct IDs in byte order (the order of the chunks) and their types, as
+-- two arrays.  In C (src/fanout_path.c): the IDs sorted and made distinct
+-- once, nano_enrollments read by one sequential scan, each row looked up
+-- among them.  No IDs, a NULL, unknown IDs: the error of _targets().  The
+-- targets are locked when their chunk is expanded; one deleted before is
+-- skipped then.
+CREATE FUNCTION mdm_internal._fanout_targets(enrollment_ids text[], OUT ids text[], OUT types text[])
+    AS 'MODULE_PATHNAME', 'mdm_fanout_targets'
+    LANGUAGE C STABLE;
+
+-- The IDs cut into chunks of size, in order (src/fanout_path.c).
+CREATE FUNCTION mdm_internal._fanout_chunks(ids text[], size integer)
+    RETURNS TABLE (chunk integer, targets text[])
+    AS 'MODULE_PATHNAME', 'mdm_fanout_chunks'
+    LANGUAGE C IMMUTABLE STRICT;
+
+REVOKE ALL ON FUNCTION mdm_internal._fanout_targets(text[]), mdm_internal._fanout_chunks(text[], integer) FROM PUBLIC;
+
+-- Write a large fan-out: the command once, its targets (distinct IDs in
+-- byte order) as chunks of 1,000 in mdm.queue_fanouts and, unless p_push is
+-- false, the same chunks in mdm.push_fanouts (what _announce_pushes() does
+-- above the threshold) with one NOTIFY.  One pass over the IDs for both.
+CREATE OR REPLACE FUNCTION mdm_internal._write_fanout(p_ids text[], p_command_uuid uuid, command jsonb,
+                                           p_priority integer, p_push boolean) RETURNS void
+    LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    -- one time for every item, as an eager enqueue's statement had
+    at timestamptz := clock_timestamp();
+BEGIN
+    INSERT INTO mdm.nano_commands (command_uuid, request_type, command, plist)
+    VALUES (p_command_uuid, command->>'RequestType', command,
+            mdm.jsonb_to_plist(jsonb_build_object('CommandUUID', upper(p_command_uuid::text),
+                                                  'Command', command)));
+    -- (a generic plan: p_ids is read where it is, not copied into the plan)
+    WITH chunks AS (
+        SELECT c.chunk, c.targets FROM mdm_internal._fanout_chunks(p_ids, 1000) c),
+    queued AS (
+        INSERT INTO mdm.queue_fanouts (command_uuid, chunk, first_id, last_id, enrollment_ids, priority, created_at)
+        SELECT p_command_uuid, c.chunk, c.targets[1], c.targets[cardinality(c.targets)], c.targets,
+               p_priority, at
+        FROM chunks c)
+    INSERT INTO mdm.push_fanouts (id, chunk, enrollment_ids)
+    SELECT f.id, c.chunk, c.targets
+    FROM chunks c, (SELECT gen_random_uuid() AS id) f
+    WHERE p_push;
+    IF p_push THEN
+        PERFORM pg_notify('mdm_push', '');
+    END IF;
+END $$;
+
+-- Queue a command to enrollments: set-based, one statement per table.
+-- mdm.enqueue() (src/enqueue_path.c) queues a plain command to one target
+-- itself and calls this for everything else (push => false included),
+-- errors included.
+CREATE OR REPLACE FUNCTION mdm_internal._enqueue(enrollment_ids text[], command jsonb, priority integer,
+                             allow_unknown_request_type boolean, push boolean)
+    RETURNS uuid
+    LANGUAGE plpgsql AS $$
+DECLARE
+    parts record := mdm_internal._command_parts(command);
+    rtype text := parts.command->>'RequestType';
+    rt mdm.apple_request_types;
+    -- a large fan-out's targets are not locked (_queue_command())
+    fanout boolean := mdm_internal._queue_fanout(cardinality(enrollment_ids), parts.command->>'RequestType');
+    targets mdm_internal._target[] := CASE WHEN NOT fanout THEN mdm_internal._lock_targets(enrollment_ids) END;
+    fan record := CASE WHEN fanout THEN mdm_internal._fanout_targets(enrollment_ids) END;
+    refused text[];
+    refused_types text[];
+    need_platform boolean;
+    written text;
+BEGIN
+    IF priority IS NULL OR allow_unknown_request_type IS NULL OR push IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL',
+                        CASE WHEN priority IS NULL THEN 'priority'
+                             WHEN push IS NULL THEN 'push' ELSE 'allow_unknown_request_type' END
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT * INTO rt FROM mdm.apple_request_types WHERE request_type = rtype;
+    IF NOT FOUND THEN
+        IF NOT allow_unknown_request_type THEN
+            RAISE EXCEPTION 'unrecognized RequestType "%"', rtype
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'Apple''s schema (mdm.apple_request_types) has no such command.',
+                      HINT = 'Pass allow_unknown_request_type => true for commands newer than the schema.';
+        END IF;
+    ELSE
+        -- a device's platform is read only if the rule depends on it
+        -- (_request_allowed() with no platform: allowed on some)
+        SELECT bool_or(NOT mdm_internal._request_allowed(rt, x.etype, p.platform)) INTO need_platform
+        FROM unnest(ARRAY['Device', 'User Enrollment (Device)']) x(etype),
+             unnest(ARRAY['macOS', 'iOS', 'tvOS', 'visionOS', 'watchOS']) p(platform);
+        IF fanout THEN
+            -- without a platform rule, a target is refused for its type: the
+            -- types refused are found first, and the targets read only if
+            -- one of them is there (the arrays are passed, not copied, to
+            -- an expression without a statement)
+            IF NOT need_platform THEN
+                refused_types := ARRAY(SELECT x.etype
+                                       FROM unnest(ARRAY['Device', 'User', 'User Enrollment (Device)',
+                                                         'User Enrollment', 'Shared iPad']) x(etype)
+                                       WHERE NOT mdm_internal._request_allowed(rt, x.etype, NULL));
+            END IF;
+            IF need_platform OR (cardinality(refused_types) > 0 AND refused_types && fan.types) THEN
+                SELECT array_agg(t.id ORDER BY t.id) INTO refused
+                FROM unnest(fan.ids, fan.types) t(id, type)
+                WHERE NOT mdm_internal._request_allowed(rt, t.type,
+                          CASE WHEN need_platform THEN (SELECT mdm.device_platform(d.model) FROM mdm.nano_devices d
+                                                        WHERE d.id = split_part(t.id, ':', 1)) END);
+            END IF;
+        ELSE
+            SELECT array_agg(t.enrollment_id ORDER BY t.enrollment_id) INTO refused
+            FROM unnest(targets) t
+            WHERE NOT mdm_internal._request_allowed(rt, t.type, coalesce(t.platform,
+                      CASE WHEN need_platform THEN (SELECT mdm.device_platform(d.model) FROM mdm.nano_devices d
+                                                    WHERE d.id = t.device_id) END));
+        END IF;
+        IF refused IS NOT NULL THEN
+            RAISE EXCEPTION 'RequestType "%" is not supported on the channel of % enrollment(s): %',
+                            rtype, cardinality(refused),
+                            array_to_string(refused[1:10], ', ') ||
+                            CASE WHEN cardinality(refused) > 10 THEN ', ...' ELSE '' END
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = format('Apple''s schema allows %s on: %s. Nothing was queued.', rtype,
+                          coalesce(array_to_string(ARRAY[
+                              CASE WHEN rt.macos_device_channel THEN 'the macOS device channel' END,
+                              CASE WHEN rt.macos_user_channel THEN 'the macOS user channel' END,
+                              CASE WHEN rt.ios_device_channel THEN 'iOS and iPadOS devices' END,
+                              CASE WHEN rt.shared_ipad_device_channel THEN 'the Shared iPad device channel' END,
+                              CASE WHEN rt.shared_ipad_user_channel THEN 'the Shared iPad user channel' END,
+                              CASE WHEN rt.tvos_supported THEN 'tvOS' END,
+                              CASE WHEN rt.visionos_supported THEN 'visionOS' END,
+                              CASE WHEN rt.watchos_supported THEN 'watchOS' END], ', '),
+                              'no platform'));
+        END IF;
+    END IF;
+    IF rtype = 'InstallProfile' THEN
+        -- the profile's payloads against its scope's channel, as at upload
+        -- (the scope against the targets' channels is checked by the queue,
+        -- schema/60_profiles.sql)
+        PERFORM mdm_internal._installprofile_profile(parts.command, true);
+    END IF;
+
+    IF NOT fanout THEN
+        PERFORM mdm_internal._queue_command(targets, parts.command_uuid, parts.command, priority, push,
+                                            p_locked => NOT mdm_internal._distributed());
+    ELSIF cardinality(fan.ids) > mdm_internal._setting('mdm.push_fanout_threshold')::integer THEN
+        -- a large fan-out (schema/30_queue.sql, mdm.queue_fanouts)
+        PERFORM mdm_internal._check_new_command(parts.command_uuid);
+        -- (an assignment, not PERFORM: an expression without a statement
+        -- passes the 100,000 IDs by reference; a statement's plan would
+        -- copy them in as a constant)
+        written := mdm_internal._write_fanout(fan.ids, parts.command_uuid, parts.command, priority, push);
+    ELSE
+        -- (the same IDs many times: few targets, queued and locked by _queue_command)
+        PERFORM mdm_internal._queue_command(ARRAY(SELECT ROW(split_part(t.id, ':', 1), t.id, t.type, NULL)::mdm_internal._target
+                                                  FROM unnest(fan.ids, fan.types) t(id, type)),
+                                            parts.command_uuid, parts.command, priority, push);
+    END IF;
+    RETURN parts.command_uuid;
+END $$;
