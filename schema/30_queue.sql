@@ -88,7 +88,7 @@ CREATE TABLE mdm.queue_fanouts (
     chunk integer NOT NULL,
     first_id text NOT NULL,
     last_id text NOT NULL,
-    enrollment_ids text[] NOT NULL,
+    enrollment_ids text[] COMPRESSION lz4 NOT NULL,
     priority integer NOT NULL,
     created_at timestamptz NOT NULL,
     PRIMARY KEY (command_uuid, chunk),

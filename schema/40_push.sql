@@ -78,7 +78,7 @@ COMMENT ON COLUMN mdm.push_attempts.token_hex IS 'The push token that was pushed
 CREATE TABLE mdm.push_fanouts (
     id uuid NOT NULL DEFAULT gen_random_uuid(),
     chunk integer NOT NULL,
-    enrollment_ids text[] NOT NULL,
+    enrollment_ids text[] COMPRESSION lz4 NOT NULL,
     next_target integer NOT NULL DEFAULT 1,
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (id, chunk)
