@@ -188,10 +188,17 @@ lookup_by_key(CheckinLookup *l)
 	keys[0] = CStringGetTextDatum(r->device_id);
 	key_lookup(snapshot, "device_identities", "device_identities_pkey", 1, keys,
 			   read_binding, l);
-	key_lookup(snapshot, "nano_devices", "nano_devices_pkey", 1, keys, read_device, l);
 	keys[1] = CStringGetTextDatum(r->enrollment_id);
-	key_lookup(snapshot, "nano_enrollments", "nano_enrollments_pkey", 2, keys,
-			   read_enrollment, l);
+	/*
+	 * A channel's row names its device by a foreign key (ON DELETE
+	 * CASCADE): when the channel is there, so is the device, and its row
+	 * is not read.
+	 */
+	if (key_lookup(snapshot, "nano_enrollments", "nano_enrollments_pkey", 2, keys,
+				   read_enrollment, l))
+		l->enrolled = true;
+	else
+		key_lookup(snapshot, "nano_devices", "nano_devices_pkey", 1, keys, read_device, l);
 	key_lookup_end(snapshot);
 }
 
@@ -479,10 +486,24 @@ static const char *const token_update_cols[] = {
 	"awaiting_configuration", "not_on_console", "last_seen_at", "updated_at"
 };
 
+/*
+ * A TokenUpdate's update by key: the message, and whether the channel was
+ * pushable, read from its row once locked (pushable_plan's re-read, which
+ * needs the same lock: the row is found and locked once for both).
+ */
+typedef struct TokenUpdateState
+{
+	MdmRequest *r;
+	bool		locked;			/* the row was found and locked */
+	bool		pushable;		/* then: enabled AND token_invalid_at IS NULL */
+} TokenUpdateState;
+
 static bool
 token_update_values(TupleTableSlot *old, Oid relid, Datum *values, bool *nulls, void *arg)
 {
-	MdmRequest *r = arg;
+	TokenUpdateState *st = arg;
+	MdmRequest *r = st->r;
+	CheckinLookup l;
 	Datum		now = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	JsonbValue *topic = msg_value(r->msg, "Topic");
 	JsonbValue *magic = msg_value(r->msg, "PushMagic");
@@ -491,6 +512,11 @@ token_update_values(TupleTableSlot *old, Oid relid, Datum *values, bool *nulls, 
 	int32		tally;
 	Datum		bytes;
 
+	/* the locked row, as pushable_locked() reads it */
+	memset(&l, 0, sizeof(l));
+	read_enrollment(old, relid, &l);
+	st->locked = true;
+	st->pushable = l.pushable;
 	/* the message's keys are checked (mdm_message.c); else the statement decides */
 	if (topic == NULL || topic->type != jbvString || magic == NULL ||
 		magic->type != jbvString || token == NULL || token->type != jbvBinary)
@@ -577,8 +603,9 @@ user_by_key(MdmRequest *r)
  * update it.  False if the statement must run (no row: it inserts one).
  */
 static bool
-token_update_by_key(MdmRequest *r)
+token_update_by_key(TokenUpdateState *st)
 {
+	MdmRequest *r = st->r;
 	Datum		keys[2];
 
 	if (plans_distributed())
@@ -587,13 +614,15 @@ token_update_by_key(MdmRequest *r)
 	keys[1] = CStringGetTextDatum(r->enrollment_id);
 	return row_update("nano_enrollments", "nano_enrollments_pkey", 2, keys,
 					  lengthof(token_update_cols), token_update_cols,
-					  token_update_values, r) == ROW_UPDATE_DONE;
+					  token_update_values, st) == ROW_UPDATE_DONE;
 }
 
 static void
 token_update(MdmRequest *r, bool was_pushable, MdmReply *reply)
 {
 	PlanArgs	a;
+	TokenUpdateState st;
+	bool		done;
 
 	plan_args_init(&a);
 	plan_arg_text(&a, 0, r->device_id);
@@ -613,13 +642,23 @@ token_update(MdmRequest *r, bool was_pushable, MdmReply *reply)
 	plan_args_init(&a);
 	plan_arg_text(&a, 0, r->device_id);
 	plan_arg_text(&a, 1, r->enrollment_id);
-	if (was_pushable)
-		was_pushable = pushable_locked(r);
 	plan_arg_text(&a, 2, r->user_id);
 	plan_arg_text(&a, 3, r->type);
 	plan_arg(&a, 4, JsonbPGetDatum(r->msg), false);
 	plan_arg(&a, 5, PointerGetDatum(r->raw), logged());
-	if (!token_update_by_key(r))
+	/*
+	 * Pushable again under the row's lock: read by the update by key when
+	 * it locked the row (whether it then updated it or left it to the
+	 * statement), else locked and read here before the statement runs, as
+	 * the dispatcher always did.
+	 */
+	st.r = r;
+	st.locked = false;
+	st.pushable = false;
+	done = token_update_by_key(&st);
+	if (was_pushable)
+		was_pushable = st.locked ? st.pushable : pushable_locked(r);
+	if (!done)
 		run_plan(&enrollment_plan, &a, false, 0);
 
 	if (!was_pushable)

@@ -41,11 +41,155 @@
 #include "key_lookup.h"
 #include "shard_local.h"
 
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+
+/*
+ * Names resolved once per backend.  Every check-in reads five or six rows
+ * by key and updates one or two: each opened its table and index by name
+ * (the schema's name, then the relation's, two catalog lookups) and read
+ * each column's number by its name, about a tenth of a TokenUpdate.  The
+ * relation a name stands for is kept until pg_class or pg_namespace
+ * changes (any row: a rename, a drop, a new index); a column's number
+ * until its table's relcache entry is invalidated.
+ */
+typedef struct RelNameEntry
+{
+	char		name[NAMEDATALEN];	/* key: the name in schema mdm */
+	Oid			relid;
+	Oid			userid;			/* whose USAGE of the schema was checked */
+	uint64		generation;		/* relname_generation when resolved */
+} RelNameEntry;
+
+typedef struct AttNameKey
+{
+	Oid			relid;
+	char		name[NAMEDATALEN];
+} AttNameKey;
+
+typedef struct AttNameEntry
+{
+	AttNameKey	key;
+	AttrNumber	attnum;
+	uint64		generation;		/* attname_generation when read */
+} AttNameEntry;
+
+static HTAB *relname_cache = NULL;
+static HTAB *attname_cache = NULL;
+static uint64 relname_generation = 1;
+static uint64 attname_generation = 1;
+
+static void
+relname_invalidate(Datum arg, int cacheid, uint32 hashvalue)
+{
+	relname_generation++;
+}
+
+static void
+attname_invalidate(Datum arg, Oid relid)
+{
+	attname_generation++;
+}
+
+static void
+name_caches_init(void)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = NAMEDATALEN;
+	ctl.entrysize = sizeof(RelNameEntry);
+	ctl.hcxt = CacheMemoryContext;
+	relname_cache = hash_create("mdm_user relation names", 64, &ctl,
+								HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(AttNameKey);
+	ctl.entrysize = sizeof(AttNameEntry);
+	ctl.hcxt = CacheMemoryContext;
+	attname_cache = hash_create("mdm_user column names", 128, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	CacheRegisterSyscacheCallback(RELNAMENSP, relname_invalidate, (Datum) 0);
+	CacheRegisterSyscacheCallback(NAMESPACEOID, relname_invalidate, (Datum) 0);
+	CacheRegisterRelcacheCallback(attname_invalidate, (Datum) 0);
+}
+
+/*
+ * The OID of relation mdm.<name>, locked in mode, as RangeVarGetRelid()
+ * finds and locks it (an error if there is none): the name is resolved
+ * after the lock, with the invalidations the lock brought.  A name
+ * resolved before is taken as it was when no pg_class or pg_namespace
+ * change has arrived since (none either while the lock was taken).
+ */
+Oid
+mdm_relid(const char *name, LOCKMODE mode)
+{
+	RelNameEntry *e;
+	bool		found;
+	char		key[NAMEDATALEN];
+	uint64		generation;
+	Oid			relid;
+
+	if (relname_cache == NULL)
+		name_caches_init();
+	if (strlen(name) >= NAMEDATALEN)
+		return RangeVarGetRelid(makeRangeVar("mdm", (char *) name, -1), mode, false);
+	memset(key, 0, sizeof(key));
+	strlcpy(key, name, sizeof(key));
+	e = hash_search(relname_cache, key, HASH_ENTER, &found);
+	if (found && e->generation == relname_generation && e->userid == GetUserId())
+	{
+		generation = relname_generation;
+		relid = e->relid;
+		LockRelationOid(relid, mode);
+		if (generation == relname_generation)
+			return relid;
+		/* something was renamed or dropped meanwhile: the name again */
+		UnlockRelationOid(relid, mode);
+	}
+	generation = relname_generation;
+	relid = RangeVarGetRelid(makeRangeVar("mdm", (char *) name, -1), mode, false);
+	/* (entries are never removed: e is still the entry) */
+	e->relid = relid;
+	e->userid = GetUserId();
+	e->generation = generation;
+	return relid;
+}
+
+/* The number of column name of relid; InvalidAttrNumber if it has none. */
+AttrNumber
+mdm_attnum(Oid relid, const char *name)
+{
+	AttNameKey	key;
+	AttNameEntry *e;
+	bool		found;
+
+	if (attname_cache == NULL)
+		name_caches_init();
+	if (strlen(name) >= NAMEDATALEN)
+		return get_attnum(relid, name);
+	memset(&key, 0, sizeof(key));
+	key.relid = relid;
+	strlcpy(key.name, name, sizeof(key.name));
+	e = hash_search(attname_cache, &key, HASH_ENTER, &found);
+	if (!found || e->generation != attname_generation)
+	{
+		uint64		generation = attname_generation;
+
+		e->attnum = get_attnum(relid, name);
+		e->generation = generation;
+	}
+	return e->attnum;
+}
+
 /* A column's number in a table; an internal error if it is missing. */
 static AttrNumber
 column(Oid relid, const char *name)
 {
-	AttrNumber	attnum = get_attnum(relid, name);
+	AttrNumber	attnum = mdm_attnum(relid, name);
 
 	if (attnum == InvalidAttrNumber)
 		elog(ERROR, "column \"%s\" of relation \"%s\" does not exist", name, get_rel_name(relid));
@@ -155,12 +299,10 @@ fetch(Snapshot snapshot, const char *table, const char *index, int nkeys, const 
 	 * the index's name meanwhile, say).  The table's lock keeps the index
 	 * found maintained until the transaction ends.
 	 */
-	rel = table_openrv(makeRangeVar("mdm", shard_local_name(table, NULL), -1),
-					   mode ? RowShareLock : AccessShareLock);
-	relid = RelationGetRelid(rel);
-	idx = index_open(RangeVarGetRelid(makeRangeVar("mdm", shard_local_name(table, index), -1),
-									  AccessShareLock, false),
+	rel = table_open(mdm_relid(shard_local_name(table, NULL), mode ? RowShareLock : AccessShareLock),
 					 NoLock);
+	relid = RelationGetRelid(rel);
+	idx = index_open(mdm_relid(shard_local_name(table, index), AccessShareLock), NoLock);
 	/* an index not (or no longer) usable: read the table as a statement would */
 	usable = idx->rd_index->indisvalid && idx->rd_index->indisready && idx->rd_index->indislive;
 	if (idx->rd_index->indrelid != relid || !idx->rd_index->indisunique ||

@@ -10,8 +10,11 @@
 
 #include "executor/tuptable.h"
 #include "nodes/lockoptions.h"
+#include "storage/lockdefs.h"
 #include "utils/snapshot.h"
 
+extern Oid	mdm_relid(const char *name, LOCKMODE mode);
+extern AttrNumber mdm_attnum(Oid relid, const char *name);
 extern Snapshot key_lookup_begin(void);
 extern void key_lookup_end(Snapshot snapshot);
 extern bool key_lookup(Snapshot snapshot, const char *table, const char *index, int nkeys,

@@ -30,6 +30,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
+#include "key_lookup.h"
 #include "row_insert.h"
 #include "shard_local.h"
 
@@ -42,17 +43,14 @@ bool
 row_insert(const char *table, int ncols, const char *const *cols, const Datum *values,
 		   const bool *nulls)
 {
-	Oid			relid = get_relname_relid(shard_local_name(table, NULL),
-										  get_namespace_oid("mdm", false));
+	Oid			relid = mdm_relid(shard_local_name(table, NULL), RowExclusiveLock);
 	Relation	rel;
 	TupleDesc	desc;
 	TupleTableSlot *slot;
 	EState	   *estate;
 	ResultRelInfo *rri;
 
-	if (!OidIsValid(relid))
-		elog(ERROR, "relation \"mdm.%s\" does not exist", table);
-	rel = table_open(relid, RowExclusiveLock);
+	rel = table_open(relid, NoLock);
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->trigdesc != NULL ||
 		(rel->rd_att->constr != NULL && rel->rd_att->constr->num_check > 0) ||
 		rel->rd_rel->relrowsecurity || rel->rd_rel->relispartition)
@@ -70,7 +68,7 @@ row_insert(const char *table, int ncols, const char *const *cols, const Datum *v
 	}
 	for (int i = 0; i < ncols; i++)
 	{
-		AttrNumber	attnum = get_attnum(relid, cols[i]);
+		AttrNumber	attnum = mdm_attnum(relid, cols[i]);
 
 		if (attnum <= 0)
 			elog(ERROR, "column \"%s\" of relation \"mdm.%s\" does not exist", cols[i], table);

@@ -395,7 +395,7 @@ row_update(const char *table, const char *index, int nkeys, const Datum *keys,
 
 	memset(&s, 0, sizeof(s));
 	/* the UPDATE's table lock, taken first, as the statement takes it */
-	s.rel = table_openrv(makeRangeVar("mdm", shard_local_name(table, NULL), -1), RowExclusiveLock);
+	s.rel = table_open(mdm_relid(shard_local_name(table, NULL), RowExclusiveLock), NoLock);
 	s.rules = rules_for(s.rel);
 	if (s.rules->statement_only)
 	{
@@ -404,7 +404,7 @@ row_update(const char *table, const char *index, int nkeys, const Datum *keys,
 	}
 	for (int i = 0; i < ncols; i++)
 	{
-		attnums[i] = get_attnum(RelationGetRelid(s.rel), cols[i]);
+		attnums[i] = mdm_attnum(RelationGetRelid(s.rel), cols[i]);
 		if (attnums[i] <= 0)
 			elog(ERROR, "column \"%s\" of relation \"mdm.%s\" does not exist", cols[i], table);
 		s.set_cols = bms_add_member(s.set_cols, attnums[i]);
@@ -440,11 +440,9 @@ key_prefix_exists(Snapshot snapshot, const char *table, const char *index, int n
 				  const Datum *keys,
 				  bool (*match) (TupleTableSlot *slot, Oid relid, void *arg), void *arg)
 {
-	Relation	rel = table_openrv(makeRangeVar("mdm", shard_local_name(table, NULL), -1),
-								   AccessShareLock);
+	Relation	rel = table_open(mdm_relid(shard_local_name(table, NULL), AccessShareLock), NoLock);
 	Oid			relid = RelationGetRelid(rel);
-	Relation	idx = index_open(RangeVarGetRelid(makeRangeVar("mdm", shard_local_name(table, index), -1),
-												  AccessShareLock, false), NoLock);
+	Relation	idx = index_open(mdm_relid(shard_local_name(table, index), AccessShareLock), NoLock);
 	ScanKeyData skey[INDEX_MAX_KEYS];
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
