@@ -43,7 +43,6 @@
 
 #include "miscadmin.h"
 #include "storage/lmgr.h"
-#include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
@@ -55,33 +54,28 @@
  * each column's number by its name, about a tenth of a TokenUpdate.  The
  * relation a name stands for is kept until pg_class or pg_namespace
  * changes (any row: a rename, a drop, a new index); a column's number
- * until its table's relcache entry is invalidated.
+ * until a relcache entry is invalidated.  The callers pass names that are
+ * constants: an entry is found by the name's address and checked against
+ * a copy of the name (a name elsewhere at that address is looked up
+ * again), in small tables where a newcomer replaces what was there.
  */
-typedef struct RelNameEntry
-{
-	char		name[NAMEDATALEN];	/* key: the name in schema mdm */
-	Oid			relid;
-	Oid			userid;			/* whose USAGE of the schema was checked */
-	uint64		generation;		/* relname_generation when resolved */
-} RelNameEntry;
+#define NAME_CACHE_SIZE 256
 
-typedef struct AttNameKey
+typedef struct NameEntry
 {
-	Oid			relid;
-	char		name[NAMEDATALEN];
-} AttNameKey;
-
-typedef struct AttNameEntry
-{
-	AttNameKey	key;
+	const char *ptr;			/* the caller's name, where it was */
+	Oid			relid;			/* attnums: the table; relations: the result */
+	Oid			userid;			/* relations: whose USAGE of the schema was checked */
+	uint64		generation;		/* of the cache, when made */
 	AttrNumber	attnum;
-	uint64		generation;		/* attname_generation when read */
-} AttNameEntry;
+	char		name[NAMEDATALEN];
+} NameEntry;
 
-static HTAB *relname_cache = NULL;
-static HTAB *attname_cache = NULL;
+static NameEntry relnames[NAME_CACHE_SIZE];
+static NameEntry attnames[NAME_CACHE_SIZE];
 static uint64 relname_generation = 1;
 static uint64 attname_generation = 1;
+static bool name_callbacks = false;
 
 static void
 relname_invalidate(Datum arg, int cacheid, uint32 hashvalue)
@@ -96,25 +90,22 @@ attname_invalidate(Datum arg, Oid relid)
 }
 
 static void
-name_caches_init(void)
+name_callbacks_register(void)
 {
-	HASHCTL		ctl;
-
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = NAMEDATALEN;
-	ctl.entrysize = sizeof(RelNameEntry);
-	ctl.hcxt = CacheMemoryContext;
-	relname_cache = hash_create("mdm_user relation names", 64, &ctl,
-								HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(AttNameKey);
-	ctl.entrysize = sizeof(AttNameEntry);
-	ctl.hcxt = CacheMemoryContext;
-	attname_cache = hash_create("mdm_user column names", 128, &ctl,
-								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	if (name_callbacks)
+		return;
 	CacheRegisterSyscacheCallback(RELNAMENSP, relname_invalidate, (Datum) 0);
 	CacheRegisterSyscacheCallback(NAMESPACEOID, relname_invalidate, (Datum) 0);
 	CacheRegisterRelcacheCallback(attname_invalidate, (Datum) 0);
+	name_callbacks = true;
+}
+
+static inline NameEntry *
+name_slot(NameEntry *table, const char *name, Oid relid)
+{
+	uintptr_t	h = ((uintptr_t) name >> 3) ^ ((uintptr_t) relid * 2654435761u);
+
+	return &table[(h ^ (h >> 8)) % NAME_CACHE_SIZE];
 }
 
 /*
@@ -127,20 +118,13 @@ name_caches_init(void)
 Oid
 mdm_relid(const char *name, LOCKMODE mode)
 {
-	RelNameEntry *e;
-	bool		found;
-	char		key[NAMEDATALEN];
+	NameEntry  *e = name_slot(relnames, name, InvalidOid);
 	uint64		generation;
 	Oid			relid;
 
-	if (relname_cache == NULL)
-		name_caches_init();
-	if (strlen(name) >= NAMEDATALEN)
-		return RangeVarGetRelid(makeRangeVar("mdm", (char *) name, -1), mode, false);
-	memset(key, 0, sizeof(key));
-	strlcpy(key, name, sizeof(key));
-	e = hash_search(relname_cache, key, HASH_ENTER, &found);
-	if (found && e->generation == relname_generation && e->userid == GetUserId())
+	name_callbacks_register();
+	if (e->ptr == name && e->generation == relname_generation &&
+		e->userid == GetUserId() && strcmp(e->name, name) == 0)
 	{
 		generation = relname_generation;
 		relid = e->relid;
@@ -152,10 +136,14 @@ mdm_relid(const char *name, LOCKMODE mode)
 	}
 	generation = relname_generation;
 	relid = RangeVarGetRelid(makeRangeVar("mdm", (char *) name, -1), mode, false);
-	/* (entries are never removed: e is still the entry) */
-	e->relid = relid;
-	e->userid = GetUserId();
-	e->generation = generation;
+	if (strlen(name) < NAMEDATALEN)
+	{
+		e->ptr = name;
+		strlcpy(e->name, name, NAMEDATALEN);
+		e->relid = relid;
+		e->userid = GetUserId();
+		e->generation = generation;
+	}
 	return relid;
 }
 
@@ -163,26 +151,24 @@ mdm_relid(const char *name, LOCKMODE mode)
 AttrNumber
 mdm_attnum(Oid relid, const char *name)
 {
-	AttNameKey	key;
-	AttNameEntry *e;
-	bool		found;
+	NameEntry  *e = name_slot(attnames, name, relid);
+	uint64		generation;
 
-	if (attname_cache == NULL)
-		name_caches_init();
-	if (strlen(name) >= NAMEDATALEN)
-		return get_attnum(relid, name);
-	memset(&key, 0, sizeof(key));
-	key.relid = relid;
-	strlcpy(key.name, name, sizeof(key.name));
-	e = hash_search(attname_cache, &key, HASH_ENTER, &found);
-	if (!found || e->generation != attname_generation)
+	name_callbacks_register();
+	if (e->ptr == name && e->relid == relid && e->generation == attname_generation &&
+		strcmp(e->name, name) == 0)
+		return e->attnum;
+	generation = attname_generation;
+	if (strlen(name) < NAMEDATALEN)
 	{
-		uint64		generation = attname_generation;
-
+		e->ptr = name;
+		strlcpy(e->name, name, NAMEDATALEN);
+		e->relid = relid;
 		e->attnum = get_attnum(relid, name);
 		e->generation = generation;
+		return e->attnum;
 	}
-	return e->attnum;
+	return get_attnum(relid, name);
 }
 
 /* A column's number in a table; an internal error if it is missing. */
