@@ -54,7 +54,7 @@
  * each column's number by its name, about a tenth of a TokenUpdate.  The
  * relation a name stands for is kept until pg_class or pg_namespace
  * changes (any row: a rename, a drop, a new index); a column's number
- * until a relcache entry is invalidated.  The callers pass names that are
+ * until pg_attribute changes.  The callers pass names that are
  * constants: an entry is found by the name's address and checked against
  * a copy of the name (a name elsewhere at that address is looked up
  * again), in small tables where a newcomer replaces what was there.
@@ -84,7 +84,7 @@ relname_invalidate(Datum arg, int cacheid, uint32 hashvalue)
 }
 
 static void
-attname_invalidate(Datum arg, Oid relid)
+attname_invalidate(Datum arg, int cacheid, uint32 hashvalue)
 {
 	attname_generation++;
 }
@@ -96,7 +96,8 @@ name_callbacks_register(void)
 		return;
 	CacheRegisterSyscacheCallback(RELNAMENSP, relname_invalidate, (Datum) 0);
 	CacheRegisterSyscacheCallback(NAMESPACEOID, relname_invalidate, (Datum) 0);
-	CacheRegisterRelcacheCallback(attname_invalidate, (Datum) 0);
+	/* (a syscache callback: the relcache's are few, 10 for every extension) */
+	CacheRegisterSyscacheCallback(ATTNAME, attname_invalidate, (Datum) 0);
 	name_callbacks = true;
 }
 
