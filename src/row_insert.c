@@ -16,6 +16,12 @@
  * otherwise and the caller runs its statement, which applies all of it.
  * Distributed, into the device's local shard (shard_local.c), on the worker
  * that holds it; elsewhere the caller runs its statement.
+ *
+ * row_insert_checked() also evaluates the table's CHECK constraints (from
+ * expressions planned once per backend, row_update.c), may leave out a
+ * statement trigger the caller knows cannot concern its row, and does
+ * INSERT ... ON CONFLICT DO UPDATE ... WHERE false on one arbiter index:
+ * the queue item and push job of a one-target enqueue (enqueue_path.c).
  */
 #include "postgres.h"
 
