@@ -377,13 +377,18 @@ push_job_id(void)
 	return DirectFunctionCall1(nextval_oid, ObjectIdGetDatum(seq));
 }
 
-/* mdm_internal._queue_check_bindings(), the queue's statement trigger (schema/60_profiles.sql) */
+/*
+ * mdm_internal._queue_check_bindings(), the queue's statement trigger
+ * (schema/60_profiles.sql); looked up again when the one kept is gone (the
+ * extension made again).
+ */
 static Oid
 check_bindings_fn(void)
 {
 	static Oid	fn = InvalidOid;
+	char	   *name = OidIsValid(fn) ? get_func_name(fn) : NULL;
 
-	if (!OidIsValid(fn))
+	if (name == NULL || strcmp(name, "_queue_check_bindings") != 0)
 		fn = LookupFuncName(list_make2(makeString("mdm_internal"),
 									   makeString("_queue_check_bindings")),
 							0, NULL, true);
