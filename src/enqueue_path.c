@@ -11,7 +11,10 @@
  * a command of one target has no nano_commands row, schema/30_queue.sql),
  * and the push job are written with plans kept per backend (one
  * statement), and NOTIFY is sent once if a push job was created.  Every
- * row written is the target device's: under Citus, one worker.
+ * row written is the target device's: under Citus, one worker.  On a single
+ * server none of that is a statement (enqueue_direct()): the three rows are
+ * read by key and the two written straight into the tables, which costs
+ * about a third of the statements' work.
  *
  * Only the plain case takes this path: one enrollment ID, the inner
  * command dictionary with a RequestType other than InstallProfile (whose
@@ -22,14 +25,24 @@
  */
 #include "mdm_user.h"
 
+#include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
+#include "commands/sequence.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
 #include "utils/uuid.h"
 
+#include "key_lookup.h"
+#include "row_insert.h"
 #include "shard_local.h"
 #include "spi_plans.h"
 
@@ -90,6 +103,16 @@ static SavedPlan queue_plan = {
 	" RETURNING 1)"
 	" SELECT 1 FROM created",
 	6, {TEXTOID, TEXTOID, UUIDOID, INT4OID, TEXTOID, JSONBOID}
+};
+
+/* The push job alone, as queue_plan makes it.  $1 device, $2 enrollment */
+static SavedPlan push_plan = {
+	"INSERT INTO mdm.push_jobs AS j (device_id, enrollment_id)"
+	" SELECT e.device_id, e.id FROM mdm.nano_enrollments e"
+	"  WHERE e.device_id = $1 AND e.id = $2 AND e.enabled AND e.token_invalid_at IS NULL"
+	" ON CONFLICT (device_id, enrollment_id) WHERE state = 'pending'"
+	"  DO UPDATE SET not_before = j.not_before WHERE false",
+	2, {TEXTOID, TEXTOID}
 };
 
 static SavedPlan general_plan = {
@@ -183,6 +206,319 @@ enqueue_one(text *id, Jsonb *command, const char *rtype, int32 priority, bool al
 	return true;
 }
 
+/* What the direct path reads of the target (enqueue_direct()). */
+typedef struct Target
+{
+	Datum		device_id;		/* copied */
+	char	   *type;
+	bool		pushable;		/* enabled, token not invalidated */
+	char	   *model;			/* NULL: no device row or no model */
+	bool		rt_found;
+	bool		rt[8];			/* the RequestType's channel booleans, see rt_cols */
+	char	   *rt_ue[2];		/* macos_user_enrollment, ios_user_enrollment */
+} Target;
+
+static const char *const rt_cols[] = {
+	"macos_device_channel", "macos_user_channel", "ios_device_channel",
+	"shared_ipad_device_channel", "shared_ipad_user_channel", "tvos_supported",
+	"visionos_supported", "watchos_supported"
+};
+enum
+{
+	RT_MACOS_DEVICE, RT_MACOS_USER, RT_IOS_DEVICE, RT_SHARED_IPAD_DEVICE,
+	RT_SHARED_IPAD_USER, RT_TVOS, RT_VISIONOS, RT_WATCHOS
+};
+
+static char *
+text_column(TupleTableSlot *slot, Oid relid, const char *name)
+{
+	bool		isnull;
+	Datum		d = key_lookup_column(slot, relid, name, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+static void
+read_enrollment(TupleTableSlot *slot, Oid relid, void *arg)
+{
+	Target	   *t = arg;
+	bool		isnull;
+
+	t->device_id = datumCopy(key_lookup_column(slot, relid, "device_id", &isnull), false, -1);
+	t->type = text_column(slot, relid, "type");
+	key_lookup_column(slot, relid, "token_invalid_at", &isnull);
+	t->pushable = key_lookup_bool(slot, relid, "enabled") && isnull;
+}
+
+static void
+read_device(TupleTableSlot *slot, Oid relid, void *arg)
+{
+	((Target *) arg)->model = text_column(slot, relid, "model");
+}
+
+static void
+read_request_type(TupleTableSlot *slot, Oid relid, void *arg)
+{
+	Target	   *t = arg;
+
+	t->rt_found = true;
+	for (int i = 0; i < (int) lengthof(rt_cols); i++)
+		t->rt[i] = key_lookup_bool(slot, relid, rt_cols[i]);
+	t->rt_ue[0] = text_column(slot, relid, "macos_user_enrollment");
+	t->rt_ue[1] = text_column(slot, relid, "ios_user_enrollment");
+}
+
+/* mdm.device_platform(model) (schema/30_queue.sql): its prefixes, or NULL */
+static const char *
+platform(const char *model)
+{
+	static const struct
+	{
+		const char *prefix;
+		const char *platform;
+	}			prefixes[] = {
+		{"Mac", "macOS"}, {"iMac", "macOS"}, {"VirtualMac", "macOS"},
+		{"iPhone", "iOS"}, {"iPad", "iOS"}, {"iPod", "iOS"},
+		{"AppleTV", "tvOS"}, {"RealityDevice", "visionOS"}, {"Watch", "watchOS"}
+	};
+
+	if (model == NULL)
+		return NULL;
+	for (int i = 0; i < (int) lengthof(prefixes); i++)
+		if (strncmp(model, prefixes[i].prefix, strlen(prefixes[i].prefix)) == 0)
+			return prefixes[i].platform;
+	return NULL;
+}
+
+static bool
+not_forbidden(const char *rule)
+{
+	return rule == NULL || strcmp(rule, "forbidden") != 0;
+}
+
+/* Does the target's channel take the RequestType?  target_plan's CASE. */
+static bool
+channel_takes(const Target *t)
+{
+	const char *p;
+	bool		device;
+
+	if (strcmp(t->type, "User") == 0)
+		return t->rt[RT_MACOS_USER];
+	if (strcmp(t->type, "Shared iPad") == 0)
+		return t->rt[RT_SHARED_IPAD_USER];
+	if (strcmp(t->type, "User Enrollment") == 0)
+		return t->rt[RT_MACOS_USER] && not_forbidden(t->rt_ue[0]);
+	p = platform(t->model);
+	if (p == NULL)
+		device = t->rt[RT_MACOS_DEVICE] || t->rt[RT_IOS_DEVICE] ||
+			t->rt[RT_SHARED_IPAD_DEVICE] || t->rt[RT_TVOS] || t->rt[RT_VISIONOS] ||
+			t->rt[RT_WATCHOS];
+	else if (strcmp(p, "macOS") == 0)
+		device = t->rt[RT_MACOS_DEVICE];
+	else if (strcmp(p, "iOS") == 0)
+		device = t->rt[RT_IOS_DEVICE] || t->rt[RT_SHARED_IPAD_DEVICE];
+	else if (strcmp(p, "tvOS") == 0)
+		device = t->rt[RT_TVOS];
+	else if (strcmp(p, "visionOS") == 0)
+		device = t->rt[RT_VISIONOS];
+	else
+		device = t->rt[RT_WATCHOS];
+	return device && (strcmp(t->type, "User Enrollment (Device)") != 0 ||
+					  not_forbidden(t->rt_ue[p != NULL && strcmp(p, "iOS") == 0 ? 1 : 0]));
+}
+
+/*
+ * The plist of the queue item: mdm.jsonb_to_plist(jsonb_build_object(
+ * 'CommandUUID', upper(uuid::text), 'Command', command)), as queue_plan
+ * makes it.
+ */
+static Datum
+item_plist(pg_uuid_t *uuid, Jsonb *command)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	k;
+	JsonbValue	v;
+	char	   *u = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(uuid)));
+
+	for (char *c = u; *c; c++)
+		*c = pg_toupper((unsigned char) *c);
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+	k.val.string.val = "CommandUUID";
+	k.val.string.len = strlen("CommandUUID");
+	pushJsonbValue(&state, WJB_KEY, &k);
+	v.type = jbvString;
+	v.val.string.val = u;
+	v.val.string.len = strlen(u);
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	k.val.string.val = "Command";
+	k.val.string.len = strlen("Command");
+	pushJsonbValue(&state, WJB_KEY, &k);
+	v.type = jbvBinary;
+	v.val.binary.data = &command->root;
+	v.val.binary.len = VARSIZE(command) - VARHDRSZ;
+	pushJsonbValue(&state, WJB_VALUE, &v);
+	return PointerGetDatum(jsonb_to_plist_bytes(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL))));
+}
+
+/*
+ * The push job's ID: its column's default, nextval('mdm.push_jobs_id_seq'),
+ * taken whether the job is written or meets a pending one, as the
+ * statement takes it.
+ */
+static Datum
+push_job_id(void)
+{
+	Oid			seq = get_relname_relid("push_jobs_id_seq", get_namespace_oid("mdm", false));
+
+	if (!OidIsValid(seq))
+		elog(ERROR, "sequence \"mdm.push_jobs_id_seq\" does not exist");
+	return DirectFunctionCall1(nextval_oid, ObjectIdGetDatum(seq));
+}
+
+/*
+ * mdm_internal._queue_check_bindings(), the queue's statement trigger
+ * (schema/60_profiles.sql); looked up again when the one kept is gone (the
+ * extension made again).
+ */
+static Oid
+check_bindings_fn(void)
+{
+	static Oid	fn = InvalidOid;
+	char	   *name = OidIsValid(fn) ? get_func_name(fn) : NULL;
+
+	if (name == NULL || strcmp(name, "_queue_check_bindings") != 0)
+		fn = LookupFuncName(list_make2(makeString("mdm_internal"),
+									   makeString("_queue_check_bindings")),
+							0, NULL, true);
+	return fn;
+}
+
+typedef enum
+{
+	DIRECT_DONE,				/* queued */
+	DIRECT_GENERAL,				/* nothing written: mdm_internal._enqueue() decides */
+	DIRECT_STATEMENT			/* nothing written: enqueue_one()'s statements do it */
+} DirectResult;
+
+/*
+ * enqueue_one() on a single server without statements: the target read by
+ * key (its enrollment locked FOR KEY SHARE as target_plan locks it, then
+ * its device and the RequestType's rule), the queue item and the push job
+ * inserted straight into the tables (row_insert_checked()), the push job
+ * as queue_plan's ON CONFLICT makes it (a pending one of the channel is
+ * locked, and nothing written).
+ *
+ * The queue's statement trigger check_bindings_insert is not fired for
+ * the item: it checks the items whose command is an InstallProfile in
+ * mdm.nano_commands, and this item keeps its own command (request_type and
+ * plist set, which is what a poll hands out: connect_path.c reads
+ * nano_commands only for an item without a plist), which the table's CHECK
+ * keeps from being an InstallProfile.  Any other INSERT trigger, a rule, a
+ * CHECK that fails and the like leave the insert to the statements
+ * (row_insert.c).
+ */
+static DirectResult
+enqueue_direct(text *id, Jsonb *command, const char *rtype, int32 priority, bool allow_unknown,
+			   pg_uuid_t **result)
+{
+	static const char *const item_cols[] = {
+		"device_id", "id", "command_uuid", "priority", "active", "created_at", "sent_count",
+		"request_type", "plist"
+	};
+	static const char *const job_cols[] = {
+		"device_id", "id", "enrollment_id", "state", "created_at", "not_before", "attempts"
+	};
+	char	   *idstr = text_to_cstring(id);
+	char	   *colon = strchr(idstr, ':');
+	Target		t;
+	Snapshot	snapshot;
+	Datum		keys[2];
+	Datum		values[9];
+	bool		nulls[9];
+	RowInsertRules rules;
+	pg_uuid_t  *cmd;
+
+	memset(&t, 0, sizeof(t));
+	if (colon)
+		*colon = '\0';			/* split_part(id, ':', 1), as target_plan */
+	keys[0] = CStringGetTextDatum(idstr);
+	keys[1] = PointerGetDatum(id);
+	snapshot = key_lookup_begin();
+	if (!key_lookup_locked(snapshot, "nano_enrollments", "nano_enrollments_pkey", 2, keys,
+						   LockTupleKeyShare, read_enrollment, &t))
+	{
+		key_lookup_end(snapshot);
+		return DIRECT_GENERAL;	/* unknown ID */
+	}
+	keys[0] = t.device_id;
+	key_lookup(snapshot, "nano_devices", "nano_devices_pkey", 1, keys, read_device, &t);
+	keys[0] = CStringGetTextDatum(rtype);
+	key_lookup(snapshot, "apple_request_types", "apple_request_types_pkey", 1, keys,
+			   read_request_type, &t);
+	if (t.rt_found ? !channel_takes(&t) : !allow_unknown)
+	{
+		key_lookup_end(snapshot);
+		return DIRECT_GENERAL;	/* RequestType unknown or not for this channel */
+	}
+
+	cmd = random_uuid();
+	values[0] = t.device_id;
+	values[1] = PointerGetDatum(id);
+	values[2] = UUIDPGetDatum(cmd);
+	values[3] = Int32GetDatum(priority);
+	values[4] = BoolGetDatum(true);
+	values[5] = TimestampTzGetDatum(GetCurrentTimestamp());	/* clock_timestamp() */
+	values[6] = Int32GetDatum(0);
+	values[7] = CStringGetTextDatum(rtype);
+	values[8] = item_plist(cmd, command);
+	memset(nulls, 0, sizeof(nulls));
+	memset(&rules, 0, sizeof(rules));
+	rules.skip_trigger_fn = check_bindings_fn();
+	if (row_insert_checked("nano_enrollment_queue", 9, item_cols, values, nulls, snapshot,
+						   &rules) != ROW_INSERT_DONE)
+	{
+		key_lookup_end(snapshot);
+		return DIRECT_STATEMENT;
+	}
+	if (t.pushable)
+	{
+		values[0] = t.device_id;
+		values[1] = push_job_id();
+		values[2] = PointerGetDatum(id);
+		values[3] = CStringGetTextDatum("pending");
+		values[4] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());	/* now() */
+		values[5] = values[4];
+		values[6] = Int32GetDatum(0);
+		memset(&rules, 0, sizeof(rules));
+		rules.arbiter = "push_jobs_one_pending";
+		switch (row_insert_checked("push_jobs", 7, job_cols, values, nulls, snapshot, &rules))
+		{
+			case ROW_INSERT_DONE:
+				Async_Notify("mdm_push", "");	/* one per transaction, however many */
+				break;
+			case ROW_INSERT_CONFLICT:
+				break;
+			case ROW_INSERT_STATEMENT:
+				{
+					/* the item is written: the job as queue_plan writes it */
+					PlanArgs	a;
+
+					plan_args_init(&a);
+					plan_arg(&a, 0, t.device_id, false);
+					plan_arg(&a, 1, PointerGetDatum(id), false);
+					if (run_plan(&push_plan, &a, false, 0) > 0)
+						Async_Notify("mdm_push", "");
+				}
+				break;
+		}
+	}
+	key_lookup_end(snapshot);
+	*result = cmd;
+	return DIRECT_DONE;
+}
+
 /*
  * enqueue_one() on the target device's local shards when they are here
  * (distributed: shard_local.c).
@@ -191,11 +527,25 @@ static bool
 enqueue_one_local(text *id, Jsonb *command, const char *rtype, int32 priority,
 				  bool allow_unknown, pg_uuid_t **result)
 {
-	char	   *device = text_to_cstring(id);
-	char	   *colon = strchr(device, ':');
+	char	   *device;
+	char	   *colon;
 	ShardLocalState saved;
 	volatile bool done = false;
 
+	if (!mdm_distributed())
+	{
+		switch (enqueue_direct(id, command, rtype, priority, allow_unknown, result))
+		{
+			case DIRECT_DONE:
+				return true;
+			case DIRECT_GENERAL:
+				return false;
+			case DIRECT_STATEMENT:
+				return enqueue_one(id, command, rtype, priority, allow_unknown, result);
+		}
+	}
+	device = text_to_cstring(id);
+	colon = strchr(device, ':');
 	if (colon)
 		*colon = '\0';			/* split_part(id, ':', 1), as target_plan */
 	saved = shard_local_enter(device);

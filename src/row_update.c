@@ -305,6 +305,28 @@ checks_hold(UpdateState *s, TupleTableSlot *slot)
 	return ok;
 }
 
+/*
+ * Do all the CHECK constraints of rel hold for the row in slot (a new row:
+ * row_insert.c)?  From the expressions planned once per backend, as
+ * checks_hold() evaluates them; NULL passes.
+ */
+bool
+row_checks_hold(Relation rel, TupleTableSlot *slot)
+{
+	UpdateRules *u = rules_for(rel);
+	ExprContext *econtext;
+	bool		ok = true;
+
+	if (u->ncheck == 0)
+		return true;
+	econtext = CreateStandaloneExprContext();
+	econtext->ecxt_scantuple = slot;
+	for (int i = 0; i < u->ncheck && ok; i++)
+		ok = ExecCheck(ExecInitExpr(u->checks[i], NULL), econtext);
+	FreeExprContext(econtext, true);
+	return ok;
+}
+
 /* key_lookup_locked()'s callback: the row is locked, its latest version in old */
 static void
 update_locked(TupleTableSlot *old, Oid relid, void *arg)
