@@ -381,6 +381,9 @@ check_pool(enum db_pool pool, const char *role, const char *functions)
 		return -1;
 	}
 	free(v);
+	/* the limits hold from the first request on */
+	if (pool == DB_DEVICE)
+		read_limits(conn);
 	PQfinish(conn);
 	return 0;
 }
