@@ -40,6 +40,7 @@ static struct statement statements[MAX_STATEMENTS];
 static int	n_statements;
 static const char *dsns[DB_POOLS];
 static _Atomic int max_message_bytes = 1024 * 1024;
+static _Atomic int max_identity_bytes = 64 * 1024;
 static __thread struct thread_conns conns;
 
 static double
@@ -95,16 +96,25 @@ first_line(const char *msg, char *buf, size_t size)
 	buf[n] = '\0';
 }
 
-/* Reads mdm.max_message_bytes; the library is loaded first so it is defined. */
+/*
+ * Reads mdm.max_message_bytes and mdm.max_identity_bytes; the library is
+ * loaded first so they are defined.
+ */
 static void
 read_limits(PGconn *conn)
 {
 	PGresult   *res = PQexec(conn,
 							 "SELECT mdm.jsonb_to_plist('0') IS NOT NULL, "
-							 "(SELECT setting::int FROM pg_settings WHERE name = 'mdm.max_message_bytes')");
+							 "(SELECT setting::int FROM pg_settings WHERE name = 'mdm.max_message_bytes'), "
+							 "(SELECT setting::int FROM pg_settings WHERE name = 'mdm.max_identity_bytes')");
 
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 1))
-		atomic_store(&max_message_bytes, atoi(PQgetvalue(res, 0, 1)));
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+	{
+		if (!PQgetisnull(res, 0, 1))
+			atomic_store(&max_message_bytes, atoi(PQgetvalue(res, 0, 1)));
+		if (!PQgetisnull(res, 0, 2))
+			atomic_store(&max_identity_bytes, atoi(PQgetvalue(res, 0, 2)));
+	}
 	PQclear(res);
 }
 
@@ -301,6 +311,12 @@ db_max_message_bytes(void)
 	return atomic_load(&max_message_bytes);
 }
 
+int
+db_max_identity_bytes(void)
+{
+	return atomic_load(&max_identity_bytes);
+}
+
 /* One query at start-up; returns the first value, or NULL with the error printed. */
 static char *
 check_query(PGconn *conn, const char *sql, const char *what)
@@ -365,6 +381,9 @@ check_pool(enum db_pool pool, const char *role, const char *functions)
 		return -1;
 	}
 	free(v);
+	/* the limits hold from the first request on */
+	if (pool == DB_DEVICE)
+		read_limits(conn);
 	PQfinish(conn);
 	return 0;
 }

@@ -60,5 +60,7 @@ int			db_http_status(const char *sqlstate, bool admin);
 
 /* mdm.max_message_bytes as last read from the database. */
 int			db_max_message_bytes(void);
+/* mdm.max_identity_bytes as last read from the database. */
+int			db_max_identity_bytes(void);
 
 #endif

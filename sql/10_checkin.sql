@@ -244,3 +244,16 @@ UPDATE pg_index SET indisvalid = true, indisready = true
 WHERE indexrelid = 'mdm.nano_devices_pkey'::regclass;
 REINDEX INDEX mdm.nano_devices_pkey;
 DELETE FROM mdm.nano_devices WHERE id = '00008030-00DEAD0INDEX0';
+-- mdm.message_enrollment_id() beside the call, as a front end asks for it:
+-- the ID of the message the call has just read is the one worked out
+-- again from the bytes (remembered, src/enrollment_id.c), read as the kind
+-- asked for and with the limits in force
+SELECT r.status, mdm.message_enrollment_id(v('checkin/02-tokenupdate-device.plist'), false) AS id
+FROM mdm.checkin(v('checkin/02-tokenupdate-device.plist')) r;
+SELECT mdm.message_enrollment_id(v('checkin/02-tokenupdate-device.plist'), true) AS as_report;
+SELECT mdm.message_enrollment_id(v('checkin/05-tokenupdate-user.plist'), false) AS other_message;
+SELECT r.status, mdm.message_enrollment_id(v('checkin/02-tokenupdate-device.plist'), false) AS id
+FROM mdm.checkin(v('checkin/02-tokenupdate-device.plist')) r;
+SET mdm.max_plist_nodes = 2;
+SELECT mdm.message_enrollment_id(v('checkin/02-tokenupdate-device.plist'), false) AS too_many_nodes_now;
+RESET mdm.max_plist_nodes;

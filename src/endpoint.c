@@ -91,6 +91,7 @@ handle_message(FunctionCallInfo fcinfo, MdmMessageKind kind)
 	if (!mdm_message_decode(h->tree, kind, &msg, &err))
 		report_plist_error(&err);
 	fill_request(&r, &msg);
+	enrollment_id_remember(body, kind == MDM_REPORT, r.enrollment_id);
 	r.msg = plist_tree_to_jsonb(h);
 	plist_release(h);
 

@@ -37,6 +37,9 @@ typedef struct MdmReply
 /* checkin_path.c */
 extern void checkin_dispatch(MdmRequest *r, MdmReply *reply);
 
+/* enrollment_id.c: the last message decoded and its ID, for mdm.message_enrollment_id() */
+extern void enrollment_id_remember(const bytea *body, bool report, const char *enrollment_id);
+
 /* connect_path.c */
 extern void report_dispatch(MdmRequest *r, MdmReply *reply);
 

@@ -563,6 +563,37 @@ def test_identity(fe_header, fe_plain):
     check(status == 403, 'header ignored without --cert-header: 403 (got %d)' % status)
     status, _, _, _ = fe_header.request('PUT', '/mdm', body, {'X-Client-Cert': ''})
     check(status == 403, 'empty header: no identity, 403 (got %d)' % status)
+    # the header's PEM reaches the database as the DER it encodes; what is
+    # not a certificate is still refused there, and a chain is read as the
+    # database reads PEM: its first certificate
+    tu = vector('checkin/02-tokenupdate-device.plist')
+    status, _, _, _ = fe_header.request('PUT', '/checkin', tu, {'Content-Type': CHECKIN_TYPE, 'X-Client-Cert': cert})
+    stored = psql("SELECT encode(identity_cert_sha256, 'hex') FROM mdm.checkin_messages "
+                  "ORDER BY received_at DESC, id DESC LIMIT 1")
+    check(status == 200 and stored == hashlib.sha256(der(device_cert(MAC))).hexdigest(),
+          'header PEM: the message is stored with the SHA-256 of its DER (status %d)' % status)
+    chain = urllib.parse.quote(pem(device_cert(MAC)) + pem(device_cert('someone else')), safe='')
+    status, _, _, _ = fe_header.request('PUT', '/mdm', body, {'X-Client-Cert': chain})
+    check(status == 200, 'header with two certificates: the first is the identity, 200 (got %d)' % status)
+    for what, value in [('DER that is no certificate', '-----BEGIN CERTIFICATE-----%0AMAA%3D%0A-----END CERTIFICATE-----%0A'),
+                        ('bad base64', '-----BEGIN CERTIFICATE-----%0A%2A%2A%2A%0A-----END CERTIFICATE-----%0A'),
+                        ('not PEM', 'hello')]:
+        status, _, _, _ = fe_header.request('PUT', '/mdm', body, {'X-Client-Cert': value})
+        check(status == 403, 'header with %s: 403 (got %d)' % (what, status))
+    # a PEM over mdm.max_identity_bytes is passed as it came (54000, 400), even
+    # when its DER would fit (an RSA key: the setting's floor is 1 kB)
+    big = os.path.join(WORK, 'big-rsa')
+    subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:4096', '-nodes', '-days', '30',
+                    '-keyout', big + '.key', '-out', big + '.crt', '-subj', '/CN=big'],
+                   check=True, capture_output=True)
+    limit = (len(pem(big)) + len(der(big))) // 2
+    psql("ALTER ROLE fe_web IN DATABASE %s SET mdm.max_identity_bytes = %d" % (DB, limit))
+    fe_small = Frontend('--dsn', dsn('fe_web'), '--cert-header', 'X-Client-Cert')
+    status, _, _, _ = fe_small.request('PUT', '/mdm', body, {'X-Client-Cert': header_for(big)})
+    check(status == 400, 'header PEM of %d bytes over mdm.max_identity_bytes = %d, DER of %d: 400 (got %d)'
+          % (len(pem(big)), limit, len(der(big)), status))
+    check(fe_small.stop() == 0, 'exit 0')
+    psql("ALTER ROLE fe_web IN DATABASE %s RESET ALL" % DB)
 
     tls_cert = make_cert('server', 'localhost')
     fe_tls = Frontend('--dsn', dsn('fe_web'), '--tls-cert', tls_cert + '.crt', '--tls-key', tls_cert + '.key',
@@ -808,7 +839,13 @@ def test_sigterm():
     holder = subprocess.Popen(['psql', '-X', '-q', '-d', DB], stdin=subprocess.PIPE, text=True)
     holder.stdin.write('BEGIN; LOCK TABLE mdm.checkin_messages IN ACCESS EXCLUSIVE MODE; SELECT 1;\n')
     holder.stdin.flush()
-    time.sleep(0.5)
+    # the lock is held before the request is sent (psql can take a while to
+    # start on a loaded machine)
+    for _ in range(200):
+        if psql("SELECT count(*) FROM pg_locks WHERE relation = 'mdm.checkin_messages'::regclass "
+                "AND mode = 'AccessExclusiveLock' AND granted") == '1':
+            break
+        time.sleep(0.05)
     result = {}
 
     def slow():
