@@ -49,8 +49,8 @@ ISOLATION = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isol
 ISOLATION_OPTS = --inputdir=test/isolation
 
 PKG_CONFIG ?= pkg-config
-PG_CPPFLAGS = $(shell $(PKG_CONFIG) --cflags libplist-2.0 openssl zlib)
-SHLIB_LINK = $(shell $(PKG_CONFIG) --libs libplist-2.0 openssl zlib)
+PG_CPPFLAGS = $(shell $(PKG_CONFIG) --cflags libplist-2.0 openssl)
+SHLIB_LINK = $(shell $(PKG_CONFIG) --libs libplist-2.0 openssl)
 # Warnings go to gcc only (CFLAGS); clang builds the LLVM bitcode from CPPFLAGS.
 PG_CFLAGS = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers
 

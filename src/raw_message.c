@@ -3,12 +3,15 @@
  *		mdm.raw_message: a message as received, kept packed.
  *
  * The check-in log (mdm.checkin_messages.body) keeps every check-in as it
- * arrived.  A check-in is a small plist (most are under 1 kB) made mostly
- * of the same XML prologue, keys and tags as every other; compressed on its
- * own (LZ4, as TOAST would) it keeps about two thirds of its bytes, since
- * nothing repeats inside one message.  Here it is deflated (zlib) against a
- * preset dictionary of those common parts, which leaves mostly the values
- * that are the device's own: about a quarter of the LZ4 size.
+ * arrived.  A check-in is a small XML plist (most are under 1 kB), about
+ * two thirds of it the same prologue, keys and tags as every other; LZ4 (as
+ * TOAST compresses) keeps about two thirds of its bytes, since little
+ * repeats inside one message.  Here those common parts are each replaced by
+ * one or two bytes from a fixed table, which leaves mostly the values that
+ * are the device's own: about a third of the LZ4 size, at a few
+ * instructions a byte.  A message the table does little for (another
+ * formatting, a binary plist) is compressed with pglz instead, when that
+ * saves more.
  *
  * The type reads as the bytes as received: its text and binary forms are
  * bytea's (output and send unpack, input and receive pack), and it casts
@@ -17,101 +20,188 @@
  * message itself.
  *
  * Packed form (the varlena's data): one byte saying how, then
- *	 RAW_AS_IS		the bytes as received (when deflating does not save);
- *	 RAW_DEFLATE_1	the length as received (7 bits a byte, low first), then
- *					a raw deflate stream made with dictionary 1.
- * Dictionary 1 never changes once released: a new one gets a new byte.
+ *	 RAW_AS_IS		the bytes as received;
+ *	 RAW_TOKENS_1	the length as received (7 bits a byte, low first), then
+ *					the bytes with table 1's parts replaced: a byte of
+ *					raw_direct[] stands for a part of the table's first
+ *					RAW_N_DIRECT, RAW_EXTENDED and a byte for one of the others,
+ *					RAW_LITERAL and a byte for that byte, any other byte for
+ *					itself.  The direct codes are control characters XML does
+ *					not allow, so a text plist needs no RAW_LITERAL;
+ *	 RAW_PGLZ		the length as received, then pglz's compressed form.
+ * Table 1 never changes once released (parts may only be appended to its
+ * extended end); another table gets another method byte.
  */
 #include "mdm_user.h"
 
-#include <zlib.h>
-
+#include "common/pg_lzcompress.h"
 #include "fmgr.h"
 #include "libpq/pqformat.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
 #define RAW_AS_IS		0
-#define RAW_DEFLATE_1	1
+#define RAW_TOKENS_1	1
+#define RAW_PGLZ		2
 
-/* window and memory level of the deflate state each backend keeps */
-#define RAW_WINDOW_BITS 12
-#define RAW_MEM_LEVEL	6
+#define RAW_LITERAL		0x00
+#define RAW_EXTENDED	0x01
+
+/* the one-byte codes: control characters that XML 1.0 does not allow */
+static const unsigned char raw_direct[] = {
+	0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x0B, 0x0C, 0x0E, 0x0F,
+	0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1A,
+	0x1B, 0x1C, 0x1D, 0x1E, 0x1F
+};
+#define RAW_N_DIRECT ((int) sizeof(raw_direct))
+
+#define KEY(k) "\t<key>" k "</key>\n"
 
 /*
- * Dictionary 1: the parts every check-in shares.  Deflate finds matches
- * nearer the end for fewer bits, so the most common come last: the XML
- * prologue and the frame of a dictionary.
+ * Table 1: the parts of check-in messages as Apple's devices write them;
+ * the most frequent first (one-byte codes).
  */
-static const char raw_dictionary_1[] =
-	"\t<key>Acknowledged</key>\n\t<string>"
-	"\t<key>AwaitingConfiguration</key>\n\t<string>"
-	"\t<key>BootstrapToken</key>\n\t<string>"
-	"\t<key>BuildVersion</key>\n\t<string>"
-	"\t<key>ChallengeResponse</key>\n\t<string>"
-	"\t<key>CommandUUID</key>\n\t<string>"
-	"\t<key>DeviceName</key>\n\t<string>"
-	"\t<key>DigestResponse</key>\n\t<string>"
-	"\t<key>EnrollmentID</key>\n\t<string>"
-	"\t<key>EnrollmentUserID</key>\n\t<string>"
-	"\t<key>ErrorChain</key>\n\t<string>"
-	"\t<key>IMEI</key>\n\t<string>"
-	"\t<key>MEID</key>\n\t<string>"
-	"\t<key>MessageType</key>\n\t<string>"
-	"\t<key>Model</key>\n\t<string>"
-	"\t<key>ModelName</key>\n\t<string>"
-	"\t<key>NotOnConsole</key>\n\t<string>"
-	"\t<key>OSVersion</key>\n\t<string>"
-	"\t<key>ProductName</key>\n\t<string>"
-	"\t<key>PushMagic</key>\n\t<string>"
-	"\t<key>SerialNumber</key>\n\t<string>"
-	"\t<key>Status</key>\n\t<string>"
-	"\t<key>Token</key>\n\t<string>"
-	"\t<key>Topic</key>\n\t<string>"
-	"\t<key>UDID</key>\n\t<string>"
-	"\t<key>UnlockToken</key>\n\t<string>"
-	"\t<key>UserID</key>\n\t<string>"
-	"\t<key>UserLongName</key>\n\t<string>"
-	"\t<key>UserShortName</key>\n\t<string>"
-	"\t<key>Authenticate</key>\n\t<string>"
-	"\t<key>TokenUpdate</key>\n\t<string>"
-	"\t<key>UserAuthenticate</key>\n\t<string>"
-	"\t<key>CheckOut</key>\n\t<string>"
-	"\t<key>SetBootstrapToken</key>\n\t<string>"
-	"\t<key>GetBootstrapToken</key>\n\t<string>"
-	"\t<key>DeclarativeManagement</key>\n\t<string>"
-	"\t<key>GetToken</key>\n\t<string>"
-	"\t<key>Idle</key>\n\t<string>"
-	"\t<key>NotNow</key>\n\t<string>"
-	"\t<key>Error</key>\n\t<string>"
-	"\t<key>Endpoint</key>\n\t<string>"
-	"\t<key>Data</key>\n\t<string>"
-	"\t<key>TokenServiceType</key>\n\t<string>"
-	"\t<key>com.apple.mgmt.External.</key>\n\t<string>"
-	"\t<key>MacBookPro</key>\n\t<string>"
-	"\t<key>iPhone</key>\n\t<string>"
-	"\t<key>iPad</key>\n\t<string>"
-	"\t<key>Mac</key>\n\t<string>"
-	"</string>\n\t<data>\n\t</data>\n\t<true/>\n\t<false/>\n\t<integer>"
+static const char *const raw_table_1[] = {
+	/* one-byte codes (RAW_N_DIRECT of them) */
 	"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
 	"<!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" "
 	"\"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n"
-	"<plist version=\"1.0\">\n<dict>\n"
-	"\t<key>MessageType</key>\n\t<string>TokenUpdate</string>\n"
-	"\t<key>UDID</key>\n\t<string></string>\n</dict>\n</plist>\n";
+	"<plist version=\"1.0\">\n<dict>\n",
+	"</dict>\n</plist>\n",
+	"</string>\n",
+	"\t<string>",
+	KEY("MessageType"),
+	KEY("UDID"),
+	KEY("Topic"),
+	KEY("PushMagic"),
+	KEY("Token"),
+	"\t<data>\n\t",
+	"\n\t</data>\n",
+	"\t<true/>\n",
+	"\t<false/>\n",
+	"com.apple.mgmt.External.",
+	"TokenUpdate",
+	"Authenticate",
+	KEY("UserID"),
+	KEY("UserLongName"),
+	KEY("UserShortName"),
+	KEY("AwaitingConfiguration"),
+	KEY("NotOnConsole"),
+	KEY("Status"),
+	KEY("CommandUUID"),
+	KEY("EnrollmentID"),
+	KEY("EnrollmentUserID"),
+	"\t<integer>",
+	"</integer>\n",
+	/* two-byte codes: RAW_EXTENDED and the index after the direct ones */
+	KEY("BuildVersion"),
+	KEY("DeviceName"),
+	KEY("Model"),
+	KEY("ModelName"),
+	KEY("OSVersion"),
+	KEY("ProductName"),
+	KEY("SerialNumber"),
+	KEY("IMEI"),
+	KEY("MEID"),
+	KEY("UnlockToken"),
+	KEY("BootstrapToken"),
+	KEY("ChallengeResponse"),
+	KEY("DigestResponse"),
+	KEY("AuthToken"),
+	KEY("Endpoint"),
+	KEY("Data"),
+	KEY("TokenServiceType"),
+	KEY("TokenParameters"),
+	KEY("RequestType"),
+	KEY("ErrorChain"),
+	KEY("UserConfiguration"),
+	KEY("Challenge"),
+	"UserAuthenticate",
+	"CheckOut",
+	"SetBootstrapToken",
+	"GetBootstrapToken",
+	"DeclarativeManagement",
+	"GetToken",
+	"MacBookPro",
+	"MacBookAir",
+	"MacBook Pro",
+	"MacBook Air",
+	"Macmini",
+	"Mac mini",
+	"iMac",
+	"iPhone",
+	"iPad",
+	"\t<dict>\n",
+	"\t</dict>\n",
+	"\t<dict/>\n",
+	"\t<array>\n",
+	"\t</array>\n",
+	"\t<array/>\n",
+	"\t<date>",
+	"</date>\n",
+	"\t<real>",
+	"</real>\n",
+	"</key>\n",
+	"\t<key>",
+};
+#define RAW_N_TABLE_1 ((int) lengthof(raw_table_1))
 
-/* zlib's allocations in the memory context given as its opaque pointer */
-static voidpf
-raw_zalloc(voidpf opaque, uInt items, uInt size)
-{
-	return MemoryContextAllocExtended((MemoryContext) opaque, (Size) items * size,
-									  MCXT_ALLOC_NO_OOM);
-}
+StaticAssertDecl(lengthof(raw_table_1) > lengthof(raw_direct) &&
+				 lengthof(raw_table_1) - lengthof(raw_direct) <= 256,
+				 "table 1 must fill the direct codes and fit the extended ones");
 
-static void
-raw_zfree(voidpf opaque, voidpf address)
+/*
+ * The table as the coder reads it, made once per backend: each part's
+ * length, and per first byte the parts that start with it, longest first
+ * (a part that starts "\t<key>" under the byte after that instead, 256 +
+ * that byte, since most of the parts start so).
+ */
+typedef struct RawTable
 {
-	pfree(address);
+	int			len[RAW_N_TABLE_1];
+	int16		direct_part[256];	/* code byte -> part, or -1 */
+	int16		first[512];		/* bucket -> first part, or -1 */
+	int16		next[RAW_N_TABLE_1];	/* next part in the same bucket */
+} RawTable;
+
+#define KEY_PREFIX "\t<key>"
+#define KEY_PREFIX_LEN 6
+
+static const RawTable *
+raw_table(void)
+{
+	static RawTable *t = NULL;
+
+	if (t == NULL)
+	{
+		RawTable   *n = MemoryContextAllocZero(TopMemoryContext, sizeof(RawTable));
+
+		for (int b = 0; b < 256; b++)
+			n->direct_part[b] = -1;
+		for (int b = 0; b < 512; b++)
+			n->first[b] = -1;
+		for (int i = 0; i < RAW_N_DIRECT; i++)
+			n->direct_part[raw_direct[i]] = i;
+		for (int i = 0; i < RAW_N_TABLE_1; i++)
+		{
+			const unsigned char *p = (const unsigned char *) raw_table_1[i];
+			int			bucket;
+			int16	   *link;
+
+			n->len[i] = strlen(raw_table_1[i]);
+			bucket = p[0];
+			if (n->len[i] > KEY_PREFIX_LEN && memcmp(p, KEY_PREFIX, KEY_PREFIX_LEN) == 0)
+				bucket = 256 + p[KEY_PREFIX_LEN];
+			/* kept longest first */
+			link = &n->first[bucket];
+			while (*link >= 0 && n->len[*link] >= n->len[i])
+				link = &n->next[*link];
+			n->next[i] = *link;
+			*link = i;
+		}
+		t = n;
+	}
+	return t;
 }
 
 static void
@@ -125,39 +215,96 @@ raw_corrupt(void)
 			 errmsg("stored message is corrupt")));
 }
 
-/*
- * The deflate state, made once per backend (about 50 kB) and reset for
- * each message: setting it up is most of the cost of a small message.
- */
-static z_stream *
-raw_deflater(void)
+/* the length as received after the method byte; returns the bytes used */
+static int
+raw_put_length(char *p, size_t len)
 {
-	static z_stream *strm = NULL;
+	int			n = 0;
 
-	if (strm == NULL)
+	for (;; len >>= 7)
 	{
-		z_stream   *s = MemoryContextAllocZero(TopMemoryContext, sizeof(z_stream));
-
-		s->zalloc = raw_zalloc;
-		s->zfree = raw_zfree;
-		s->opaque = (voidpf) TopMemoryContext;
-		if (deflateInit2(s, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -RAW_WINDOW_BITS,
-						 RAW_MEM_LEVEL, Z_DEFAULT_STRATEGY) != Z_OK)
-		{
-			pfree(s);
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("out of memory"),
-					 errdetail("Could not set up compression of a message.")));
-		}
-		strm = s;
+		p[n++] = (char) ((len & 0x7F) | (len >= 0x80 ? 0x80 : 0));
+		if (len < 0x80)
+			return n;
 	}
-	else if (deflateReset(strm) != Z_OK)
-		elog(ERROR, "could not reset the compression of a message");
-	if (deflateSetDictionary(strm, (const Bytef *) raw_dictionary_1,
-							 sizeof(raw_dictionary_1) - 1) != Z_OK)
-		elog(ERROR, "could not set the compression dictionary");
-	return strm;
+}
+
+static size_t
+raw_get_length(const unsigned char *p, size_t n, size_t *used)
+{
+	size_t		len = 0;
+	size_t		i = 0;
+
+	for (int shift = 0;; shift += 7)
+	{
+		if (i >= n || shift > 28)
+			raw_corrupt();
+		len |= (size_t) (p[i] & 0x7F) << shift;
+		if ((p[i++] & 0x80) == 0)
+			break;
+	}
+	if (len > MaxAllocSize - VARHDRSZ)
+		raw_corrupt();
+	*used = i;
+	return len;
+}
+
+/*
+ * Table 1's coding of data into out (room for limit + 1 bytes); returns the
+ * bytes written, or -1 as soon as that reaches limit.
+ */
+static int64
+raw_tokens(const RawTable *t, const unsigned char *data, size_t len,
+		   unsigned char *out, int64 limit)
+{
+	int64		o = 0;
+	size_t		i = 0;
+
+	while (i < len)
+	{
+		const unsigned char *p = data + i;
+		size_t		left = len - i;
+		int			bucket = p[0];
+		int			part;
+
+		if (left > KEY_PREFIX_LEN && p[0] == '\t' && memcmp(p, KEY_PREFIX, KEY_PREFIX_LEN) == 0)
+		{
+			bucket = 256 + p[KEY_PREFIX_LEN];
+			if (t->first[bucket] < 0)
+				bucket = p[0];
+		}
+		for (part = t->first[bucket]; part >= 0; part = t->next[part])
+			if ((size_t) t->len[part] <= left && memcmp(p, raw_table_1[part], t->len[part]) == 0)
+				break;
+		if (part < 0 && bucket >= 256)
+		{
+			/* a key the table does not have: its "\t<key>" part */
+			for (part = t->first['\t']; part >= 0; part = t->next[part])
+				if ((size_t) t->len[part] <= left && memcmp(p, raw_table_1[part], t->len[part]) == 0)
+					break;
+		}
+		if (part >= 0)
+		{
+			if (part < RAW_N_DIRECT)
+				out[o++] = raw_direct[part];
+			else
+			{
+				out[o++] = RAW_EXTENDED;
+				out[o++] = (unsigned char) (part - RAW_N_DIRECT);
+			}
+			i += t->len[part];
+		}
+		else
+		{
+			if (p[0] <= RAW_EXTENDED || t->direct_part[p[0]] >= 0)
+				out[o++] = RAW_LITERAL;
+			out[o++] = p[0];
+			i++;
+		}
+		if (o >= limit)
+			return -1;
+	}
+	return o;
 }
 
 /* The packed form of len bytes as received. */
@@ -166,49 +313,49 @@ raw_pack(const char *data, size_t len)
 {
 	bytea	   *result;
 	char	   *p;
+	int64		best;
 
-	if (len > MaxAllocSize - VARHDRSZ - 1)
+	if (len > MaxAllocSize - VARHDRSZ - 8)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("message of %zu bytes is too large to keep", len)));
-	if (len >= 32 && len <= PG_INT32_MAX / 2)
-	{
-		z_stream   *strm = raw_deflater();
-		uLong		bound = deflateBound(strm, (uLong) len);
-		Size		room = VARHDRSZ + 1 + 5 + bound;
-		int			rc;
-
-		result = (bytea *) palloc(room);
-		p = VARDATA(result);
-		*p++ = RAW_DEFLATE_1;
-		for (size_t n = len;; n >>= 7)
-		{
-			*p++ = (char) ((n & 0x7F) | (n >= 0x80 ? 0x80 : 0));
-			if (n < 0x80)
-				break;
-		}
-		strm->next_in = (Bytef *) data;
-		strm->avail_in = (uInt) len;
-		strm->next_out = (Bytef *) p;
-		strm->avail_out = (uInt) (room - (p - (char *) result));
-		rc = deflate(strm, Z_FINISH);
-		if (rc != Z_STREAM_END)
-			elog(ERROR, "could not compress a message: %s",
-				 strm->msg ? strm->msg : "deflate did not finish");
-		p += strm->total_out;
-		/* kept only when it saves something */
-		if ((size_t) (p - VARDATA(result)) < len + 1)
-		{
-			SET_VARSIZE(result, p - (char *) result);
-			return result;
-		}
-		pfree(result);
-	}
-	result = (bytea *) palloc(VARHDRSZ + 1 + len);
-	SET_VARSIZE(result, VARHDRSZ + 1 + len);
+	/* as received, unless a coding saves at least a byte */
+	best = 1 + (int64) len;
+	/* the coding stops once it would not save: at most 2 bytes past len */
+	result = (bytea *) palloc(VARHDRSZ + 1 + 5 + len + 2);
 	p = VARDATA(result);
-	*p = RAW_AS_IS;
-	memcpy(p + 1, data, len);
+	if (len >= 16)
+	{
+		int			h = raw_put_length(p + 1, len);
+		int64		n = raw_tokens(raw_table(), (const unsigned char *) data, len,
+								   (unsigned char *) p + 1 + h, best - 1 - h);
+
+		if (n >= 0)
+		{
+			p[0] = RAW_TOKENS_1;
+			best = 1 + h + n;
+		}
+		/* pglz when the table did little (another formatting, a binary plist) */
+		if (best > (int64) len / 2 && len <= PG_INT32_MAX / 2)
+		{
+			char	   *z = palloc(PGLZ_MAX_OUTPUT(len));
+			int32		zn = pglz_compress(data, (int32) len, z, PGLZ_strategy_always);
+
+			if (zn >= 0 && 1 + h + (int64) zn < best)
+			{
+				p[0] = RAW_PGLZ;
+				memcpy(p + 1 + h, z, zn);
+				best = 1 + h + zn;
+			}
+			pfree(z);
+		}
+	}
+	if (best == 1 + (int64) len)
+	{
+		p[0] = RAW_AS_IS;
+		memcpy(p + 1, data, len);
+	}
+	SET_VARSIZE(result, VARHDRSZ + best);
 	return result;
 }
 
@@ -229,52 +376,55 @@ raw_unpack(struct varlena *value)
 		SET_VARSIZE(result, VARHDRSZ + n - 1);
 		memcpy(VARDATA(result), p + 1, n - 1);
 	}
-	else if (p[0] == RAW_DEFLATE_1)
+	else if (p[0] == RAW_TOKENS_1)
 	{
-		size_t		len = 0;
-		size_t		i = 1;
-		z_stream	strm;
-		int			rc;
+		const RawTable *t = raw_table();
+		size_t		h;
+		size_t		len = raw_get_length(p + 1, n - 1, &h);
+		unsigned char *out;
+		size_t		o = 0;
 
-		for (int shift = 0;; shift += 7)
-		{
-			if (i >= n || shift > 28)
-				raw_corrupt();
-			len |= (size_t) (p[i] & 0x7F) << shift;
-			if ((p[i++] & 0x80) == 0)
-				break;
-		}
-		if (len > MaxAllocSize - VARHDRSZ)
-			raw_corrupt();
 		result = (bytea *) palloc(VARHDRSZ + len);
 		SET_VARSIZE(result, VARHDRSZ + len);
-		memset(&strm, 0, sizeof(strm));
-		strm.zalloc = raw_zalloc;
-		strm.zfree = raw_zfree;
-		strm.opaque = (voidpf) CurrentMemoryContext;
-		if (inflateInit2(&strm, -RAW_WINDOW_BITS) != Z_OK)
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("out of memory"),
-					 errdetail("Could not set up decompression of a message.")));
-		if (inflateSetDictionary(&strm, (const Bytef *) raw_dictionary_1,
-								 sizeof(raw_dictionary_1) - 1) != Z_OK)
+		out = (unsigned char *) VARDATA(result);
+		for (size_t i = 1 + h; i < n; i++)
 		{
-			inflateEnd(&strm);
-			elog(ERROR, "could not set the compression dictionary");
+			int			part = t->direct_part[p[i]];
+
+			if (p[i] == RAW_EXTENDED)
+			{
+				if (++i >= n || p[i] >= RAW_N_TABLE_1 - RAW_N_DIRECT)
+					raw_corrupt();
+				part = RAW_N_DIRECT + p[i];
+			}
+			if (part >= 0)
+			{
+				if ((size_t) t->len[part] > len - o)
+					raw_corrupt();
+				memcpy(out + o, raw_table_1[part], t->len[part]);
+				o += t->len[part];
+				continue;
+			}
+			if (p[i] == RAW_LITERAL && ++i >= n)
+				raw_corrupt();
+			if (o >= len)
+				raw_corrupt();
+			out[o++] = p[i];
 		}
-		strm.next_in = (Bytef *) (p + i);
-		strm.avail_in = (uInt) (n - i);
-		strm.next_out = (Bytef *) VARDATA(result);
-		strm.avail_out = (uInt) len;
-		rc = inflate(&strm, Z_FINISH);
-		/* the whole stream, to exactly the length recorded */
-		if (rc != Z_STREAM_END || strm.avail_in != 0 || strm.avail_out != 0)
-		{
-			inflateEnd(&strm);
+		if (o != len)
 			raw_corrupt();
-		}
-		inflateEnd(&strm);
+	}
+	else if (p[0] == RAW_PGLZ)
+	{
+		size_t		h;
+		size_t		len = raw_get_length(p + 1, n - 1, &h);
+
+		result = (bytea *) palloc(VARHDRSZ + len);
+		SET_VARSIZE(result, VARHDRSZ + len);
+		if (n - 1 - h > PG_INT32_MAX || len > PG_INT32_MAX ||
+			pglz_decompress((const char *) p + 1 + h, (int32) (n - 1 - h),
+							VARDATA(result), (int32) len, true) != (int32) len)
+			raw_corrupt();
 	}
 	else
 		raw_corrupt();

@@ -5,7 +5,7 @@ MDM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Debian 12 packages the build, the tests and the demo need.
 MDM_PACKAGES="postgresql-15 postgresql-server-dev-15 postgresql-common postgresql-15-cron
-    libplist-dev libssl-dev zlib1g-dev pkg-config make gcc clang-14 libclang-rt-14-dev
+    libplist-dev libssl-dev pkg-config make gcc clang-14 libclang-rt-14-dev
     python3 python3-yaml openssl util-linux
     libpq-dev libmicrohttpd-dev libgnutls28-dev libsystemd-dev python3-jsonschema wrk curl
     libcurl4-openssl-dev libnghttp2-dev libjansson-dev python3-psycopg2
