@@ -19,7 +19,9 @@
  * 'UTF8'), length(body), encode(body, 'hex') and a dump and restore see the
  * message itself.
  *
- * Packed form (the varlena's data): one byte saying how, then
+ * Packed form (the varlena's data): the bytes as received when they begin
+ * with none of the method bytes below (an XML plist begins with '<', a
+ * binary one with 'b'), else one byte saying how, then
  *	 RAW_AS_IS		the bytes as received;
  *	 RAW_TOKENS_1	the length as received (7 bits a byte, low first), then
  *					the bytes with table 1's parts replaced: a byte of
@@ -352,8 +354,17 @@ raw_pack(const char *data, size_t len)
 	}
 	if (best == 1 + (int64) len)
 	{
-		p[0] = RAW_AS_IS;
-		memcpy(p + 1, data, len);
+		if (len > 0 && (unsigned char) data[0] > RAW_PGLZ)
+		{
+			/* as they are: no method byte needed */
+			memcpy(p, data, len);
+			best = len;
+		}
+		else
+		{
+			p[0] = RAW_AS_IS;
+			memcpy(p + 1, data, len);
+		}
 	}
 	SET_VARSIZE(result, VARHDRSZ + best);
 	return result;
@@ -368,9 +379,15 @@ raw_unpack(struct varlena *value)
 	size_t		n = VARSIZE_ANY_EXHDR(v);
 	bytea	   *result;
 
-	if (n < 1)
-		raw_corrupt();
-	if (p[0] == RAW_AS_IS)
+	if (n == 0 || p[0] > RAW_PGLZ)
+	{
+		/* the bytes as received, without a method byte (so a plist stored
+		 * as bytea reads as itself) */
+		result = (bytea *) palloc(VARHDRSZ + n);
+		SET_VARSIZE(result, VARHDRSZ + n);
+		memcpy(VARDATA(result), p, n);
+	}
+	else if (p[0] == RAW_AS_IS)
 	{
 		result = (bytea *) palloc(VARHDRSZ + n - 1);
 		SET_VARSIZE(result, VARHDRSZ + n - 1);
