@@ -60,8 +60,9 @@ static const unsigned char raw_direct[] = {
 #define KEY(k) "\t<key>" k "</key>\n"
 
 /*
- * Table 1: the parts of check-in messages as Apple's devices write them;
- * the most frequent first (one-byte codes).
+ * Table 1: the parts of check-in messages as Apple's devices write them
+ * (and of commands as mdm.jsonb_to_plist writes them); the most frequent
+ * first (one-byte codes).
  */
 static const char *const raw_table_1[] = {
 	/* one-byte codes (RAW_N_DIRECT of them) */
@@ -118,6 +119,20 @@ static const char *const raw_table_1[] = {
 	KEY("ErrorChain"),
 	KEY("UserConfiguration"),
 	KEY("Challenge"),
+	KEY("Command"),
+	KEY("Queries"),
+	KEY("Payload"),
+	KEY("Identifier"),
+	KEY("ManagedOnly"),
+	"ProfileList",
+	"InstallProfile",
+	"RemoveProfile",
+	"DeviceInformation",
+	"SecurityInfo",
+	"InstalledApplicationList",
+	"CertificateList",
+	"ProvisioningProfileList",
+	"Restrictions",
 	"UserAuthenticate",
 	"CheckOut",
 	"SetBootstrapToken",

@@ -946,3 +946,18 @@ ALTER TABLE mdm.checkin_messages ALTER COLUMN body TYPE mdm.raw_message USING md
 COMMENT ON TABLE mdm.checkin_messages IS
     'Check-in messages as received (bodies packed), with the HTTP status of the reply (unless mdm.checkin_log is none); pruned after mdm.history_retention';
 COMMENT ON COLUMN mdm.checkin_messages.body IS 'The message as received (XML or binary plist), packed (mdm.raw_message): it reads as the bytes as received';
+
+-- A one-target command's plist in its queue item packed too (issue 16, bytes
+-- per Mac after connect cycles): the same type, which reads as the bytes.
+-- The trigger whose WHEN reads the column is made again around the change.
+DROP TRIGGER check_item_update ON mdm.nano_enrollment_queue;
+ALTER TABLE mdm.nano_enrollment_queue ALTER COLUMN plist TYPE mdm.raw_message USING mdm.raw_message_pack(plist);
+CREATE TRIGGER check_item_update AFTER UPDATE OF device_id, id, command_uuid, active, request_type, plist
+    ON mdm.nano_enrollment_queue
+    FOR EACH ROW WHEN (NEW.plist IS DISTINCT FROM OLD.plist OR NEW.request_type IS DISTINCT FROM OLD.request_type
+                       OR NEW.active AND (NOT OLD.active OR NEW.device_id IS DISTINCT FROM OLD.device_id
+                                          OR NEW.id IS DISTINCT FROM OLD.id
+                                          OR NEW.command_uuid IS DISTINCT FROM OLD.command_uuid))
+    EXECUTE FUNCTION mdm_internal._queue_check_item();
+COMMENT ON COLUMN mdm.nano_enrollment_queue.plist IS
+    'The XML plist of a command queued to this enrollment only ({CommandUUID, Command}), packed (mdm.raw_message: reads as bytea); NULL: see nano_commands';
