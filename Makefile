@@ -25,6 +25,7 @@ OBJS = \
 	src/key_lookup.o \
 	src/row_insert.o \
 	src/row_update.o \
+	src/raw_message.o \
 	src/checkin_path.o \
 	src/connect_path.o \
 	src/event_path.o \

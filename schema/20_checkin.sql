@@ -124,6 +124,45 @@ COMMENT ON COLUMN mdm.nano_enrollments.token_invalid_at IS
     'APNs said the token is dead (410, BadDeviceToken): no pushes until the next TokenUpdate';
 COMMENT ON COLUMN mdm.nano_enrollments.token_invalid_reason IS 'The APNs status and reason that invalidated the token';
 
+-- A message as received, kept packed (src/raw_message.c): deflated against a
+-- dictionary of the parts every check-in shares.  It reads as the bytes as
+-- received: text and binary forms are bytea's, and it casts to bytea.
+CREATE TYPE mdm.raw_message;
+CREATE FUNCTION mdm_internal._raw_message_in(cstring) RETURNS mdm.raw_message
+    AS 'MODULE_PATHNAME', 'mdm_raw_message_in'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION mdm_internal._raw_message_out(mdm.raw_message) RETURNS cstring
+    AS 'MODULE_PATHNAME', 'mdm_raw_message_out'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION mdm_internal._raw_message_recv(internal) RETURNS mdm.raw_message
+    AS 'MODULE_PATHNAME', 'mdm_raw_message_recv'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION mdm_internal._raw_message_send(mdm.raw_message) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'mdm_raw_message_send'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE TYPE mdm.raw_message (
+    INPUT = mdm_internal._raw_message_in,
+    OUTPUT = mdm_internal._raw_message_out,
+    RECEIVE = mdm_internal._raw_message_recv,
+    SEND = mdm_internal._raw_message_send,
+    INTERNALLENGTH = VARIABLE,
+    STORAGE = extended
+);
+COMMENT ON TYPE mdm.raw_message IS
+    'A message as received, kept packed; reads (text, binary, cast to bytea) as the bytes as received';
+CREATE FUNCTION mdm.raw_message_bytes(message mdm.raw_message) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'mdm_raw_message_bytes'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION mdm.raw_message_bytes(mdm.raw_message) IS
+    'The bytes as received of a packed message (the implicit cast to bytea)';
+CREATE FUNCTION mdm.raw_message_pack(bytes bytea) RETURNS mdm.raw_message
+    AS 'MODULE_PATHNAME', 'mdm_raw_message_pack'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION mdm.raw_message_pack(bytea) IS
+    'A message packed as mdm.raw_message keeps it (the assignment cast from bytea)';
+CREATE CAST (mdm.raw_message AS bytea) WITH FUNCTION mdm.raw_message_bytes(mdm.raw_message) AS IMPLICIT;
+CREATE CAST (bytea AS mdm.raw_message) WITH FUNCTION mdm.raw_message_pack(bytea) AS ASSIGNMENT;
+
 -- Every check-in message as received, kept for mdm.history_retention.
 CREATE SEQUENCE mdm.checkin_messages_id_seq;
 CREATE TABLE mdm.checkin_messages (
@@ -132,7 +171,7 @@ CREATE TABLE mdm.checkin_messages (
     enrollment_id text NOT NULL,
     message_type text NOT NULL,
     received_at timestamptz NOT NULL DEFAULT now(),
-    body bytea NOT NULL,
+    body mdm.raw_message NOT NULL,
     identity_cert_sha256 bytea,
     mdm_signature text,
     reply_status integer NOT NULL,
@@ -142,7 +181,7 @@ ALTER SEQUENCE mdm.checkin_messages_id_seq OWNED BY mdm.checkin_messages.id;
 -- BRIN: rows arrive in time order; retention deletes by time; cheap to keep up
 CREATE INDEX checkin_messages_received_at ON mdm.checkin_messages USING brin (received_at);
 COMMENT ON TABLE mdm.checkin_messages IS
-    'Check-in messages as received (bodies compressed), with the HTTP status of the reply (unless mdm.checkin_log is none); pruned after mdm.history_retention';
+    'Check-in messages as received (bodies packed), with the HTTP status of the reply (unless mdm.checkin_log is none); pruned after mdm.history_retention';
 
 SELECT pg_catalog.pg_extension_config_dump('mdm.nano_devices', '');
 SELECT pg_catalog.pg_extension_config_dump('mdm.device_secrets', '');

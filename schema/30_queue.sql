@@ -45,7 +45,7 @@ CREATE TABLE mdm.nano_enrollment_queue (
     cleared_at timestamptz,
     cleared_reason text CHECK (cleared_reason IN ('re-enrollment', 'expired', 'command missing')),
     request_type text,
-    plist bytea,
+    plist mdm.raw_message,
     PRIMARY KEY (device_id, id, command_uuid),
     CHECK (active = (finished_at IS NULL AND cleared_at IS NULL)),
     CHECK ((request_type IS NULL) = (plist IS NULL) AND request_type IS DISTINCT FROM 'InstallProfile')
@@ -66,7 +66,7 @@ COMMENT ON COLUMN mdm.nano_enrollment_queue.cleared_at IS 'When the item was dro
 COMMENT ON COLUMN mdm.nano_enrollment_queue.request_type IS
     'RequestType of a command queued to this enrollment only (kept here, not in nano_commands); NULL otherwise';
 COMMENT ON COLUMN mdm.nano_enrollment_queue.plist IS
-    'The XML plist of a command queued to this enrollment only ({CommandUUID, Command}); NULL: see nano_commands';
+    'The XML plist of a command queued to this enrollment only ({CommandUUID, Command}), packed (mdm.raw_message: reads as bytea); NULL: see nano_commands';
 COMMENT ON COLUMN mdm.nano_enrollment_queue.cleared_reason IS
     're-enrollment (Authenticate), expired (older than mdm.pending_command_lifetime), or command missing (its nano_commands row was gone when a poll reached it)';
 

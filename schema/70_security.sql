@@ -254,7 +254,8 @@ GRANT USAGE ON SCHEMA mdm TO mdm_frontend, mdm_admin, mdm_reader;
 
 -- the pure conversions, to everyone who uses the schema
 GRANT EXECUTE ON FUNCTION mdm.plist_to_jsonb(bytea), mdm.jsonb_to_plist(jsonb), mdm.plist_data(jsonb),
-    mdm.plist_date(jsonb), mdm.plist_data_value(bytea), mdm.device_platform(text)
+    mdm.plist_date(jsonb), mdm.plist_data_value(bytea), mdm.device_platform(text),
+    mdm.raw_message_bytes(mdm.raw_message), mdm.raw_message_pack(bytea)
     TO mdm_frontend, mdm_admin, mdm_reader;
 
 GRANT EXECUTE ON FUNCTION mdm.checkin(bytea, bytea, text), mdm.connect(bytea, bytea, text),

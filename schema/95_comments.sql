@@ -4,7 +4,7 @@
 
 COMMENT ON COLUMN mdm_internal._idp_user_labels.idp_user_id IS 'The application''s own ID of an IdP user';
 COMMENT ON COLUMN mdm_internal._idp_user_labels.label_id IS 'A label the user is in, directly or through an IdP group';
-COMMENT ON COLUMN mdm.checkin_messages.body IS 'The message as received (XML or binary plist)';
+COMMENT ON COLUMN mdm.checkin_messages.body IS 'The message as received (XML or binary plist), packed (mdm.raw_message): it reads as the bytes as received';
 COMMENT ON COLUMN mdm.checkin_messages.device_id IS 'Device channel ID: the UDID, or the EnrollmentID of a User Enrollment';
 COMMENT ON COLUMN mdm.checkin_messages.enrollment_id IS 'Enrollment ID: device_id for the device channel, device_id:user part for a user channel';
 COMMENT ON COLUMN mdm.checkin_messages.id IS 'Sequence number of the message';

@@ -183,6 +183,30 @@ SELECT checked_out_at IS NOT NULL AS checked_out FROM mdm.nano_devices WHERE id 
 
 -- The log has every message with the HTTP status of its reply
 SELECT message_type, reply_status, count(*) FROM mdm.checkin_messages GROUP BY 1, 2 ORDER BY 1, 2;
+-- each as received, packed (mdm.raw_message, src/raw_message.c): it reads
+-- as the bytes sent, in text, binary and as bytea, in a third of them
+SELECT n, pg_typeof(m.body) AS type, m.body = v(n) AS as_sent,
+       m.body::text = v(n)::text AS text_as_sent, length(m.body) = length(v(n)) AS length,
+       pg_column_size(m.body) < length(v(n)) / 3 AS packed
+FROM unnest(ARRAY['checkin/01-authenticate.plist', 'checkin/02-tokenupdate-device.plist',
+                  'checkin/05-tokenupdate-user.plist']) n,
+     LATERAL (SELECT body FROM mdm.checkin_messages WHERE body = v(n) ORDER BY id LIMIT 1) m;
+-- any bytes come back as they went in: every length of a message, bytes
+-- that are the packed form's own codes, other formatting, data of no format
+WITH inputs AS (
+    SELECT substr(v('checkin/05-tokenupdate-user.plist'), 1, k) AS b FROM generate_series(0, 1200, 7) k
+    UNION ALL SELECT '\x0001020304050607080b0c0e0f101112131415161718191a1b1c1d1e1f7f80ff'::bytea
+    UNION ALL SELECT decode(repeat('0001', 40), 'hex')
+    UNION ALL SELECT convert_to(E'\t<key>Unknown</key>\n\t<key>M\t<key>', 'UTF8')
+    UNION ALL SELECT convert_to(replace(convert_from(v('checkin/01-authenticate.plist'), 'UTF8'), E'\t', '  '), 'UTF8')
+    UNION ALL SELECT convert_to(repeat('abc', 500), 'UTF8')
+    UNION ALL SELECT (SELECT string_agg(sha256(int4send(n * 1000 + i)), '') FROM generate_series(1, n) i)
+    FROM generate_series(1, 40) n
+), packed AS (SELECT b, mdm.raw_message_pack(b) AS r FROM inputs)
+SELECT count(*) AS inputs, count(*) FILTER (WHERE r::bytea = b AND r::text = b::text
+                                            AND b::text::mdm.raw_message::bytea = b) AS same,
+       max(pg_column_size(r) - pg_column_size(b)) AS most_added
+FROM packed;
 
 -- Hostile and malformed input: each raises its documented SQLSTATE and
 -- changes no table

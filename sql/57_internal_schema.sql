@@ -39,7 +39,7 @@ WHERE t.typnamespace = 'mdm_internal'::regnamespace AND t.typelem = 0 AND a.gran
 SELECT p.oid::regprocedure AS function, a.grantee::regrole AS grantee, a.privilege_type
 FROM pg_proc p, aclexplode(p.proacl) a
 WHERE p.pronamespace = 'mdm_internal'::regnamespace AND a.grantee <> p.proowner
-ORDER BY 1::text, 2::text;
+ORDER BY p.oid::regprocedure::text COLLATE "C", a.grantee::regrole::text COLLATE "C";
 
 -- the roles cannot name a helper, and need not: their API calls and views work
 SET ROLE mdm_admin;
@@ -83,7 +83,7 @@ SELECT p.oid::regprocedure AS invoker_calling_helpers,
        (SELECT count(*) FROM aclexplode(p.proacl) a WHERE a.grantee <> p.proowner) AS grants
 FROM pg_proc p
 WHERE p.pronamespace = 'mdm'::regnamespace AND NOT p.prosecdef AND p.prosrc ~ 'mdm_internal\.'
-ORDER BY 1::text;
+ORDER BY p.oid::regprocedure::text COLLATE "C";
 
 -- helpers the views of mdm call: EXECUTE for the roles that read them
 SELECT DISTINCT v.oid::regclass::text AS view, p.oid::regprocedure::text AS helper,

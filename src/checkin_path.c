@@ -9,7 +9,7 @@
  * not pass.  TokenUpdate, the most frequent check-in, runs its statements
  * from here; the other message types call their handler in
  * schema/20_checkin.sql.  Then last_seen_at and the check-in log, the one
- * place where messages are kept as received (compressed, see log_body()).
+ * place where messages are kept as received (packed: raw_message.c).
  *
  * Every statement filters by the device ID, names its columns (no
  * whole-row arguments) and has no volatile function in an ON CONFLICT DO
@@ -25,8 +25,6 @@
  */
 #include "mdm_paths.h"
 
-#include "access/toast_compression.h"
-#include "access/toast_internals.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "utils/builtins.h"
@@ -345,7 +343,8 @@ static SavedPlan last_seen_plan = {
 
 /*
  * the check-in log (mdm.checkin_log = all); on a single server the row is
- * inserted without a statement (log_message(), row_insert.c)
+ * inserted without a statement (log_message(), row_insert.c).  The body,
+ * bytea here, is packed by the assignment cast to mdm.raw_message.
  */
 static SavedPlan log_plan = {
 	"INSERT INTO mdm.checkin_messages"
@@ -366,25 +365,6 @@ logged(void)
 	return mdm_checkin_log == MDM_CHECKIN_LOG_ALL;
 }
 
-/*
- * The body of a log row, compressed with LZ4 as TOAST compresses values,
- * though a check-in (about 1 kB) is below the size at which TOAST would try
- * (about 2 kB): a plist compresses to about half, and the log is most of
- * the bytes kept per device.  Readers see the bytes as received (a
- * compressed value is decompressed wherever it is read).  The bytes as
- * they are when compressing does not save at least 2 bytes.
- */
-static Datum
-log_body(bytea *raw)
-{
-	Datum		c;
-
-	if (VARATT_IS_EXTENDED(raw) && !VARATT_IS_SHORT(raw))
-		return PointerGetDatum(raw);	/* compressed or external already */
-	c = toast_compress_datum(PointerGetDatum(raw), TOAST_LZ4_COMPRESSION);
-	return c != (Datum) 0 ? c : PointerGetDatum(raw);
-}
-
 /* The check-in log's row of this message, with the HTTP status of its reply. */
 static void
 log_message(MdmRequest *r, int32 status)
@@ -399,7 +379,7 @@ log_message(MdmRequest *r, int32 status)
 	plan_arg_text(&a, 0, r->device_id);
 	plan_arg_text(&a, 1, r->enrollment_id);
 	plan_arg_text(&a, 2, r->message_type);
-	plan_arg(&a, 3, log_body(r->raw), false);
+	plan_arg(&a, 3, PointerGetDatum(r->raw), false);
 	plan_arg(&a, 4, PointerGetDatum(r->id.sha256), r->id.sha256 == NULL);
 	plan_arg(&a, 5, PointerGetDatum(r->signature), r->signature == NULL);
 	plan_arg(&a, 6, Int32GetDatum(status), false);
@@ -420,6 +400,8 @@ log_message(MdmRequest *r, int32 status)
 		values[4] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 		for (int i = 3; i < 7; i++)
 			values[i + 2] = a.values[i];
+		/* the body packed as the column's type keeps it (raw_message.c) */
+		values[5] = raw_message_pack(r->raw);
 		for (int i = 0; i < 9; i++)
 			nulls[i] = false;
 		nulls[6] = r->id.sha256 == NULL;

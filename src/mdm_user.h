@@ -46,6 +46,9 @@ extern int	mdm_event_retry_max;
 #define MDM_CHECKIN_LOG_ALL 0
 #define MDM_CHECKIN_LOG_NONE 1
 
+/* raw_message.c: a message as received, packed as mdm.raw_message keeps it */
+extern Datum raw_message_pack(bytea *raw);
+
 /* error_context.c: mdm.error_context trims the helper chain from errors */
 #define MDM_ERROR_CONTEXT_API 0
 #define MDM_ERROR_CONTEXT_FULL 1

@@ -1065,3 +1065,67 @@ BEGIN
     END IF;
     RETURN parts.command_uuid;
 END $$;
+
+-- The check-in log's bodies packed (issue 16, bytes per Mac): deflated
+-- against a dictionary of the parts every check-in shares, in their own
+-- type, which reads as the bytes as received.  The existing rows are packed
+-- here (the table is rewritten once).
+CREATE TYPE mdm.raw_message;
+CREATE FUNCTION mdm_internal._raw_message_in(cstring) RETURNS mdm.raw_message
+    AS 'MODULE_PATHNAME', 'mdm_raw_message_in'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION mdm_internal._raw_message_out(mdm.raw_message) RETURNS cstring
+    AS 'MODULE_PATHNAME', 'mdm_raw_message_out'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION mdm_internal._raw_message_recv(internal) RETURNS mdm.raw_message
+    AS 'MODULE_PATHNAME', 'mdm_raw_message_recv'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION mdm_internal._raw_message_send(mdm.raw_message) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'mdm_raw_message_send'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE TYPE mdm.raw_message (
+    INPUT = mdm_internal._raw_message_in,
+    OUTPUT = mdm_internal._raw_message_out,
+    RECEIVE = mdm_internal._raw_message_recv,
+    SEND = mdm_internal._raw_message_send,
+    INTERNALLENGTH = VARIABLE,
+    STORAGE = extended
+);
+COMMENT ON TYPE mdm.raw_message IS
+    'A message as received, kept packed; reads (text, binary, cast to bytea) as the bytes as received';
+CREATE FUNCTION mdm.raw_message_bytes(message mdm.raw_message) RETURNS bytea
+    AS 'MODULE_PATHNAME', 'mdm_raw_message_bytes'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION mdm.raw_message_bytes(mdm.raw_message) IS
+    'The bytes as received of a packed message (the implicit cast to bytea)';
+CREATE FUNCTION mdm.raw_message_pack(bytes bytea) RETURNS mdm.raw_message
+    AS 'MODULE_PATHNAME', 'mdm_raw_message_pack'
+    LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION mdm.raw_message_pack(bytea) IS
+    'A message packed as mdm.raw_message keeps it (the assignment cast from bytea)';
+CREATE CAST (mdm.raw_message AS bytea) WITH FUNCTION mdm.raw_message_bytes(mdm.raw_message) AS IMPLICIT;
+CREATE CAST (bytea AS mdm.raw_message) WITH FUNCTION mdm.raw_message_pack(bytea) AS ASSIGNMENT;
+REVOKE ALL ON FUNCTION mdm_internal._raw_message_in(cstring), mdm_internal._raw_message_out(mdm.raw_message),
+    mdm_internal._raw_message_recv(internal), mdm_internal._raw_message_send(mdm.raw_message),
+    mdm.raw_message_bytes(mdm.raw_message), mdm.raw_message_pack(bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION mdm.raw_message_bytes(mdm.raw_message), mdm.raw_message_pack(bytea)
+    TO mdm_frontend, mdm_admin, mdm_reader;
+ALTER TABLE mdm.checkin_messages ALTER COLUMN body TYPE mdm.raw_message USING mdm.raw_message_pack(body);
+COMMENT ON TABLE mdm.checkin_messages IS
+    'Check-in messages as received (bodies packed), with the HTTP status of the reply (unless mdm.checkin_log is none); pruned after mdm.history_retention';
+COMMENT ON COLUMN mdm.checkin_messages.body IS 'The message as received (XML or binary plist), packed (mdm.raw_message): it reads as the bytes as received';
+
+-- A one-target command's plist in its queue item packed too (issue 16, bytes
+-- per Mac after connect cycles): the same type, which reads as the bytes.
+-- The trigger whose WHEN reads the column is made again around the change.
+DROP TRIGGER check_item_update ON mdm.nano_enrollment_queue;
+ALTER TABLE mdm.nano_enrollment_queue ALTER COLUMN plist TYPE mdm.raw_message USING mdm.raw_message_pack(plist);
+CREATE TRIGGER check_item_update AFTER UPDATE OF device_id, id, command_uuid, active, request_type, plist
+    ON mdm.nano_enrollment_queue
+    FOR EACH ROW WHEN (NEW.plist IS DISTINCT FROM OLD.plist OR NEW.request_type IS DISTINCT FROM OLD.request_type
+                       OR NEW.active AND (NOT OLD.active OR NEW.device_id IS DISTINCT FROM OLD.device_id
+                                          OR NEW.id IS DISTINCT FROM OLD.id
+                                          OR NEW.command_uuid IS DISTINCT FROM OLD.command_uuid))
+    EXECUTE FUNCTION mdm_internal._queue_check_item();
+COMMENT ON COLUMN mdm.nano_enrollment_queue.plist IS
+    'The XML plist of a command queued to this enrollment only ({CommandUUID, Command}), packed (mdm.raw_message: reads as bytea); NULL: see nano_commands';
