@@ -331,7 +331,7 @@ channel_takes(const Target *t)
 /*
  * The plist of the queue item: mdm.jsonb_to_plist(jsonb_build_object(
  * 'CommandUUID', upper(uuid::text), 'Command', command)), as queue_plan
- * makes it.
+ * makes it, packed as the assignment cast to mdm.raw_message packs it.
  */
 static Datum
 item_plist(pg_uuid_t *uuid, Jsonb *command)
@@ -359,7 +359,8 @@ item_plist(pg_uuid_t *uuid, Jsonb *command)
 	v.val.binary.data = &command->root;
 	v.val.binary.len = VARSIZE(command) - VARHDRSZ;
 	pushJsonbValue(&state, WJB_VALUE, &v);
-	return PointerGetDatum(jsonb_to_plist_bytes(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL))));
+	/* packed as the column's type (mdm.raw_message) packs it on assignment */
+	return raw_message_pack(jsonb_to_plist_bytes(JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL))));
 }
 
 /*
