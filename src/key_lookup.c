@@ -62,7 +62,8 @@ column(Oid relid, const char *name)
  */
 static bool
 lock_row(Relation rel, Relation idx, Snapshot snapshot, TupleTableSlot *slot,
-		 LockTupleMode mode, int nkeys, const ScanKeyData *skey)
+		 LockTupleMode mode, int nkeys, const ScanKeyData *skey,
+		 bool (*filter) (TupleTableSlot *slot, Oid relid, void *arg), void *filter_arg)
 {
 	TM_FailureData tmfd;
 	TM_Result	result;
@@ -112,6 +113,9 @@ lock_row(Relation rel, Relation idx, Snapshot snapshot, TupleTableSlot *slot,
 												skey[i].sk_argument)))
 				return false;
 		}
+		/* and the rest of the statement's condition */
+		if (filter != NULL && !filter(slot, RelationGetRelid(rel), filter_arg))
+			return false;
 	}
 	return true;
 }
@@ -136,6 +140,7 @@ key_lookup_end(Snapshot snapshot)
 static bool
 fetch(Snapshot snapshot, const char *table, const char *index, int nkeys, const Datum *keys,
 	  const LockTupleMode *mode,
+	  bool (*filter) (TupleTableSlot *slot, Oid relid, void *arg), void *filter_arg,
 	  void (*read) (TupleTableSlot *slot, Oid relid, void *arg), void *arg)
 {
 	Oid			relid;
@@ -194,8 +199,14 @@ fetch(Snapshot snapshot, const char *table, const char *index, int nkeys, const 
 		heapscan = table_beginscan(rel, snapshot, nkeys, skey);
 		found = table_scan_getnextslot(heapscan, ForwardScanDirection, slot);
 	}
+	/* a row the rest of the condition rejects is not locked */
+	if (found && filter != NULL)
+	{
+		slot_getallattrs(slot);
+		found = filter(slot, relid, filter_arg);
+	}
 	if (found && mode != NULL)
-		found = lock_row(rel, idx, snapshot, slot, *mode, nkeys, skey);
+		found = lock_row(rel, idx, snapshot, slot, *mode, nkeys, skey, filter, filter_arg);
 	if (found)
 	{
 		slot_getallattrs(slot);
@@ -223,7 +234,7 @@ key_lookup(Snapshot snapshot, const char *table, const char *index, int nkeys,
 		   const Datum *keys,
 		   void (*read) (TupleTableSlot *slot, Oid relid, void *arg), void *arg)
 {
-	return fetch(snapshot, table, index, nkeys, keys, NULL, read, arg);
+	return fetch(snapshot, table, index, nkeys, keys, NULL, NULL, NULL, read, arg);
 }
 
 /* The same, the row locked as SELECT ... FOR <mode> locks it (lock_row()). */
@@ -232,7 +243,23 @@ key_lookup_locked(Snapshot snapshot, const char *table, const char *index, int n
 				  const Datum *keys, LockTupleMode mode,
 				  void (*read) (TupleTableSlot *slot, Oid relid, void *arg), void *arg)
 {
-	return fetch(snapshot, table, index, nkeys, keys, &mode, read, arg);
+	return fetch(snapshot, table, index, nkeys, keys, &mode, NULL, NULL, read, arg);
+}
+
+/*
+ * The same, for a row that filter(slot, relid, filter_arg) accepts: as the
+ * statement's snapshot sees it (a row it rejects is not locked), and in its
+ * latest version if that is another (a row it then rejects stays locked,
+ * as after the executor's recheck).
+ */
+bool
+key_lookup_locked_if(Snapshot snapshot, const char *table, const char *index, int nkeys,
+					 const Datum *keys, LockTupleMode mode,
+					 bool (*filter) (TupleTableSlot *slot, Oid relid, void *arg),
+					 void *filter_arg,
+					 void (*read) (TupleTableSlot *slot, Oid relid, void *arg), void *arg)
+{
+	return fetch(snapshot, table, index, nkeys, keys, &mode, filter, filter_arg, read, arg);
 }
 
 /* The value of a column of the slot's row; *isnull set. */

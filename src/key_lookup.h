@@ -21,6 +21,12 @@ extern bool key_lookup_locked(Snapshot snapshot, const char *table, const char *
 							  int nkeys, const Datum *keys, LockTupleMode mode,
 							  void (*read) (TupleTableSlot *slot, Oid relid, void *arg),
 							  void *arg);
+extern bool key_lookup_locked_if(Snapshot snapshot, const char *table, const char *index,
+								 int nkeys, const Datum *keys, LockTupleMode mode,
+								 bool (*filter) (TupleTableSlot *slot, Oid relid, void *arg),
+								 void *filter_arg,
+								 void (*read) (TupleTableSlot *slot, Oid relid, void *arg),
+								 void *arg);
 extern Datum key_lookup_column(TupleTableSlot *slot, Oid relid, const char *name, bool *isnull);
 extern bool key_lookup_bool(TupleTableSlot *slot, Oid relid, const char *name);
 

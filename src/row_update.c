@@ -63,7 +63,9 @@
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
 #include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
+#include "rewrite/rewriteManip.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -82,6 +84,9 @@ typedef struct UpdateRules
 	MemoryContext cxt;
 	bool		statement_only; /* every UPDATE takes the statement */
 	Bitmapset  *trigger_cols;	/* setting one of these fires a row trigger */
+	int			nwhen;			/* row triggers with a WHEN condition: */
+	List	  **when_quals;		/* the condition, planned (OLD inner, NEW outer) */
+	Bitmapset **when_cols;		/* its columns ("UPDATE OF"), NULL for any */
 	Bitmapset  *domain_cols;	/* columns of a domain type */
 	Bitmapset  *key_cols;		/* setting one of these locks FOR UPDATE */
 	int			ncheck;
@@ -140,6 +145,34 @@ add_constraint_columns(Oid conoid, Oid relid, Bitmapset **cols, bool *statement_
 	ReleaseSysCache(tup);
 }
 
+/* Does the expression read a system column or a whole row? */
+static bool
+reads_system_column(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Var) && ((Var *) node)->varattno <= 0)
+		return true;
+	return expression_tree_walker(node, reads_system_column, context);
+}
+
+/*
+ * A trigger's WHEN condition as TriggerEnabled() prepares it (OLD the inner
+ * tuple, NEW the outer one), planned; NULL if it reads a system column or a
+ * whole row (then the trigger counts as one without a condition).
+ */
+static List *
+when_qual(const char *tgqual)
+{
+	Node	   *qual = stringToNode(tgqual);
+
+	ChangeVarNodes(qual, PRS2_OLD_VARNO, INNER_VAR, 0);
+	ChangeVarNodes(qual, PRS2_NEW_VARNO, OUTER_VAR, 0);
+	if (reads_system_column(qual, NULL))
+		return NULL;
+	return (List *) expression_planner((Expr *) make_ands_implicit((Expr *) qual));
+}
+
 static void
 rules_build(UpdateRules *u, Relation rel)
 {
@@ -162,9 +195,13 @@ rules_build(UpdateRules *u, Relation rel)
 		(desc->constr != NULL && desc->constr->has_generated_stored);
 	u->trigger_cols = NULL;
 	u->domain_cols = NULL;
+	u->nwhen = 0;
+	u->when_quals = palloc(sizeof(List *));
+	u->when_cols = palloc(sizeof(Bitmapset *));
 	for (int i = 0; trig != NULL && i < trig->numtriggers; i++)
 	{
 		Trigger    *t = &trig->triggers[i];
+		List	   *qual;
 
 		if (!TRIGGER_FOR_UPDATE(t->tgtype))
 			continue;
@@ -173,6 +210,20 @@ rules_build(UpdateRules *u, Relation rel)
 		else if (t->tgisinternal && OidIsValid(t->tgconstraint) &&
 				 RI_FKey_trigger_type(t->tgfoid) != RI_TRIGGER_NONE)
 			add_constraint_columns(t->tgconstraint, relid, &u->trigger_cols, &u->statement_only);
+		else if (!t->tgisinternal && t->tgqual != NULL && t->tgoldtable == NULL &&
+				 t->tgnewtable == NULL && (qual = when_qual(t->tgqual)) != NULL)
+		{
+			/* fires only for rows its WHEN holds for: evaluated at each update */
+			Bitmapset  *cols = NULL;
+
+			for (int j = 0; j < t->tgnattr; j++)
+				cols = bms_add_member(cols, t->tgattr[j]);
+			u->when_quals = repalloc(u->when_quals, sizeof(List *) * (u->nwhen + 1));
+			u->when_cols = repalloc(u->when_cols, sizeof(Bitmapset *) * (u->nwhen + 1));
+			u->when_quals[u->nwhen] = qual;
+			u->when_cols[u->nwhen] = cols;
+			u->nwhen++;
+		}
 		else if (t->tgnattr > 0)
 			for (int j = 0; j < t->tgnattr; j++)
 				u->trigger_cols = bms_add_member(u->trigger_cols, t->tgattr[j]);
@@ -305,6 +356,31 @@ checks_hold(UpdateState *s, TupleTableSlot *slot)
 	return ok;
 }
 
+/* Does no row trigger's WHEN hold for this update (old row, new row)? */
+static bool
+triggers_quiet(UpdateState *s, TupleTableSlot *old, TupleTableSlot *new)
+{
+	UpdateRules *u = s->rules;
+	ExprContext *econtext = NULL;
+	bool		quiet = true;
+
+	for (int i = 0; i < u->nwhen && quiet; i++)
+	{
+		if (u->when_cols[i] != NULL && !bms_overlap(u->when_cols[i], s->set_cols))
+			continue;
+		if (econtext == NULL)
+		{
+			econtext = CreateStandaloneExprContext();
+			econtext->ecxt_innertuple = old;
+			econtext->ecxt_outertuple = new;
+		}
+		quiet = !ExecQual(ExecInitQual(u->when_quals[i], NULL), econtext);
+	}
+	if (econtext != NULL)
+		FreeExprContext(econtext, true);
+	return quiet;
+}
+
 /* key_lookup_locked()'s callback: the row is locked, its latest version in old */
 static void
 update_locked(TupleTableSlot *old, Oid relid, void *arg)
@@ -340,9 +416,9 @@ update_locked(TupleTableSlot *old, Oid relid, void *arg)
 		slot->tts_isnull[attnum - 1] = nulls[i];
 	}
 	ExecStoreVirtualTuple(slot);
-	if (!checks_hold(s, slot))
+	if (!checks_hold(s, slot) || !triggers_quiet(s, old, slot))
 	{
-		/* the statement raises the CHECK violation; nothing is written */
+		/* the statement raises the CHECK violation or fires the trigger */
 		ExecDropSingleTupleTableSlot(slot);
 		return;
 	}
@@ -385,48 +461,124 @@ update_locked(TupleTableSlot *old, Oid relid, void *arg)
  * top of the file): then nothing was written, though the row may be
  * locked, which the statement does anyway.
  */
+/*
+ * Can the columns cols[] of rel be set here (else the statement runs)?
+ * Fills the update's state.
+ */
+static bool
+update_prepare(UpdateState *s, Relation rel, int ncols, const char *const *cols)
+{
+	AttrNumber *attnums = palloc(sizeof(AttrNumber) * ncols);
+
+	memset(s, 0, sizeof(*s));
+	s->rel = rel;
+	s->rules = rules_for(rel);
+	if (s->rules->statement_only)
+		return false;
+	for (int i = 0; i < ncols; i++)
+	{
+		attnums[i] = get_attnum(RelationGetRelid(rel), cols[i]);
+		if (attnums[i] <= 0)
+			elog(ERROR, "column \"%s\" of relation \"%s\" does not exist", cols[i],
+				 RelationGetRelationName(rel));
+		s->set_cols = bms_add_member(s->set_cols, attnums[i]);
+	}
+	if (bms_overlap(s->set_cols, s->rules->trigger_cols) ||
+		bms_overlap(s->set_cols, s->rules->domain_cols) ||
+		bms_overlap(s->set_cols, s->rules->key_cols))
+		return false;
+	s->ncols = ncols;
+	s->attnums = attnums;
+	s->result = ROW_UPDATE_STATEMENT;
+	return true;
+}
+
+/*
+ * UPDATE mdm.<table> SET cols[i] = ... WHERE <unique index mdm.<index>> =
+ * keys, the new values computed by compute(old row, relid, values, nulls,
+ * arg) while the row is locked (it may be called and its values not
+ * written, see below; it returns false to leave the update to the
+ * statement).
+ * Returns ROW_UPDATE_DONE, ROW_UPDATE_NOT_FOUND (no such row: nothing
+ * done), or ROW_UPDATE_STATEMENT when the caller must run its statement
+ * instead (the table or the new row is one this does not update; see the
+ * top of the file): then nothing was written, though the row may be
+ * locked, which the statement does anyway.
+ */
 RowUpdateResult
 row_update(const char *table, const char *index, int nkeys, const Datum *keys,
 		   int ncols, const char *const *cols, RowUpdateNew compute, void *arg)
 {
+	return row_update_if(table, index, nkeys, keys, NULL, ncols, cols, compute, arg);
+}
+
+/*
+ * The same, with the rest of the statement's WHERE clause: filter(row,
+ * relid, arg) on the row as the statement's snapshot sees it (a row it
+ * rejects is not locked) and, should the row have changed meanwhile, on
+ * its latest version once locked (the executor's recheck; a row that no
+ * longer passes stays locked, as it does there).  Either way the result
+ * is ROW_UPDATE_NOT_FOUND.
+ */
+RowUpdateResult
+row_update_if(const char *table, const char *index, int nkeys, const Datum *keys,
+			  bool (*filter) (TupleTableSlot *slot, Oid relid, void *arg),
+			  int ncols, const char *const *cols, RowUpdateNew compute, void *arg)
+{
 	UpdateState s;
-	AttrNumber *attnums = palloc(sizeof(AttrNumber) * ncols);
+	Relation	rel;
 	bool		found;
 
-	memset(&s, 0, sizeof(s));
 	/* the UPDATE's table lock, taken first, as the statement takes it */
-	s.rel = table_openrv(makeRangeVar("mdm", shard_local_name(table, NULL), -1), RowExclusiveLock);
-	s.rules = rules_for(s.rel);
-	if (s.rules->statement_only)
+	rel = table_openrv(makeRangeVar("mdm", shard_local_name(table, NULL), -1), RowExclusiveLock);
+	if (!update_prepare(&s, rel, ncols, cols))
 	{
-		table_close(s.rel, NoLock);
+		table_close(rel, NoLock);
 		return ROW_UPDATE_STATEMENT;
 	}
-	for (int i = 0; i < ncols; i++)
-	{
-		attnums[i] = get_attnum(RelationGetRelid(s.rel), cols[i]);
-		if (attnums[i] <= 0)
-			elog(ERROR, "column \"%s\" of relation \"mdm.%s\" does not exist", cols[i], table);
-		s.set_cols = bms_add_member(s.set_cols, attnums[i]);
-	}
-	if (bms_overlap(s.set_cols, s.rules->trigger_cols) ||
-		bms_overlap(s.set_cols, s.rules->domain_cols) ||
-		bms_overlap(s.set_cols, s.rules->key_cols))
-	{
-		table_close(s.rel, NoLock);
-		return ROW_UPDATE_STATEMENT;
-	}
-	s.ncols = ncols;
-	s.attnums = attnums;
 	s.compute = compute;
 	s.arg = arg;
-	s.result = ROW_UPDATE_STATEMENT;
 	s.snapshot = key_lookup_begin();
-	found = key_lookup_locked(s.snapshot, table, index, nkeys, keys, LockTupleNoKeyExclusive,
-							  update_locked, &s);
+	found = key_lookup_locked_if(s.snapshot, table, index, nkeys, keys, LockTupleNoKeyExclusive,
+								 filter, arg, update_locked, &s);
 	key_lookup_end(s.snapshot);
-	table_close(s.rel, NoLock);
+	table_close(rel, NoLock);
 	return found ? s.result : ROW_UPDATE_NOT_FOUND;
+}
+
+/*
+ * May cols[] of rel (opened by the caller with RowExclusiveLock) be set by
+ * row_update_row()?  If not, the caller runs its statement.  (A trigger's
+ * WHEN condition is known only for a given row: row_update_row() may
+ * still decline.)
+ */
+bool
+row_update_allowed(Relation rel, int ncols, const char *const *cols)
+{
+	UpdateState s;
+
+	return update_prepare(&s, rel, ncols, cols);
+}
+
+/*
+ * Update a row the caller found and locked as the statement would have
+ * (old: its latest version, every column read, in rel opened with
+ * RowExclusiveLock; snapshot the statement's), as row_update() does.
+ * Returns ROW_UPDATE_DONE, or ROW_UPDATE_STATEMENT (nothing written).
+ */
+RowUpdateResult
+row_update_row(Relation rel, Snapshot snapshot, TupleTableSlot *old, int ncols,
+			   const char *const *cols, RowUpdateNew compute, void *arg)
+{
+	UpdateState s;
+
+	if (!update_prepare(&s, rel, ncols, cols))
+		return ROW_UPDATE_STATEMENT;
+	s.compute = compute;
+	s.arg = arg;
+	s.snapshot = snapshot;
+	update_locked(old, RelationGetRelid(rel), &s);
+	return s.result;
 }
 
 /*

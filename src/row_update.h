@@ -9,6 +9,7 @@
 #include "postgres.h"
 
 #include "executor/tuptable.h"
+#include "utils/relcache.h"
 #include "utils/snapshot.h"
 
 typedef enum RowUpdateResult
@@ -28,6 +29,16 @@ typedef bool (*RowUpdateNew) (TupleTableSlot *old, Oid relid, Datum *values, boo
 extern RowUpdateResult row_update(const char *table, const char *index, int nkeys,
 								  const Datum *keys, int ncols, const char *const *cols,
 								  RowUpdateNew compute, void *arg);
+
+extern RowUpdateResult row_update_if(const char *table, const char *index, int nkeys,
+									 const Datum *keys,
+									 bool (*filter) (TupleTableSlot *slot, Oid relid, void *arg),
+									 int ncols, const char *const *cols,
+									 RowUpdateNew compute, void *arg);
+extern bool row_update_allowed(Relation rel, int ncols, const char *const *cols);
+extern RowUpdateResult row_update_row(Relation rel, Snapshot snapshot, TupleTableSlot *old,
+									  int ncols, const char *const *cols,
+									  RowUpdateNew compute, void *arg);
 
 extern int	key_prefix_exists(Snapshot snapshot, const char *table, const char *index, int nkeys,
 							  const Datum *keys,
