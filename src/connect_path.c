@@ -42,6 +42,7 @@
 #include "utils/uuid.h"
 
 #include "key_lookup.h"
+#include "row_insert.h"
 #include "row_update.h"
 #include "shard_local.h"
 #include "spi_plans.h"
@@ -302,6 +303,59 @@ may_have_delivery(MdmRequest *r, pg_uuid_t *cmd)
 	return n != 0;
 }
 
+typedef enum Queued
+{
+	QUEUED_NO,					/* not queued to this enrollment: an orphan */
+	QUEUED_YES,					/* queued: its result stored */
+	QUEUED_UNKNOWN				/* result_plan must run */
+} Queued;
+
+/* key_lookup()'s callback when only whether the row exists counts */
+static void
+read_nothing(TupleTableSlot *slot, Oid relid, void *arg)
+{
+}
+
+/*
+ * result_plan on a single server, for a command queued to this enrollment
+ * that has no result yet: whether its queue item exists read by key under
+ * the snapshot the statement takes (nothing locked, as the statement's
+ * EXISTS locks nothing), the result inserted as the statement inserts a
+ * row that conflicts with none (row_insert_new()).  QUEUED_UNKNOWN when the
+ * statement must run: distributed, or a result row already there (its ON
+ * CONFLICT DO UPDATE), or a table the insert declines.
+ */
+static Queued
+result_by_key(MdmRequest *r, pg_uuid_t *cmd, bool not_now)
+{
+	static const char *const cols[] = {
+		"device_id", "id", "command_uuid", "status", "result", "not_now_at", "not_now_tally"
+	};
+	Datum		values[7];
+	bool		nulls[7] = {false, false, false, false, false, false, false};
+	Snapshot	snapshot;
+	Queued		queued = QUEUED_UNKNOWN;
+
+	if (plans_distributed())
+		return QUEUED_UNKNOWN;
+	values[0] = CStringGetTextDatum(r->device_id);
+	values[1] = CStringGetTextDatum(r->enrollment_id);
+	values[2] = UUIDPGetDatum(cmd);
+	values[3] = CStringGetTextDatum(r->message_type);
+	values[4] = JsonbPGetDatum(r->msg);
+	values[5] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	nulls[5] = !not_now;
+	values[6] = Int32GetDatum(not_now ? 1 : 0);
+	snapshot = key_lookup_begin();
+	if (!key_lookup(snapshot, "nano_enrollment_queue", "nano_enrollment_queue_pkey", 3, values,
+					read_nothing, NULL))
+		queued = QUEUED_NO;
+	else if (row_insert_new("nano_command_results", 7, cols, values, nulls) == ROW_INSERT_DONE)
+		queued = QUEUED_YES;
+	key_lookup_end(snapshot);
+	return queued;
+}
+
 /* Store a report about a queued command, or record it as an orphan. */
 static void
 store_report(MdmRequest *r)
@@ -309,6 +363,7 @@ store_report(MdmRequest *r)
 	bool		not_now = strcmp(r->message_type, "NotNow") == 0;
 	pg_uuid_t  *cmd = palloc(sizeof(pg_uuid_t));
 	PlanArgs	a;
+	Queued		queued = QUEUED_NO;
 
 	args_channel(&a, r);
 	plan_arg(&a, 2, UUIDPGetDatum(cmd), false);
@@ -316,7 +371,13 @@ store_report(MdmRequest *r)
 	plan_arg(&a, 4, JsonbPGetDatum(r->msg), false);
 	plan_arg(&a, 5, TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()), !not_now);
 	plan_arg(&a, 6, Int32GetDatum(not_now ? 1 : 0), false);
-	if (!parse_uuid(r->command_uuid, cmd) || run_plan(&result_plan, &a, false, 0) == 0)
+	if (parse_uuid(r->command_uuid, cmd))
+	{
+		queued = result_by_key(r, cmd, not_now);
+		if (queued == QUEUED_UNKNOWN)
+			queued = run_plan(&result_plan, &a, false, 0) > 0 ? QUEUED_YES : QUEUED_NO;
+	}
+	if (queued != QUEUED_YES)
 	{
 		plan_arg_text(&a, 2, r->command_uuid);
 		run_plan(&orphan_plan, &a, false, 0);

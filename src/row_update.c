@@ -326,6 +326,7 @@ typedef struct UpdateState
 	RowUpdateNew compute;
 	void	   *arg;
 	RowUpdateResult result;
+	bool		all_checks;		/* a new row: every CHECK is evaluated */
 } UpdateState;
 
 /* Do the CHECK constraints that may not hold for the new row hold? */
@@ -340,7 +341,7 @@ checks_hold(UpdateState *s, TupleTableSlot *slot)
 	{
 		ExprState  *state;
 
-		if (u->check_valid[i] && !bms_overlap(u->check_cols[i], s->set_cols))
+		if (!s->all_checks && u->check_valid[i] && !bms_overlap(u->check_cols[i], s->set_cols))
 			continue;
 		if (econtext == NULL)
 		{
@@ -379,6 +380,25 @@ triggers_quiet(UpdateState *s, TupleTableSlot *old, TupleTableSlot *new)
 	if (econtext != NULL)
 		FreeExprContext(econtext, true);
 	return quiet;
+}
+
+/*
+ * Does a new row of rel (slot, every column set) satisfy every CHECK
+ * constraint of its table?  Evaluated from the expressions planned once
+ * per backend; for an INSERT done without a statement (row_insert.c),
+ * which runs its statement instead if not (the statement raises the
+ * error).
+ */
+bool
+row_checks_hold(Relation rel, TupleTableSlot *slot)
+{
+	UpdateState s;
+
+	memset(&s, 0, sizeof(s));
+	s.rel = rel;
+	s.rules = rules_for(rel);
+	s.all_checks = true;
+	return checks_hold(&s, slot);
 }
 
 /* key_lookup_locked()'s callback: the row is locked, its latest version in old */

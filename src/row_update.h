@@ -40,6 +40,8 @@ extern RowUpdateResult row_update_row(Relation rel, Snapshot snapshot, TupleTabl
 									  int ncols, const char *const *cols,
 									  RowUpdateNew compute, void *arg);
 
+extern bool row_checks_hold(Relation rel, TupleTableSlot *slot);
+
 extern int	key_prefix_exists(Snapshot snapshot, const char *table, const char *index, int nkeys,
 							  const Datum *keys,
 							  bool (*match) (TupleTableSlot *slot, Oid relid, void *arg),
