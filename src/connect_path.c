@@ -16,13 +16,21 @@
  * that a distributed layout can route the whole report to the node that
  * owns the device.  Each is planned once per backend (spi_plans.c).  The
  * statements are those the PL/pgSQL handler ran, in the same order, so rows
- * are locked as before.  On a single server three of them need no
- * executor: the identity is read by key (as the check-in's lookup reads
- * it), the channel's row is updated by key and locked as the UPDATE locked
- * it (row_update.c; test/isolation/specs/connect_seen_locks.spec), and the
- * next command's statement runs only if the pending index has a row it
- * could hand out (key_prefix_exists(): the Acknowledged that ends an
- * exchange and the poll of an empty queue run none).
+ * are locked as before.  On a single server (and on the Citus worker that
+ * holds the device's shards) the usual report needs no executor: the
+ * identity is read by key (as the check-in's lookup reads it); the
+ * channel's row is updated by key and locked as the UPDATE locked it
+ * (row_update.c; test/isolation/specs/connect_seen_locks.spec); the result
+ * of a queued command is inserted as the INSERT ... ON CONFLICT inserts a
+ * row that conflicts with none (row_insert_new()); the queue item is
+ * marked finished by key, its trigger's WHEN evaluated (row_update_if());
+ * the profile-delivery and fan-out statements run only when their index
+ * has a row they could act on (key_prefix_exists(), may_have_fanout()); and
+ * the next command is read from the pending index in the statement's
+ * order, locked FOR UPDATE SKIP LOCKED and marked sent (next_by_key();
+ * test/isolation/specs/connect_item_locks.spec).  Whenever a table is not
+ * one these handle (a trigger, a constraint, a result row already there,
+ * an index not usable), the statement runs instead.
  */
 #include "mdm_paths.h"
 
@@ -32,6 +40,7 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
+#include "catalog/pg_collation.h"
 #include "catalog/pg_type.h"
 #include "nodes/makefuncs.h"
 #include "utils/rel.h"
@@ -173,6 +182,63 @@ has_queue_fanouts(void)
 	if (!known)
 		known = OidIsValid(get_relname_relid("queue_fanouts", get_namespace_oid("mdm", false)));
 	return known;
+}
+
+/*
+ * False when fanout_plan's EXISTS is false (no chunk waits whose range
+ * holds the enrollment: the usual case): the range index read directly,
+ * under the snapshot the statement would take.  True when a chunk may
+ * hold it, or the index is not one this reads (the statement runs).
+ */
+static bool
+may_have_fanout(MdmRequest *r)
+{
+	static const StrategyNumber strategy[2] = {BTLessEqualStrategyNumber,
+	BTGreaterEqualStrategyNumber};
+	Relation	rel;
+	Relation	idx;
+	ScanKeyData skey[2];
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	Snapshot	snapshot;
+	Datum		id = CStringGetTextDatum(r->enrollment_id);
+	bool		found = true;
+
+	rel = table_openrv(makeRangeVar("mdm", shard_local_name("queue_fanouts", NULL), -1),
+					   AccessShareLock);
+	idx = index_open(RangeVarGetRelid(makeRangeVar("mdm", shard_local_name("queue_fanouts",
+																			  "queue_fanouts_range"), -1),
+									  AccessShareLock, false), NoLock);
+	if (idx->rd_index->indrelid == RelationGetRelid(rel) && idx->rd_rel->relam == BTREE_AM_OID &&
+		idx->rd_index->indnkeyatts == 2 && idx->rd_index->indisvalid &&
+		idx->rd_index->indisready && idx->rd_index->indislive &&
+		idx->rd_indcollation[0] == C_COLLATION_OID && idx->rd_indcollation[1] == C_COLLATION_OID &&
+		idx->rd_opcintype[0] == TEXTOID && idx->rd_opcintype[1] == TEXTOID)
+	{
+		/* first_id COLLATE "C" <= $2 AND last_id COLLATE "C" >= $2 */
+		for (int i = 0; i < 2; i++)
+		{
+			Oid			op = get_opfamily_member(idx->rd_opfamily[i], TEXTOID, TEXTOID,
+												 strategy[i]);
+
+			if (!OidIsValid(op))
+				elog(ERROR, "no comparison operator for column %d of index \"%s\"", i + 1,
+					 RelationGetRelationName(idx));
+			ScanKeyEntryInitialize(&skey[i], 0, i + 1, strategy[i], InvalidOid,
+								   C_COLLATION_OID, get_opcode(op), id);
+		}
+		snapshot = key_lookup_begin();
+		slot = table_slot_create(rel, NULL);
+		scan = index_beginscan(rel, idx, snapshot, 2, 0);
+		index_rescan(scan, skey, 2, NULL, 0);
+		found = index_getnext_slot(scan, ForwardScanDirection, slot);
+		index_endscan(scan);
+		ExecDropSingleTupleTableSlot(slot);
+		key_lookup_end(snapshot);
+	}
+	index_close(idx, NoLock);
+	table_close(rel, NoLock);
+	return found;
 }
 
 /*
@@ -695,59 +761,50 @@ next_by_key(MdmRequest *r, TimestampTz start, TimestampTz clock, Datum *plist, p
 	return result;
 }
 
-/* The next command of the current exchange, marked sent, as the reply. */
-static void
-next_command(MdmRequest *r, Datum exchange_start, MdmReply *reply)
+/* next_plan (after may_have_next()): true with *plist, or false for none */
+static bool
+next_by_statement(MdmRequest *r, Datum exchange_start, Datum *plist)
 {
 	PlanArgs	a;
 	bool		isnull;
-	Datum		plist;
-	TimestampTz clock = GetCurrentTimestamp();
 
-	for (;;)
-	{
-		pg_uuid_t	uuid;
-
-		switch (next_by_key(r, DatumGetTimestampTz(exchange_start), clock, &plist, &uuid))
-		{
-			case NEXT_NONE:
-				reply_empty(reply, 200);
-				return;
-			case NEXT_FOUND:
-				goto found;
-			case NEXT_MISSING:
-				missing_command(r, UUIDPGetDatum(&uuid));
-				continue;
-			case NEXT_STATEMENT:
-				break;
-		}
-		break;
-	}
 	if (!may_have_next(r, exchange_start))
-	{
-		reply_empty(reply, 200);
-		return;
-	}
+		return false;
 	for (;;)
 	{
-		Datum		cmd;
-
 		args_channel(&a, r);
 		plan_arg(&a, 2, exchange_start, false);
 		plan_arg(&a, 3, TimestampTzGetDatum(GetCurrentTimestamp()), false);
 		if (run_plan(&next_plan, &a, false, 0) == 0)
-		{
-			reply_empty(reply, 200);
-			return;
-		}
-		plist = result_datum(1, &isnull);
+			return false;
+		*plist = result_datum(1, &isnull);
 		if (!isnull)
-			break;
+			return true;
 		/* each turn clears one item: the loop ends */
-		cmd = result_datum(2, &isnull);
-		missing_command(r, cmd);
+		missing_command(r, result_datum(2, &isnull));
 	}
-found:
+}
+
+/* The next command of the current exchange, marked sent, as the reply. */
+static void
+next_command(MdmRequest *r, Datum exchange_start, MdmReply *reply)
+{
+	TimestampTz clock = GetCurrentTimestamp();
+	NextResult	res;
+	Datum		plist = (Datum) 0;
+	pg_uuid_t	uuid;
+
+	/* each turn that finds a command row missing clears its item: it ends */
+	while ((res = next_by_key(r, DatumGetTimestampTz(exchange_start), clock, &plist, &uuid))
+		   == NEXT_MISSING)
+		missing_command(r, UUIDPGetDatum(&uuid));
+	if (res == NEXT_STATEMENT)
+		res = next_by_statement(r, exchange_start, &plist) ? NEXT_FOUND : NEXT_NONE;
+	if (res == NEXT_NONE)
+	{
+		reply_empty(reply, 200);
+		return;
+	}
 	reply->status = 200;
 	reply->content_type = (text *) DatumGetPointer(SPI_datumTransfer(
 								CStringGetTextDatum("application/xml"), false, -1));
@@ -868,7 +925,7 @@ report_dispatch(MdmRequest *r, MdmReply *reply)
 	if (mdm_events)
 		record_event(r, true);
 	/* (never distributed: every item is written at once there) */
-	if (!plans_distributed() && has_queue_fanouts())
+	if (!plans_distributed() && has_queue_fanouts() && may_have_fanout(r))
 	{
 		args_channel(&a, r);
 		run_plan(&fanout_plan, &a, false, 0);
