@@ -204,11 +204,7 @@ may_have_fanout(MdmRequest *r)
 	Datum		id = CStringGetTextDatum(r->enrollment_id);
 	bool		found = true;
 
-	rel = table_openrv(makeRangeVar("mdm", shard_local_name("queue_fanouts", NULL), -1),
-					   AccessShareLock);
-	idx = index_open(RangeVarGetRelid(makeRangeVar("mdm", shard_local_name("queue_fanouts",
-																			  "queue_fanouts_range"), -1),
-									  AccessShareLock, false), NoLock);
+	rel = key_lookup_open("queue_fanouts", "queue_fanouts_range", AccessShareLock, &idx);
 	if (idx->rd_index->indrelid == RelationGetRelid(rel) && idx->rd_rel->relam == BTREE_AM_OID &&
 		idx->rd_index->indnkeyatts == 2 && idx->rd_index->indisvalid &&
 		idx->rd_index->indisready && idx->rd_index->indislive &&
@@ -624,18 +620,11 @@ next_by_key(MdmRequest *r, TimestampTz start, TimestampTz clock, Datum *plist, p
 	if (plans_distributed())
 		return NEXT_STATEMENT;
 	/* the statement's table lock (its UPDATE's) */
-	rel = table_openrv(makeRangeVar("mdm", shard_local_name("nano_enrollment_queue", NULL), -1),
-					   RowExclusiveLock);
+	rel = key_lookup_open("nano_enrollment_queue", "nano_enrollment_queue_pending",
+						  RowExclusiveLock, &idx);
 	relid = RelationGetRelid(rel);
-	if (!row_update_allowed(rel, 2, cols))
-	{
-		table_close(rel, NoLock);
-		return NEXT_STATEMENT;
-	}
-	idx = index_open(RangeVarGetRelid(makeRangeVar("mdm", shard_local_name("nano_enrollment_queue",
-																			  "nano_enrollment_queue_pending"), -1),
-									  AccessShareLock, false), NoLock);
-	if (idx->rd_index->indrelid != relid || idx->rd_rel->relam != BTREE_AM_OID ||
+	if (!row_update_allowed(rel, 2, cols) ||
+		idx->rd_index->indrelid != relid || idx->rd_rel->relam != BTREE_AM_OID ||
 		idx->rd_index->indnkeyatts < 2 || !idx->rd_index->indisvalid ||
 		!idx->rd_index->indisready || !idx->rd_index->indislive)
 	{
@@ -646,16 +635,8 @@ next_by_key(MdmRequest *r, TimestampTz start, TimestampTz clock, Datum *plist, p
 	keys[0] = CStringGetTextDatum(r->device_id);
 	keys[1] = CStringGetTextDatum(r->enrollment_id);
 	for (int i = 0; i < 2; i++)
-	{
-		Oid			eqop = get_opfamily_member(idx->rd_opfamily[i], idx->rd_opcintype[i],
-											   idx->rd_opcintype[i], BTEqualStrategyNumber);
-
-		if (!OidIsValid(eqop))
-			elog(ERROR, "no equality operator for column %d of index \"%s\"", i + 1,
-				 RelationGetRelationName(idx));
 		ScanKeyEntryInitialize(&skey[i], 0, i + 1, BTEqualStrategyNumber, InvalidOid,
-							   idx->rd_indcollation[i], get_opcode(eqop), keys[i]);
-	}
+							   idx->rd_indcollation[i], key_lookup_eqproc(idx, i), keys[i]);
 
 	snapshot = key_lookup_begin();
 	slot = table_slot_create(rel, NULL);

@@ -33,13 +33,147 @@
 #include "catalog/namespace.h"
 #include "executor/tuptable.h"
 #include "nodes/makefuncs.h"
+#include "storage/lmgr.h"
 #include "utils/fmgrprotos.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 
 #include "key_lookup.h"
 #include "shard_local.h"
+
+/*
+ * The tables and indexes the paths open by name, with the OIDs the names
+ * resolved to and the equality functions of the index's columns, so that
+ * each later use locks by OID as a saved plan does.  An entry is dropped
+ * when either relation's relcache entry is invalidated (rename, drop,
+ * REINDEX CONCURRENTLY's swap, ...): the lock taken by OID brings the
+ * invalidations, so a stale entry is seen before it is used, and the names
+ * are resolved again.
+ */
+typedef struct NamedRel
+{
+	char		table[NAMEDATALEN];
+	char		index[NAMEDATALEN]; /* "" for the table alone */
+	Oid			relid;
+	Oid			indexrelid;
+	int			nkeys;			/* equality functions known for the first nkeys */
+	Oid			eqproc[INDEX_MAX_KEYS];
+	bool		valid;
+} NamedRel;
+
+#define MAX_NAMED_RELS 32
+static NamedRel named[MAX_NAMED_RELS];
+static int	next_named = 0;
+static bool named_callback = false;
+
+static void
+named_invalidate(Datum arg, Oid relid)
+{
+	for (int i = 0; i < MAX_NAMED_RELS; i++)
+		if (relid == InvalidOid || named[i].relid == relid || named[i].indexrelid == relid)
+			named[i].valid = false;
+}
+
+static NamedRel *
+named_find(const char *table, const char *index)
+{
+	for (int i = 0; i < MAX_NAMED_RELS; i++)
+		if (named[i].valid && strcmp(named[i].table, table) == 0 &&
+			strcmp(named[i].index, index) == 0)
+			return &named[i];
+	return NULL;
+}
+
+/*
+ * Open mdm.<table> (the device's local shard on a Citus worker) with
+ * lockmode and, if index is not NULL, its index mdm.<index> (returned in
+ * *idx, locked AccessShareLock), as a statement finds them: by name the
+ * first time, by the OIDs found then afterwards (see NamedRel).
+ */
+Relation
+key_lookup_open(const char *table, const char *index, LOCKMODE lockmode, Relation *idx)
+{
+	char	   *tname = shard_local_name(table, NULL);
+	char	   *iname = index ? shard_local_name(table, index) : pstrdup("");
+	NamedRel   *n = named_find(tname, iname);
+	Relation	rel;
+
+	if (!named_callback)
+	{
+		CacheRegisterRelcacheCallback(named_invalidate, (Datum) 0);
+		named_callback = true;
+	}
+	if (n != NULL)
+	{
+		Oid			indexrelid = n->indexrelid;
+
+		rel = try_table_open(n->relid, lockmode);
+		if (rel != NULL && n->valid && index != NULL)
+			LockRelationOid(indexrelid, AccessShareLock);
+		/* still valid after the locks' invalidations: the names resolve to these */
+		if (rel != NULL && n->valid)
+		{
+			if (index != NULL)
+				*idx = index_open(indexrelid, NoLock);
+			return rel;
+		}
+		if (rel != NULL)
+			table_close(rel, NoLock);
+	}
+
+	/*
+	 * Names resolved as a statement resolves them: after the lock, with
+	 * the invalidations it brought (a REINDEX CONCURRENTLY that swapped
+	 * the index's name meanwhile, say).  The table's lock keeps the index
+	 * found maintained until the transaction ends.
+	 */
+	rel = table_openrv(makeRangeVar("mdm", tname, -1), lockmode);
+	if (index != NULL)
+		*idx = index_open(RangeVarGetRelid(makeRangeVar("mdm", iname, -1), AccessShareLock, false),
+						  NoLock);
+	if (strlen(tname) < NAMEDATALEN && strlen(iname) < NAMEDATALEN)
+	{
+		n = &named[next_named];
+		next_named = (next_named + 1) % MAX_NAMED_RELS;
+		strlcpy(n->table, tname, NAMEDATALEN);
+		strlcpy(n->index, iname, NAMEDATALEN);
+		n->relid = RelationGetRelid(rel);
+		n->indexrelid = index ? RelationGetRelid(*idx) : InvalidOid;
+		n->nkeys = 0;
+		n->valid = true;
+	}
+	return rel;
+}
+
+/*
+ * The equality function of column i (from 0) of an index opened by
+ * key_lookup_open(), for a scan key; an internal error if there is none.
+ */
+RegProcedure
+key_lookup_eqproc(Relation idx, int i)
+{
+	NamedRel   *n = NULL;
+	Oid			eqop;
+
+	for (int k = 0; k < MAX_NAMED_RELS; k++)
+		if (named[k].valid && named[k].indexrelid == RelationGetRelid(idx))
+		{
+			n = &named[k];
+			break;
+		}
+	if (n != NULL && i < n->nkeys)
+		return n->eqproc[i];
+	eqop = get_opfamily_member(idx->rd_opfamily[i], idx->rd_opcintype[i],
+							   idx->rd_opcintype[i], BTEqualStrategyNumber);
+	if (!OidIsValid(eqop))
+		elog(ERROR, "no equality operator for column %d of index \"%s\"", i + 1,
+			 RelationGetRelationName(idx));
+	if (n != NULL && i == n->nkeys && i < INDEX_MAX_KEYS)
+		n->eqproc[n->nkeys++] = get_opcode(eqop);
+	return get_opcode(eqop);
+}
 
 /* A column's number in a table; an internal error if it is missing. */
 static AttrNumber
@@ -154,18 +288,8 @@ fetch(Snapshot snapshot, const char *table, const char *index, int nkeys, const 
 	bool		found;
 
 	Assert(nkeys > 0 && nkeys <= INDEX_MAX_KEYS);
-	/*
-	 * Names resolved as a statement resolves them: after the lock, with
-	 * the invalidations it brought (a REINDEX CONCURRENTLY that swapped
-	 * the index's name meanwhile, say).  The table's lock keeps the index
-	 * found maintained until the transaction ends.
-	 */
-	rel = table_openrv(makeRangeVar("mdm", shard_local_name(table, NULL), -1),
-					   mode ? RowShareLock : AccessShareLock);
+	rel = key_lookup_open(table, index, mode ? RowShareLock : AccessShareLock, &idx);
 	relid = RelationGetRelid(rel);
-	idx = index_open(RangeVarGetRelid(makeRangeVar("mdm", shard_local_name(table, index), -1),
-									  AccessShareLock, false),
-					 NoLock);
 	/* an index not (or no longer) usable: read the table as a statement would */
 	usable = idx->rd_index->indisvalid && idx->rd_index->indisready && idx->rd_index->indislive;
 	if (idx->rd_index->indrelid != relid || !idx->rd_index->indisunique ||
@@ -174,18 +298,9 @@ fetch(Snapshot snapshot, const char *table, const char *index, int nkeys, const 
 			 index, nkeys, table);
 
 	for (int i = 0; i < nkeys; i++)
-	{
-		Oid			opfamily = idx->rd_opfamily[i];
-		Oid			opcintype = idx->rd_opcintype[i];
-		Oid			eqop = get_opfamily_member(opfamily, opcintype, opcintype,
-											   BTEqualStrategyNumber);
-
-		if (!OidIsValid(eqop))
-			elog(ERROR, "no equality operator for column %d of index \"mdm.%s\"", i + 1, index);
 		ScanKeyEntryInitialize(&skey[i], 0, usable ? i + 1 : idx->rd_index->indkey.values[i],
 							   BTEqualStrategyNumber, InvalidOid,
-							   idx->rd_indcollation[i], get_opcode(eqop), keys[i]);
-	}
+							   idx->rd_indcollation[i], key_lookup_eqproc(idx, i), keys[i]);
 
 	slot = table_slot_create(rel, NULL);
 	if (usable)

@@ -550,7 +550,7 @@ row_update_if(const char *table, const char *index, int nkeys, const Datum *keys
 	bool		found;
 
 	/* the UPDATE's table lock, taken first, as the statement takes it */
-	rel = table_openrv(makeRangeVar("mdm", shard_local_name(table, NULL), -1), RowExclusiveLock);
+	rel = key_lookup_open(table, NULL, RowExclusiveLock, NULL);
 	if (!update_prepare(&s, rel, ncols, cols))
 	{
 		table_close(rel, NoLock);
@@ -612,11 +612,9 @@ key_prefix_exists(Snapshot snapshot, const char *table, const char *index, int n
 				  const Datum *keys,
 				  bool (*match) (TupleTableSlot *slot, Oid relid, void *arg), void *arg)
 {
-	Relation	rel = table_openrv(makeRangeVar("mdm", shard_local_name(table, NULL), -1),
-								   AccessShareLock);
+	Relation	idx;
+	Relation	rel = key_lookup_open(table, index, AccessShareLock, &idx);
 	Oid			relid = RelationGetRelid(rel);
-	Relation	idx = index_open(RangeVarGetRelid(makeRangeVar("mdm", shard_local_name(table, index), -1),
-												  AccessShareLock, false), NoLock);
 	ScanKeyData skey[INDEX_MAX_KEYS];
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
@@ -633,15 +631,8 @@ key_prefix_exists(Snapshot snapshot, const char *table, const char *index, int n
 		return -1;
 	}
 	for (int i = 0; i < nkeys; i++)
-	{
-		Oid			eqop = get_opfamily_member(idx->rd_opfamily[i], idx->rd_opcintype[i],
-											   idx->rd_opcintype[i], BTEqualStrategyNumber);
-
-		if (!OidIsValid(eqop))
-			elog(ERROR, "no equality operator for column %d of index \"mdm.%s\"", i + 1, index);
 		ScanKeyEntryInitialize(&skey[i], 0, i + 1, BTEqualStrategyNumber, InvalidOid,
-							   idx->rd_indcollation[i], get_opcode(eqop), keys[i]);
-	}
+							   idx->rd_indcollation[i], key_lookup_eqproc(idx, i), keys[i]);
 	slot = table_slot_create(rel, NULL);
 	scan = index_beginscan(rel, idx, snapshot, nkeys, 0);
 	index_rescan(scan, skey, nkeys, NULL, 0);
