@@ -93,6 +93,8 @@ typedef struct UpdateRules
 	Expr	  **checks;			/* planned CHECK expressions */
 	Bitmapset **check_cols;		/* the columns each reads */
 	bool	   *check_valid;	/* validated (every row satisfies it) */
+	ExprState **check_states;	/* made when first evaluated, kept in cxt */
+	ExprState **when_states;
 } UpdateRules;
 
 #define MAX_RULES 8
@@ -258,6 +260,8 @@ rules_build(UpdateRules *u, Relation rel)
 	u->checks = palloc0(sizeof(Expr *) * Max(u->ncheck, 1));
 	u->check_cols = palloc0(sizeof(Bitmapset *) * Max(u->ncheck, 1));
 	u->check_valid = palloc0(sizeof(bool) * Max(u->ncheck, 1));
+	u->check_states = palloc0(sizeof(ExprState *) * Max(u->ncheck, 1));
+	u->when_states = palloc0(sizeof(ExprState *) * Max(u->nwhen, 1));
 	for (int i = 0; i < u->ncheck; i++)
 	{
 		ConstrCheck *c = &desc->constr->check[i];
@@ -348,7 +352,15 @@ checks_hold(UpdateState *s, TupleTableSlot *slot)
 			econtext = CreateStandaloneExprContext();
 			econtext->ecxt_scantuple = slot;
 		}
-		state = ExecInitExpr(u->checks[i], NULL);
+		if (u->check_states[i] == NULL)
+		{
+			/* made once, as the expression is (CHECK allows no subquery) */
+			MemoryContext old = MemoryContextSwitchTo(u->cxt);
+
+			u->check_states[i] = ExecInitExpr(u->checks[i], NULL);
+			MemoryContextSwitchTo(old);
+		}
+		state = u->check_states[i];
 		/* NULL passes, as a CHECK constraint's result does */
 		ok = ExecCheck(state, econtext);
 	}
@@ -375,7 +387,15 @@ triggers_quiet(UpdateState *s, TupleTableSlot *old, TupleTableSlot *new)
 			econtext->ecxt_innertuple = old;
 			econtext->ecxt_outertuple = new;
 		}
-		quiet = !ExecQual(ExecInitQual(u->when_quals[i], NULL), econtext);
+		if (u->when_states[i] == NULL)
+		{
+			/* made once, as the expression is (WHEN allows no subquery) */
+			MemoryContext old = MemoryContextSwitchTo(u->cxt);
+
+			u->when_states[i] = ExecInitQual(u->when_quals[i], NULL);
+			MemoryContextSwitchTo(old);
+		}
+		quiet = !ExecQual(u->when_states[i], econtext);
 	}
 	if (econtext != NULL)
 		FreeExprContext(econtext, true);
