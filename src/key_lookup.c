@@ -66,14 +66,47 @@ typedef struct NamedRel
 #define MAX_NAMED_RELS 32
 static NamedRel named[MAX_NAMED_RELS];
 static int	next_named = 0;
-static bool named_callback = false;
+
+/*
+ * One relcache callback for this file and the other caches of the C paths
+ * (row_update.c's rules): a backend has only ten, Citus takes several.
+ */
+#define MAX_RELCACHE_USERS 4
+static RelcacheCallbackFunction relcache_users[MAX_RELCACHE_USERS];
+static int	nrelcache_users = 0;
+static bool relcache_registered = false;
 
 static void
-named_invalidate(Datum arg, Oid relid)
+relcache_changed(Datum arg, Oid relid)
 {
 	for (int i = 0; i < MAX_NAMED_RELS; i++)
 		if (relid == InvalidOid || named[i].relid == relid || named[i].indexrelid == relid)
 			named[i].valid = false;
+	for (int i = 0; i < nrelcache_users; i++)
+		relcache_users[i] (arg, relid);
+}
+
+static void
+relcache_register(void)
+{
+	if (!relcache_registered)
+	{
+		CacheRegisterRelcacheCallback(relcache_changed, (Datum) 0);
+		relcache_registered = true;
+	}
+}
+
+/* Have func called, as a relcache callback is, through this file's one. */
+void
+key_lookup_relcache_callback(RelcacheCallbackFunction func)
+{
+	relcache_register();
+	for (int i = 0; i < nrelcache_users; i++)
+		if (relcache_users[i] == func)
+			return;
+	if (nrelcache_users == MAX_RELCACHE_USERS)
+		elog(ERROR, "out of mdm_user relcache callback slots");
+	relcache_users[nrelcache_users++] = func;
 }
 
 static NamedRel *
@@ -100,11 +133,7 @@ key_lookup_open(const char *table, const char *index, LOCKMODE lockmode, Relatio
 	NamedRel   *n = named_find(tname, iname);
 	Relation	rel;
 
-	if (!named_callback)
-	{
-		CacheRegisterRelcacheCallback(named_invalidate, (Datum) 0);
-		named_callback = true;
-	}
+	relcache_register();
 	if (n != NULL)
 	{
 		Oid			indexrelid = n->indexrelid;

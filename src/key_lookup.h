@@ -11,12 +11,14 @@
 #include "executor/tuptable.h"
 #include "nodes/lockoptions.h"
 #include "storage/lockdefs.h"
+#include "utils/inval.h"
 #include "utils/relcache.h"
 #include "utils/snapshot.h"
 
 extern Relation key_lookup_open(const char *table, const char *index, LOCKMODE lockmode,
 								Relation *idx);
 extern RegProcedure key_lookup_eqproc(Relation idx, int i);
+extern void key_lookup_relcache_callback(RelcacheCallbackFunction func);
 extern Snapshot key_lookup_begin(void);
 extern void key_lookup_end(Snapshot snapshot);
 extern bool key_lookup(Snapshot snapshot, const char *table, const char *index, int nkeys,

@@ -293,7 +293,7 @@ rules_for(Relation rel)
 
 	if (!callback_registered)
 	{
-		CacheRegisterRelcacheCallback(rules_invalidate, (Datum) 0);
+		key_lookup_relcache_callback(rules_invalidate);
 		callback_registered = true;
 	}
 	for (int i = 0; i < MAX_RULES; i++)
