@@ -32,20 +32,19 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "executor/tuptable.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "storage/lmgr.h"
 #include "utils/fmgrprotos.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "key_lookup.h"
 #include "shard_local.h"
-
-#include "miscadmin.h"
-#include "storage/lmgr.h"
-#include "utils/inval.h"
-#include "utils/memutils.h"
-#include "utils/syscache.h"
 
 /*
  * Names resolved once per backend.  Every check-in reads five or six rows
@@ -54,16 +53,14 @@
  * each column's number by its name, about a tenth of a TokenUpdate.  The
  * relation a name stands for is kept until pg_class or pg_namespace
  * changes (any row: a rename, a drop, a new index); a column's number
- * until pg_attribute changes.  The callers pass names that are
- * constants: an entry is found by the name's address and checked against
- * a copy of the name (a name elsewhere at that address is looked up
- * again), in small tables where a newcomer replaces what was there.
+ * until pg_attribute changes.  An entry is found by a hash of the name
+ * (and table) and checked against a copy of the name, in small tables
+ * where a newcomer replaces what was there.
  */
 #define NAME_CACHE_SIZE 256
 
 typedef struct NameEntry
 {
-	const char *ptr;			/* the caller's name, where it was */
 	Oid			relid;			/* attnums: the table; relations: the result */
 	Oid			userid;			/* relations: whose USAGE of the schema was checked */
 	uint64		generation;		/* of the cache, when made */
@@ -104,9 +101,11 @@ name_callbacks_register(void)
 static inline NameEntry *
 name_slot(NameEntry *table, const char *name, Oid relid)
 {
-	uintptr_t	h = ((uintptr_t) name >> 3) ^ ((uintptr_t) relid * 2654435761u);
+	uint32		h = 2166136261u ^ ((uint32) relid * 2654435761u);
 
-	return &table[(h ^ (h >> 8)) % NAME_CACHE_SIZE];
+	for (const char *c = name; *c; c++)
+		h = (h ^ (unsigned char) *c) * 16777619u;
+	return &table[h % NAME_CACHE_SIZE];
 }
 
 /*
@@ -124,7 +123,7 @@ mdm_relid(const char *name, LOCKMODE mode)
 	Oid			relid;
 
 	name_callbacks_register();
-	if (e->ptr == name && e->generation == relname_generation &&
+	if (e->generation == relname_generation &&
 		e->userid == GetUserId() && strcmp(e->name, name) == 0)
 	{
 		generation = relname_generation;
@@ -139,7 +138,6 @@ mdm_relid(const char *name, LOCKMODE mode)
 	relid = RangeVarGetRelid(makeRangeVar("mdm", (char *) name, -1), mode, false);
 	if (strlen(name) < NAMEDATALEN)
 	{
-		e->ptr = name;
 		strlcpy(e->name, name, NAMEDATALEN);
 		e->relid = relid;
 		e->userid = GetUserId();
@@ -156,13 +154,12 @@ mdm_attnum(Oid relid, const char *name)
 	uint64		generation;
 
 	name_callbacks_register();
-	if (e->ptr == name && e->relid == relid && e->generation == attname_generation &&
+	if (e->relid == relid && e->generation == attname_generation &&
 		strcmp(e->name, name) == 0)
 		return e->attnum;
 	generation = attname_generation;
 	if (strlen(name) < NAMEDATALEN)
 	{
-		e->ptr = name;
 		strlcpy(e->name, name, NAMEDATALEN);
 		e->relid = relid;
 		e->attnum = get_attnum(relid, name);
@@ -170,6 +167,113 @@ mdm_attnum(Oid relid, const char *name)
 		return e->attnum;
 	}
 	return get_attnum(relid, name);
+}
+
+/*
+ * One relcache callback for the caches of the C paths (this file's
+ * equality functions, row_update.c's rules): a backend has only ten, and
+ * Citus takes several.
+ */
+#define MAX_RELCACHE_USERS 4
+static RelcacheCallbackFunction relcache_users[MAX_RELCACHE_USERS];
+static int	nrelcache_users = 0;
+static bool relcache_registered = false;
+
+/* The equality functions of the columns of the indexes scanned by key. */
+typedef struct IndexEq
+{
+	Oid			indexrelid;
+	int			nkeys;			/* known for the first nkeys columns */
+	RegProcedure eqproc[INDEX_MAX_KEYS];
+} IndexEq;
+
+#define MAX_INDEX_EQ 32
+static IndexEq index_eq[MAX_INDEX_EQ];
+static int	next_index_eq = 0;
+
+static void
+relcache_changed(Datum arg, Oid relid)
+{
+	for (int i = 0; i < MAX_INDEX_EQ; i++)
+		if (relid == InvalidOid || index_eq[i].indexrelid == relid)
+			index_eq[i].indexrelid = InvalidOid;
+	for (int i = 0; i < nrelcache_users; i++)
+		relcache_users[i] (arg, relid);
+}
+
+static void
+relcache_register(void)
+{
+	if (!relcache_registered)
+	{
+		CacheRegisterRelcacheCallback(relcache_changed, (Datum) 0);
+		relcache_registered = true;
+	}
+}
+
+/* Have func called, as a relcache callback is, through this file's one. */
+void
+key_lookup_relcache_callback(RelcacheCallbackFunction func)
+{
+	relcache_register();
+	for (int i = 0; i < nrelcache_users; i++)
+		if (relcache_users[i] == func)
+			return;
+	if (nrelcache_users == MAX_RELCACHE_USERS)
+		elog(ERROR, "out of mdm_user relcache callback slots");
+	relcache_users[nrelcache_users++] = func;
+}
+
+/*
+ * Open mdm.<table> (the device's local shard on a Citus worker) with
+ * lockmode and, if index is not NULL, its index mdm.<index> (returned in
+ * *idx, locked AccessShareLock), as a statement finds them (mdm_relid()).
+ */
+Relation
+key_lookup_open(const char *table, const char *index, LOCKMODE lockmode, Relation *idx)
+{
+	Relation	rel = table_open(mdm_relid(shard_local_name(table, NULL), lockmode), NoLock);
+
+	if (index != NULL)
+		*idx = index_open(mdm_relid(shard_local_name(table, index), AccessShareLock), NoLock);
+	return rel;
+}
+
+/*
+ * The equality function of column i (from 0) of an index, for a scan
+ * key; an internal error if there is none.  Kept per index until its
+ * relcache entry is invalidated.
+ */
+RegProcedure
+key_lookup_eqproc(Relation idx, int i)
+{
+	IndexEq    *n = NULL;
+	Oid			eqop;
+
+	relcache_register();
+	for (int k = 0; k < MAX_INDEX_EQ; k++)
+		if (index_eq[k].indexrelid == RelationGetRelid(idx))
+		{
+			n = &index_eq[k];
+			break;
+		}
+	if (n != NULL && i < n->nkeys)
+		return n->eqproc[i];
+	eqop = get_opfamily_member(idx->rd_opfamily[i], idx->rd_opcintype[i],
+							   idx->rd_opcintype[i], BTEqualStrategyNumber);
+	if (!OidIsValid(eqop))
+		elog(ERROR, "no equality operator for column %d of index \"%s\"", i + 1,
+			 RelationGetRelationName(idx));
+	if (n == NULL && i == 0)
+	{
+		n = &index_eq[next_index_eq];
+		next_index_eq = (next_index_eq + 1) % MAX_INDEX_EQ;
+		n->indexrelid = RelationGetRelid(idx);
+		n->nkeys = 0;
+	}
+	if (n != NULL && i == n->nkeys)
+		n->eqproc[n->nkeys++] = get_opcode(eqop);
+	return get_opcode(eqop);
 }
 
 /* A column's number in a table; an internal error if it is missing. */
@@ -193,7 +297,8 @@ column(Oid relid, const char *name)
  */
 static bool
 lock_row(Relation rel, Relation idx, Snapshot snapshot, TupleTableSlot *slot,
-		 LockTupleMode mode, int nkeys, const ScanKeyData *skey)
+		 LockTupleMode mode, int nkeys, const ScanKeyData *skey,
+		 bool (*filter) (TupleTableSlot *slot, Oid relid, void *arg), void *filter_arg)
 {
 	TM_FailureData tmfd;
 	TM_Result	result;
@@ -243,6 +348,9 @@ lock_row(Relation rel, Relation idx, Snapshot snapshot, TupleTableSlot *slot,
 												skey[i].sk_argument)))
 				return false;
 		}
+		/* and the rest of the statement's condition */
+		if (filter != NULL && !filter(slot, RelationGetRelid(rel), filter_arg))
+			return false;
 	}
 	return true;
 }
@@ -267,6 +375,7 @@ key_lookup_end(Snapshot snapshot)
 static bool
 fetch(Snapshot snapshot, const char *table, const char *index, int nkeys, const Datum *keys,
 	  const LockTupleMode *mode,
+	  bool (*filter) (TupleTableSlot *slot, Oid relid, void *arg), void *filter_arg,
 	  void (*read) (TupleTableSlot *slot, Oid relid, void *arg), void *arg)
 {
 	Oid			relid;
@@ -280,16 +389,8 @@ fetch(Snapshot snapshot, const char *table, const char *index, int nkeys, const 
 	bool		found;
 
 	Assert(nkeys > 0 && nkeys <= INDEX_MAX_KEYS);
-	/*
-	 * Names resolved as a statement resolves them: after the lock, with
-	 * the invalidations it brought (a REINDEX CONCURRENTLY that swapped
-	 * the index's name meanwhile, say).  The table's lock keeps the index
-	 * found maintained until the transaction ends.
-	 */
-	rel = table_open(mdm_relid(shard_local_name(table, NULL), mode ? RowShareLock : AccessShareLock),
-					 NoLock);
+	rel = key_lookup_open(table, index, mode ? RowShareLock : AccessShareLock, &idx);
 	relid = RelationGetRelid(rel);
-	idx = index_open(mdm_relid(shard_local_name(table, index), AccessShareLock), NoLock);
 	/* an index not (or no longer) usable: read the table as a statement would */
 	usable = idx->rd_index->indisvalid && idx->rd_index->indisready && idx->rd_index->indislive;
 	if (idx->rd_index->indrelid != relid || !idx->rd_index->indisunique ||
@@ -298,18 +399,9 @@ fetch(Snapshot snapshot, const char *table, const char *index, int nkeys, const 
 			 index, nkeys, table);
 
 	for (int i = 0; i < nkeys; i++)
-	{
-		Oid			opfamily = idx->rd_opfamily[i];
-		Oid			opcintype = idx->rd_opcintype[i];
-		Oid			eqop = get_opfamily_member(opfamily, opcintype, opcintype,
-											   BTEqualStrategyNumber);
-
-		if (!OidIsValid(eqop))
-			elog(ERROR, "no equality operator for column %d of index \"mdm.%s\"", i + 1, index);
 		ScanKeyEntryInitialize(&skey[i], 0, usable ? i + 1 : idx->rd_index->indkey.values[i],
 							   BTEqualStrategyNumber, InvalidOid,
-							   idx->rd_indcollation[i], get_opcode(eqop), keys[i]);
-	}
+							   idx->rd_indcollation[i], key_lookup_eqproc(idx, i), keys[i]);
 
 	slot = table_slot_create(rel, NULL);
 	if (usable)
@@ -323,8 +415,14 @@ fetch(Snapshot snapshot, const char *table, const char *index, int nkeys, const 
 		heapscan = table_beginscan(rel, snapshot, nkeys, skey);
 		found = table_scan_getnextslot(heapscan, ForwardScanDirection, slot);
 	}
+	/* a row the rest of the condition rejects is not locked */
+	if (found && filter != NULL)
+	{
+		slot_getallattrs(slot);
+		found = filter(slot, relid, filter_arg);
+	}
 	if (found && mode != NULL)
-		found = lock_row(rel, idx, snapshot, slot, *mode, nkeys, skey);
+		found = lock_row(rel, idx, snapshot, slot, *mode, nkeys, skey, filter, filter_arg);
 	if (found)
 	{
 		slot_getallattrs(slot);
@@ -352,7 +450,7 @@ key_lookup(Snapshot snapshot, const char *table, const char *index, int nkeys,
 		   const Datum *keys,
 		   void (*read) (TupleTableSlot *slot, Oid relid, void *arg), void *arg)
 {
-	return fetch(snapshot, table, index, nkeys, keys, NULL, read, arg);
+	return fetch(snapshot, table, index, nkeys, keys, NULL, NULL, NULL, read, arg);
 }
 
 /* The same, the row locked as SELECT ... FOR <mode> locks it (lock_row()). */
@@ -361,7 +459,23 @@ key_lookup_locked(Snapshot snapshot, const char *table, const char *index, int n
 				  const Datum *keys, LockTupleMode mode,
 				  void (*read) (TupleTableSlot *slot, Oid relid, void *arg), void *arg)
 {
-	return fetch(snapshot, table, index, nkeys, keys, &mode, read, arg);
+	return fetch(snapshot, table, index, nkeys, keys, &mode, NULL, NULL, read, arg);
+}
+
+/*
+ * The same, for a row that filter(slot, relid, filter_arg) accepts: as the
+ * statement's snapshot sees it (a row it rejects is not locked), and in its
+ * latest version if that is another (a row it then rejects stays locked,
+ * as after the executor's recheck).
+ */
+bool
+key_lookup_locked_if(Snapshot snapshot, const char *table, const char *index, int nkeys,
+					 const Datum *keys, LockTupleMode mode,
+					 bool (*filter) (TupleTableSlot *slot, Oid relid, void *arg),
+					 void *filter_arg,
+					 void (*read) (TupleTableSlot *slot, Oid relid, void *arg), void *arg)
+{
+	return fetch(snapshot, table, index, nkeys, keys, &mode, filter, filter_arg, read, arg);
 }
 
 /* The value of a column of the slot's row; *isnull set. */

@@ -48,6 +48,7 @@ extern int	mdm_event_retry_max;
 
 /* raw_message.c: a message as received, packed as mdm.raw_message keeps it */
 extern Datum raw_message_pack(bytea *raw);
+extern bytea *raw_message_unpack(Datum packed);
 
 /* error_context.c: mdm.error_context trims the helper chain from errors */
 #define MDM_ERROR_CONTEXT_API 0

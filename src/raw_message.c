@@ -474,6 +474,13 @@ raw_message_pack(bytea *raw)
 	return PointerGetDatum(raw_pack(VARDATA_ANY(r), VARSIZE_ANY_EXHDR(r)));
 }
 
+/* For readers of a column in C (connect_path.c): the bytes, a fresh copy. */
+bytea *
+raw_message_unpack(Datum packed)
+{
+	return raw_unpack((struct varlena *) DatumGetPointer(packed));
+}
+
 /* mdm.raw_message_pack(bytea): the assignment cast bytea -> mdm.raw_message */
 PG_FUNCTION_INFO_V1(mdm_raw_message_pack);
 Datum

@@ -22,6 +22,9 @@
  * statement trigger the caller knows cannot concern its row, and does
  * INSERT ... ON CONFLICT DO UPDATE ... WHERE false on one arbiter index:
  * the queue item and push job of a one-target enqueue (enqueue_path.c).
+ * row_insert_new() inserts a row as INSERT ... ON CONFLICT does when no
+ * row conflicts on any unique index, defaults evaluated: a command
+ * report's result row (connect_path.c).
  */
 #include "postgres.h"
 
@@ -37,6 +40,8 @@
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
 #include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
+#include "rewrite/rewriteHandler.h"
 #include "storage/lmgr.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -242,8 +247,8 @@ RowInsertResult
 row_insert_checked(const char *table, int ncols, const char *const *cols, const Datum *values,
 				   const bool *nulls, Snapshot snapshot, const RowInsertRules *rules)
 {
-	Relation	rel = table_openrv(makeRangeVar("mdm", shard_local_name(table, NULL), -1),
-								   RowExclusiveLock);
+	Relation	rel = table_open(mdm_relid(shard_local_name(table, NULL), RowExclusiveLock),
+									 NoLock);
 	Oid			relid = RelationGetRelid(rel);
 	TupleDesc	desc = RelationGetDescr(rel);
 	TupleTableSlot *slot;
@@ -267,7 +272,7 @@ row_insert_checked(const char *table, int ncols, const char *const *cols, const 
 	}
 	for (int i = 0; i < ncols; i++)
 	{
-		AttrNumber	attnum = get_attnum(relid, cols[i]);
+		AttrNumber	attnum = mdm_attnum(relid, cols[i]);
 
 		if (attnum <= 0)
 			elog(ERROR, "column \"%s\" of relation \"mdm.%s\" does not exist", cols[i], table);
@@ -367,5 +372,123 @@ row_insert_checked(const char *table, int ncols, const char *const *cols, const 
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(rel, NoLock);
 	list_free(arbiters);
+	return result;
+}
+
+/*
+ * INSERT INTO mdm.<table> (cols) VALUES (values) ON CONFLICT DO ..., for a
+ * row that conflicts with none: inserted as the executor inserts it then
+ * (a speculative insertion: the unique indexes checked first, waiting for
+ * a transaction that is inserting the same key, the row written with a
+ * speculative token, indexed, and confirmed or, should a conflicting row
+ * have come meanwhile, taken back), in the current command under the
+ * caller's snapshot (key_lookup_begin()).  The columns left out get their
+ * defaults; the CHECK constraints are evaluated (row_checks_hold()).
+ * Returns ROW_INSERT_DONE; ROW_INSERT_CONFLICT when a row has the key
+ * (nothing written: the caller's statement does what ON CONFLICT says);
+ * ROW_INSERT_STATEMENT when the table or row is one this does not insert
+ * (a trigger, row security, a partition, a column of a domain, identity or
+ * generated, a NULL for a NOT NULL column, a CHECK that fails).
+ */
+RowInsertResult
+row_insert_new(const char *table, int ncols, const char *const *cols, const Datum *values,
+			   const bool *nulls)
+{
+	Oid			relid = mdm_relid(shard_local_name(table, NULL), RowExclusiveLock);
+	Relation	rel;
+	TupleDesc	desc;
+	TupleTableSlot *slot;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	ExprContext *econtext;
+	bool	   *given;
+	RowInsertResult result = ROW_INSERT_STATEMENT;
+	ItemPointerData conflict;
+	bool		spec_conflict = false;
+	uint32		token;
+
+	rel = table_open(relid, NoLock);
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->trigdesc != NULL ||
+		rel->rd_rel->relrowsecurity || rel->rd_rel->relispartition)
+	{
+		table_close(rel, NoLock);
+		return ROW_INSERT_STATEMENT;
+	}
+	desc = RelationGetDescr(rel);
+	slot = table_slot_create(rel, NULL);
+	ExecClearTuple(slot);
+	given = palloc0(sizeof(bool) * desc->natts);
+	for (int i = 0; i < ncols; i++)
+	{
+		AttrNumber	attnum = mdm_attnum(relid, cols[i]);
+
+		if (attnum <= 0)
+			elog(ERROR, "column \"%s\" of relation \"mdm.%s\" does not exist", cols[i], table);
+		slot->tts_values[attnum - 1] = nulls[i] ? (Datum) 0 : values[i];
+		slot->tts_isnull[attnum - 1] = nulls[i];
+		given[attnum - 1] = true;
+	}
+	estate = CreateExecutorState();
+	econtext = GetPerTupleExprContext(estate);
+	for (int a = 0; a < desc->natts; a++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, a);
+
+		if (att->attisdropped)
+		{
+			slot->tts_values[a] = (Datum) 0;
+			slot->tts_isnull[a] = true;
+			continue;
+		}
+		if (att->attidentity || att->attgenerated ||
+			get_typtype(att->atttypid) == TYPTYPE_DOMAIN)
+			goto done;
+		if (!given[a])
+		{
+			/* the column's default, as the statement evaluates it */
+			Node	   *def = att->atthasdef ? build_column_default(rel, a + 1) : NULL;
+
+			slot->tts_values[a] = (Datum) 0;
+			slot->tts_isnull[a] = true;
+			if (def != NULL)
+				slot->tts_values[a] =
+					ExecEvalExpr(ExecInitExpr(expression_planner((Expr *) def), NULL),
+								 econtext, &slot->tts_isnull[a]);
+		}
+		if (slot->tts_isnull[a] && att->attnotnull)
+			goto done;			/* the statement raises the NOT NULL violation */
+	}
+	ExecStoreVirtualTuple(slot);
+	if (!row_checks_hold(rel, slot))
+		goto done;				/* the statement raises the CHECK violation */
+
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	ExecOpenIndices(rri, true);
+	for (int i = 0; i < rri->ri_NumIndices; i++)
+		if (!rri->ri_IndexRelationDescs[i]->rd_index->indimmediate)
+		{
+			/* a deferrable unique index: the statement says what it does */
+			ExecCloseIndices(rri);
+			goto done;
+		}
+	/* every unique index an arbiter: a row with any of their keys conflicts */
+	if (!ExecCheckIndexConstraints(rri, slot, estate, &conflict, NIL))
+		result = ROW_INSERT_CONFLICT;
+	else
+	{
+		token = SpeculativeInsertionLockAcquire(GetCurrentTransactionId());
+		table_tuple_insert_speculative(rel, slot, GetCurrentCommandId(true), 0, NULL, token);
+		if (rri->ri_NumIndices > 0)
+			list_free(ExecInsertIndexTuples(rri, slot, estate, false, true, &spec_conflict, NIL));
+		table_tuple_complete_speculative(rel, slot, token, !spec_conflict);
+		SpeculativeInsertionLockRelease(GetCurrentTransactionId());
+		result = spec_conflict ? ROW_INSERT_CONFLICT : ROW_INSERT_DONE;
+	}
+	ExecCloseIndices(rri);
+done:
+	FreeExecutorState(estate);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, NoLock);
 	return result;
 }

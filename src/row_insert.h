@@ -32,4 +32,7 @@ extern RowInsertResult row_insert_checked(const char *table, int ncols,
 										  const bool *nulls, Snapshot snapshot,
 										  const RowInsertRules *rules);
 
+extern RowInsertResult row_insert_new(const char *table, int ncols, const char *const *cols,
+									  const Datum *values, const bool *nulls);
+
 #endif							/* ROW_INSERT_H */

@@ -63,7 +63,9 @@
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
 #include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
+#include "rewrite/rewriteManip.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -82,12 +84,17 @@ typedef struct UpdateRules
 	MemoryContext cxt;
 	bool		statement_only; /* every UPDATE takes the statement */
 	Bitmapset  *trigger_cols;	/* setting one of these fires a row trigger */
+	int			nwhen;			/* row triggers with a WHEN condition: */
+	List	  **when_quals;		/* the condition, planned (OLD inner, NEW outer) */
+	Bitmapset **when_cols;		/* its columns ("UPDATE OF"), NULL for any */
 	Bitmapset  *domain_cols;	/* columns of a domain type */
 	Bitmapset  *key_cols;		/* setting one of these locks FOR UPDATE */
 	int			ncheck;
 	Expr	  **checks;			/* planned CHECK expressions */
 	Bitmapset **check_cols;		/* the columns each reads */
 	bool	   *check_valid;	/* validated (every row satisfies it) */
+	ExprState **check_states;	/* made when first evaluated, kept in cxt */
+	ExprState **when_states;
 } UpdateRules;
 
 #define MAX_RULES 8
@@ -140,6 +147,34 @@ add_constraint_columns(Oid conoid, Oid relid, Bitmapset **cols, bool *statement_
 	ReleaseSysCache(tup);
 }
 
+/* Does the expression read a system column or a whole row? */
+static bool
+reads_system_column(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Var) && ((Var *) node)->varattno <= 0)
+		return true;
+	return expression_tree_walker(node, reads_system_column, context);
+}
+
+/*
+ * A trigger's WHEN condition as TriggerEnabled() prepares it (OLD the inner
+ * tuple, NEW the outer one), planned; NULL if it reads a system column or a
+ * whole row (then the trigger counts as one without a condition).
+ */
+static List *
+when_qual(const char *tgqual)
+{
+	Node	   *qual = stringToNode(tgqual);
+
+	ChangeVarNodes(qual, PRS2_OLD_VARNO, INNER_VAR, 0);
+	ChangeVarNodes(qual, PRS2_NEW_VARNO, OUTER_VAR, 0);
+	if (reads_system_column(qual, NULL))
+		return NULL;
+	return (List *) expression_planner((Expr *) make_ands_implicit((Expr *) qual));
+}
+
 static void
 rules_build(UpdateRules *u, Relation rel)
 {
@@ -162,9 +197,13 @@ rules_build(UpdateRules *u, Relation rel)
 		(desc->constr != NULL && desc->constr->has_generated_stored);
 	u->trigger_cols = NULL;
 	u->domain_cols = NULL;
+	u->nwhen = 0;
+	u->when_quals = palloc(sizeof(List *));
+	u->when_cols = palloc(sizeof(Bitmapset *));
 	for (int i = 0; trig != NULL && i < trig->numtriggers; i++)
 	{
 		Trigger    *t = &trig->triggers[i];
+		List	   *qual;
 
 		if (!TRIGGER_FOR_UPDATE(t->tgtype))
 			continue;
@@ -173,6 +212,20 @@ rules_build(UpdateRules *u, Relation rel)
 		else if (t->tgisinternal && OidIsValid(t->tgconstraint) &&
 				 RI_FKey_trigger_type(t->tgfoid) != RI_TRIGGER_NONE)
 			add_constraint_columns(t->tgconstraint, relid, &u->trigger_cols, &u->statement_only);
+		else if (!t->tgisinternal && t->tgqual != NULL && t->tgoldtable == NULL &&
+				 t->tgnewtable == NULL && (qual = when_qual(t->tgqual)) != NULL)
+		{
+			/* fires only for rows its WHEN holds for: evaluated at each update */
+			Bitmapset  *cols = NULL;
+
+			for (int j = 0; j < t->tgnattr; j++)
+				cols = bms_add_member(cols, t->tgattr[j]);
+			u->when_quals = repalloc(u->when_quals, sizeof(List *) * (u->nwhen + 1));
+			u->when_cols = repalloc(u->when_cols, sizeof(Bitmapset *) * (u->nwhen + 1));
+			u->when_quals[u->nwhen] = qual;
+			u->when_cols[u->nwhen] = cols;
+			u->nwhen++;
+		}
 		else if (t->tgnattr > 0)
 			for (int j = 0; j < t->tgnattr; j++)
 				u->trigger_cols = bms_add_member(u->trigger_cols, t->tgattr[j]);
@@ -207,6 +260,8 @@ rules_build(UpdateRules *u, Relation rel)
 	u->checks = palloc0(sizeof(Expr *) * Max(u->ncheck, 1));
 	u->check_cols = palloc0(sizeof(Bitmapset *) * Max(u->ncheck, 1));
 	u->check_valid = palloc0(sizeof(bool) * Max(u->ncheck, 1));
+	u->check_states = palloc0(sizeof(ExprState *) * Max(u->ncheck, 1));
+	u->when_states = palloc0(sizeof(ExprState *) * Max(u->nwhen, 1));
 	for (int i = 0; i < u->ncheck; i++)
 	{
 		ConstrCheck *c = &desc->constr->check[i];
@@ -238,7 +293,7 @@ rules_for(Relation rel)
 
 	if (!callback_registered)
 	{
-		CacheRegisterRelcacheCallback(rules_invalidate, (Datum) 0);
+		key_lookup_relcache_callback(rules_invalidate);
 		callback_registered = true;
 	}
 	for (int i = 0; i < MAX_RULES; i++)
@@ -275,6 +330,7 @@ typedef struct UpdateState
 	RowUpdateNew compute;
 	void	   *arg;
 	RowUpdateResult result;
+	bool		all_checks;		/* a new row: every CHECK is evaluated */
 } UpdateState;
 
 /* Do the CHECK constraints that may not hold for the new row hold? */
@@ -289,14 +345,22 @@ checks_hold(UpdateState *s, TupleTableSlot *slot)
 	{
 		ExprState  *state;
 
-		if (u->check_valid[i] && !bms_overlap(u->check_cols[i], s->set_cols))
+		if (!s->all_checks && u->check_valid[i] && !bms_overlap(u->check_cols[i], s->set_cols))
 			continue;
 		if (econtext == NULL)
 		{
 			econtext = CreateStandaloneExprContext();
 			econtext->ecxt_scantuple = slot;
 		}
-		state = ExecInitExpr(u->checks[i], NULL);
+		if (u->check_states[i] == NULL)
+		{
+			/* made once, as the expression is (CHECK allows no subquery) */
+			MemoryContext old = MemoryContextSwitchTo(u->cxt);
+
+			u->check_states[i] = ExecInitExpr(u->checks[i], NULL);
+			MemoryContextSwitchTo(old);
+		}
+		state = u->check_states[i];
 		/* NULL passes, as a CHECK constraint's result does */
 		ok = ExecCheck(state, econtext);
 	}
@@ -305,26 +369,56 @@ checks_hold(UpdateState *s, TupleTableSlot *slot)
 	return ok;
 }
 
+/* Does no row trigger's WHEN hold for this update (old row, new row)? */
+static bool
+triggers_quiet(UpdateState *s, TupleTableSlot *old, TupleTableSlot *new)
+{
+	UpdateRules *u = s->rules;
+	ExprContext *econtext = NULL;
+	bool		quiet = true;
+
+	for (int i = 0; i < u->nwhen && quiet; i++)
+	{
+		if (u->when_cols[i] != NULL && !bms_overlap(u->when_cols[i], s->set_cols))
+			continue;
+		if (econtext == NULL)
+		{
+			econtext = CreateStandaloneExprContext();
+			econtext->ecxt_innertuple = old;
+			econtext->ecxt_outertuple = new;
+		}
+		if (u->when_states[i] == NULL)
+		{
+			/* made once, as the expression is (WHEN allows no subquery) */
+			MemoryContext old = MemoryContextSwitchTo(u->cxt);
+
+			u->when_states[i] = ExecInitQual(u->when_quals[i], NULL);
+			MemoryContextSwitchTo(old);
+		}
+		quiet = !ExecQual(u->when_states[i], econtext);
+	}
+	if (econtext != NULL)
+		FreeExprContext(econtext, true);
+	return quiet;
+}
+
 /*
- * Do all the CHECK constraints of rel hold for the row in slot (a new row:
- * row_insert.c)?  From the expressions planned once per backend, as
- * checks_hold() evaluates them; NULL passes.
+ * Does a new row of rel (slot, every column set) satisfy every CHECK
+ * constraint of its table?  Evaluated from the expressions planned once
+ * per backend; for an INSERT done without a statement (row_insert.c),
+ * which runs its statement instead if not (the statement raises the
+ * error).
  */
 bool
 row_checks_hold(Relation rel, TupleTableSlot *slot)
 {
-	UpdateRules *u = rules_for(rel);
-	ExprContext *econtext;
-	bool		ok = true;
+	UpdateState s;
 
-	if (u->ncheck == 0)
-		return true;
-	econtext = CreateStandaloneExprContext();
-	econtext->ecxt_scantuple = slot;
-	for (int i = 0; i < u->ncheck && ok; i++)
-		ok = ExecCheck(ExecInitExpr(u->checks[i], NULL), econtext);
-	FreeExprContext(econtext, true);
-	return ok;
+	memset(&s, 0, sizeof(s));
+	s.rel = rel;
+	s.rules = rules_for(rel);
+	s.all_checks = true;
+	return checks_hold(&s, slot);
 }
 
 /* key_lookup_locked()'s callback: the row is locked, its latest version in old */
@@ -362,9 +456,9 @@ update_locked(TupleTableSlot *old, Oid relid, void *arg)
 		slot->tts_isnull[attnum - 1] = nulls[i];
 	}
 	ExecStoreVirtualTuple(slot);
-	if (!checks_hold(s, slot))
+	if (!checks_hold(s, slot) || !triggers_quiet(s, old, slot))
 	{
-		/* the statement raises the CHECK violation; nothing is written */
+		/* the statement raises the CHECK violation or fires the trigger */
 		ExecDropSingleTupleTableSlot(slot);
 		return;
 	}
@@ -407,48 +501,124 @@ update_locked(TupleTableSlot *old, Oid relid, void *arg)
  * top of the file): then nothing was written, though the row may be
  * locked, which the statement does anyway.
  */
+/*
+ * Can the columns cols[] of rel be set here (else the statement runs)?
+ * Fills the update's state.
+ */
+static bool
+update_prepare(UpdateState *s, Relation rel, int ncols, const char *const *cols)
+{
+	AttrNumber *attnums = palloc(sizeof(AttrNumber) * ncols);
+
+	memset(s, 0, sizeof(*s));
+	s->rel = rel;
+	s->rules = rules_for(rel);
+	if (s->rules->statement_only)
+		return false;
+	for (int i = 0; i < ncols; i++)
+	{
+		attnums[i] = mdm_attnum(RelationGetRelid(rel), cols[i]);
+		if (attnums[i] <= 0)
+			elog(ERROR, "column \"%s\" of relation \"%s\" does not exist", cols[i],
+				 RelationGetRelationName(rel));
+		s->set_cols = bms_add_member(s->set_cols, attnums[i]);
+	}
+	if (bms_overlap(s->set_cols, s->rules->trigger_cols) ||
+		bms_overlap(s->set_cols, s->rules->domain_cols) ||
+		bms_overlap(s->set_cols, s->rules->key_cols))
+		return false;
+	s->ncols = ncols;
+	s->attnums = attnums;
+	s->result = ROW_UPDATE_STATEMENT;
+	return true;
+}
+
+/*
+ * UPDATE mdm.<table> SET cols[i] = ... WHERE <unique index mdm.<index>> =
+ * keys, the new values computed by compute(old row, relid, values, nulls,
+ * arg) while the row is locked (it may be called and its values not
+ * written, see below; it returns false to leave the update to the
+ * statement).
+ * Returns ROW_UPDATE_DONE, ROW_UPDATE_NOT_FOUND (no such row: nothing
+ * done), or ROW_UPDATE_STATEMENT when the caller must run its statement
+ * instead (the table or the new row is one this does not update; see the
+ * top of the file): then nothing was written, though the row may be
+ * locked, which the statement does anyway.
+ */
 RowUpdateResult
 row_update(const char *table, const char *index, int nkeys, const Datum *keys,
 		   int ncols, const char *const *cols, RowUpdateNew compute, void *arg)
 {
+	return row_update_if(table, index, nkeys, keys, NULL, ncols, cols, compute, arg);
+}
+
+/*
+ * The same, with the rest of the statement's WHERE clause: filter(row,
+ * relid, arg) on the row as the statement's snapshot sees it (a row it
+ * rejects is not locked) and, should the row have changed meanwhile, on
+ * its latest version once locked (the executor's recheck; a row that no
+ * longer passes stays locked, as it does there).  Either way the result
+ * is ROW_UPDATE_NOT_FOUND.
+ */
+RowUpdateResult
+row_update_if(const char *table, const char *index, int nkeys, const Datum *keys,
+			  bool (*filter) (TupleTableSlot *slot, Oid relid, void *arg),
+			  int ncols, const char *const *cols, RowUpdateNew compute, void *arg)
+{
 	UpdateState s;
-	AttrNumber *attnums = palloc(sizeof(AttrNumber) * ncols);
+	Relation	rel;
 	bool		found;
 
-	memset(&s, 0, sizeof(s));
 	/* the UPDATE's table lock, taken first, as the statement takes it */
-	s.rel = table_open(mdm_relid(shard_local_name(table, NULL), RowExclusiveLock), NoLock);
-	s.rules = rules_for(s.rel);
-	if (s.rules->statement_only)
+	rel = key_lookup_open(table, NULL, RowExclusiveLock, NULL);
+	if (!update_prepare(&s, rel, ncols, cols))
 	{
-		table_close(s.rel, NoLock);
+		table_close(rel, NoLock);
 		return ROW_UPDATE_STATEMENT;
 	}
-	for (int i = 0; i < ncols; i++)
-	{
-		attnums[i] = mdm_attnum(RelationGetRelid(s.rel), cols[i]);
-		if (attnums[i] <= 0)
-			elog(ERROR, "column \"%s\" of relation \"mdm.%s\" does not exist", cols[i], table);
-		s.set_cols = bms_add_member(s.set_cols, attnums[i]);
-	}
-	if (bms_overlap(s.set_cols, s.rules->trigger_cols) ||
-		bms_overlap(s.set_cols, s.rules->domain_cols) ||
-		bms_overlap(s.set_cols, s.rules->key_cols))
-	{
-		table_close(s.rel, NoLock);
-		return ROW_UPDATE_STATEMENT;
-	}
-	s.ncols = ncols;
-	s.attnums = attnums;
 	s.compute = compute;
 	s.arg = arg;
-	s.result = ROW_UPDATE_STATEMENT;
 	s.snapshot = key_lookup_begin();
-	found = key_lookup_locked(s.snapshot, table, index, nkeys, keys, LockTupleNoKeyExclusive,
-							  update_locked, &s);
+	found = key_lookup_locked_if(s.snapshot, table, index, nkeys, keys, LockTupleNoKeyExclusive,
+								 filter, arg, update_locked, &s);
 	key_lookup_end(s.snapshot);
-	table_close(s.rel, NoLock);
+	table_close(rel, NoLock);
 	return found ? s.result : ROW_UPDATE_NOT_FOUND;
+}
+
+/*
+ * May cols[] of rel (opened by the caller with RowExclusiveLock) be set by
+ * row_update_row()?  If not, the caller runs its statement.  (A trigger's
+ * WHEN condition is known only for a given row: row_update_row() may
+ * still decline.)
+ */
+bool
+row_update_allowed(Relation rel, int ncols, const char *const *cols)
+{
+	UpdateState s;
+
+	return update_prepare(&s, rel, ncols, cols);
+}
+
+/*
+ * Update a row the caller found and locked as the statement would have
+ * (old: its latest version, every column read, in rel opened with
+ * RowExclusiveLock; snapshot the statement's), as row_update() does.
+ * Returns ROW_UPDATE_DONE, or ROW_UPDATE_STATEMENT (nothing written).
+ */
+RowUpdateResult
+row_update_row(Relation rel, Snapshot snapshot, TupleTableSlot *old, int ncols,
+			   const char *const *cols, RowUpdateNew compute, void *arg)
+{
+	UpdateState s;
+
+	if (!update_prepare(&s, rel, ncols, cols))
+		return ROW_UPDATE_STATEMENT;
+	s.compute = compute;
+	s.arg = arg;
+	s.snapshot = snapshot;
+	update_locked(old, RelationGetRelid(rel), &s);
+	return s.result;
 }
 
 /*
@@ -462,9 +632,9 @@ key_prefix_exists(Snapshot snapshot, const char *table, const char *index, int n
 				  const Datum *keys,
 				  bool (*match) (TupleTableSlot *slot, Oid relid, void *arg), void *arg)
 {
-	Relation	rel = table_open(mdm_relid(shard_local_name(table, NULL), AccessShareLock), NoLock);
+	Relation	idx;
+	Relation	rel = key_lookup_open(table, index, AccessShareLock, &idx);
 	Oid			relid = RelationGetRelid(rel);
-	Relation	idx = index_open(mdm_relid(shard_local_name(table, index), AccessShareLock), NoLock);
 	ScanKeyData skey[INDEX_MAX_KEYS];
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
@@ -481,15 +651,8 @@ key_prefix_exists(Snapshot snapshot, const char *table, const char *index, int n
 		return -1;
 	}
 	for (int i = 0; i < nkeys; i++)
-	{
-		Oid			eqop = get_opfamily_member(idx->rd_opfamily[i], idx->rd_opcintype[i],
-											   idx->rd_opcintype[i], BTEqualStrategyNumber);
-
-		if (!OidIsValid(eqop))
-			elog(ERROR, "no equality operator for column %d of index \"mdm.%s\"", i + 1, index);
 		ScanKeyEntryInitialize(&skey[i], 0, i + 1, BTEqualStrategyNumber, InvalidOid,
-							   idx->rd_indcollation[i], get_opcode(eqop), keys[i]);
-	}
+							   idx->rd_indcollation[i], key_lookup_eqproc(idx, i), keys[i]);
 	slot = table_slot_create(rel, NULL);
 	scan = index_beginscan(rel, idx, snapshot, nkeys, 0);
 	index_rescan(scan, skey, nkeys, NULL, 0);

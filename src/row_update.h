@@ -30,6 +30,16 @@ extern RowUpdateResult row_update(const char *table, const char *index, int nkey
 								  const Datum *keys, int ncols, const char *const *cols,
 								  RowUpdateNew compute, void *arg);
 
+extern RowUpdateResult row_update_if(const char *table, const char *index, int nkeys,
+									 const Datum *keys,
+									 bool (*filter) (TupleTableSlot *slot, Oid relid, void *arg),
+									 int ncols, const char *const *cols,
+									 RowUpdateNew compute, void *arg);
+extern bool row_update_allowed(Relation rel, int ncols, const char *const *cols);
+extern RowUpdateResult row_update_row(Relation rel, Snapshot snapshot, TupleTableSlot *old,
+									  int ncols, const char *const *cols,
+									  RowUpdateNew compute, void *arg);
+
 extern bool row_checks_hold(Relation rel, TupleTableSlot *slot);
 
 extern int	key_prefix_exists(Snapshot snapshot, const char *table, const char *index, int nkeys,
