@@ -52,31 +52,19 @@
 #include "shard_local.h"
 
 /*
- * Insert one row into mdm.<table>: cols[i] = values[i] (NULL if
- * nulls[i]), every other column NULL.  Returns false, having done
- * nothing, when the table is not one this can insert into (see above).
+ * A slot of rel holding cols[i] = values[i] (NULL if nulls[i]) and NULL in
+ * every other column, stored; NULL, having kept nothing, when the row
+ * needs what only the statement applies: a default or NOT NULL for a
+ * column left NULL, an identity or generated column, a domain's checks.
  */
-bool
-row_insert(const char *table, int ncols, const char *const *cols, const Datum *values,
-		   const bool *nulls)
+static TupleTableSlot *
+plain_row_slot(Relation rel, const char *table, int ncols, const char *const *cols,
+			   const Datum *values, const bool *nulls)
 {
-	Oid			relid = mdm_relid(shard_local_name(table, NULL), RowExclusiveLock);
-	Relation	rel;
-	TupleDesc	desc;
-	TupleTableSlot *slot;
-	EState	   *estate;
-	ResultRelInfo *rri;
+	Oid			relid = RelationGetRelid(rel);
+	TupleDesc	desc = RelationGetDescr(rel);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
 
-	rel = table_open(relid, NoLock);
-	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->trigdesc != NULL ||
-		(rel->rd_att->constr != NULL && rel->rd_att->constr->num_check > 0) ||
-		rel->rd_rel->relrowsecurity || rel->rd_rel->relispartition)
-	{
-		table_close(rel, NoLock);
-		return false;
-	}
-	desc = RelationGetDescr(rel);
-	slot = table_slot_create(rel, NULL);
 	ExecClearTuple(slot);
 	for (int a = 0; a < desc->natts; a++)
 	{
@@ -102,13 +90,44 @@ row_insert(const char *table, int ncols, const char *const *cols, const Datum *v
 			att->attidentity || att->attgenerated ||
 			get_typtype(att->atttypid) == TYPTYPE_DOMAIN)
 		{
-			/* the statement applies the default, domain or NOT NULL */
 			ExecDropSingleTupleTableSlot(slot);
-			table_close(rel, NoLock);
-			return false;
+			return NULL;
 		}
 	}
 	ExecStoreVirtualTuple(slot);
+	return slot;
+}
+
+/*
+ * Insert one row into mdm.<table>: cols[i] = values[i] (NULL if
+ * nulls[i]), every other column NULL.  Returns false, having done
+ * nothing, when the table is not one this can insert into (see above).
+ */
+bool
+row_insert(const char *table, int ncols, const char *const *cols, const Datum *values,
+		   const bool *nulls)
+{
+	Oid			relid = mdm_relid(shard_local_name(table, NULL), RowExclusiveLock);
+	Relation	rel;
+	TupleTableSlot *slot;
+	EState	   *estate;
+	ResultRelInfo *rri;
+
+	rel = table_open(relid, NoLock);
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->trigdesc != NULL ||
+		(rel->rd_att->constr != NULL && rel->rd_att->constr->num_check > 0) ||
+		rel->rd_rel->relrowsecurity || rel->rd_rel->relispartition)
+	{
+		table_close(rel, NoLock);
+		return false;
+	}
+	slot = plain_row_slot(rel, table, ncols, cols, values, nulls);
+	if (slot == NULL)
+	{
+		/* the statement applies the default, domain or NOT NULL */
+		table_close(rel, NoLock);
+		return false;
+	}
 
 	/* a new command, as for a statement of a VOLATILE function */
 	CommandCounterIncrement();
@@ -249,8 +268,6 @@ row_insert_checked(const char *table, int ncols, const char *const *cols, const 
 {
 	Relation	rel = table_open(mdm_relid(shard_local_name(table, NULL), RowExclusiveLock),
 									 NoLock);
-	Oid			relid = RelationGetRelid(rel);
-	TupleDesc	desc = RelationGetDescr(rel);
 	TupleTableSlot *slot;
 	EState	   *estate;
 	ResultRelInfo *rri;
@@ -263,38 +280,12 @@ row_insert_checked(const char *table, int ncols, const char *const *cols, const 
 		table_close(rel, NoLock);
 		return ROW_INSERT_STATEMENT;
 	}
-	slot = table_slot_create(rel, NULL);
-	ExecClearTuple(slot);
-	for (int a = 0; a < desc->natts; a++)
+	slot = plain_row_slot(rel, table, ncols, cols, values, nulls);
+	if (slot == NULL)
 	{
-		slot->tts_values[a] = (Datum) 0;
-		slot->tts_isnull[a] = true;
+		table_close(rel, NoLock);
+		return ROW_INSERT_STATEMENT;
 	}
-	for (int i = 0; i < ncols; i++)
-	{
-		AttrNumber	attnum = mdm_attnum(relid, cols[i]);
-
-		if (attnum <= 0)
-			elog(ERROR, "column \"%s\" of relation \"mdm.%s\" does not exist", cols[i], table);
-		slot->tts_values[attnum - 1] = nulls[i] ? (Datum) 0 : values[i];
-		slot->tts_isnull[attnum - 1] = nulls[i];
-	}
-	for (int a = 0; a < desc->natts; a++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, a);
-
-		if (att->attisdropped)
-			continue;
-		if ((slot->tts_isnull[a] && (att->attnotnull || att->atthasdef)) ||
-			att->attidentity || att->attgenerated ||
-			get_typtype(att->atttypid) == TYPTYPE_DOMAIN)
-		{
-			ExecDropSingleTupleTableSlot(slot);
-			table_close(rel, NoLock);
-			return ROW_INSERT_STATEMENT;
-		}
-	}
-	ExecStoreVirtualTuple(slot);
 	if (!row_checks_hold(rel, slot))
 	{
 		ExecDropSingleTupleTableSlot(slot);
